@@ -1,0 +1,99 @@
+-- Mycelium install script, part 00: the mesh (node catalog, membership,
+-- commands on every node, connections, two-phase commit records).
+\echo Use "CREATE EXTENSION mycelium" to load this file. \quit
+
+-- Members of the mesh; identical on every node (changed only with 2PC).
+CREATE TABLE mycelium.node (
+	node_id int PRIMARY KEY,
+	node_name text NOT NULL UNIQUE,
+	host text NOT NULL,
+	port int NOT NULL CHECK (port BETWEEN 1 AND 65535),
+	status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'draining')),
+	UNIQUE (host, port)
+);
+COMMENT ON TABLE mycelium.node IS 'members of the mesh (mesh metadata, identical on every node)';
+
+-- Decisions to commit two-phase transactions this node coordinated: a row
+-- exists exactly when the coordinating transaction committed.
+CREATE TABLE mycelium.commit_record (
+	gid text PRIMARY KEY,
+	participants text[] NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE mycelium.commit_record IS 'commit decisions of two-phase transactions coordinated here';
+
+SELECT pg_catalog.pg_extension_config_dump('mycelium.node', '');
+SELECT pg_catalog.pg_extension_config_dump('mycelium.commit_record', '');
+
+CREATE FUNCTION mycelium.node_status(node_name text, catalog_status text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'mycelium_node_status'
+LANGUAGE C STABLE STRICT;
+
+CREATE VIEW mycelium.nodes AS
+SELECT n.node_id, n.node_name, n.host, n.port,
+       n.node_name = current_setting('mycelium.node_name', true) AS is_local,
+       mycelium.node_status(n.node_name, n.status) AS status
+  FROM mycelium.node n
+ ORDER BY n.node_id;
+COMMENT ON VIEW mycelium.nodes IS 'members of the mesh with their health';
+
+CREATE FUNCTION mycelium.add_node(node_name text, host text, port int DEFAULT 5432)
+RETURNS int
+AS 'MODULE_PATHNAME', 'mycelium_add_node'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.add_node(text, text, int) IS 'add a node to the mesh; returns its node_id';
+
+CREATE FUNCTION mycelium.remove_node(node_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mycelium_remove_node'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.remove_node(text) IS 'remove a node from the mesh';
+
+CREATE FUNCTION mycelium.run_command_on_nodes(command text,
+	OUT node_name text, OUT success bool, OUT result text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'mycelium_run_command_on_nodes'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.run_command_on_nodes(text) IS 'run a command on every node in parallel, each in its own session';
+
+CREATE FUNCTION mycelium.recover_prepared_transactions()
+RETURNS int
+AS 'MODULE_PATHNAME', 'mycelium_recover_prepared_transactions'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.recover_prepared_transactions() IS 'resolve in-doubt two-phase transactions coordinated by this node now';
+
+CREATE FUNCTION mycelium.stat_connections_internal(
+	OUT node text, OUT role text, OUT state text, OUT connections int,
+	OUT opened bigint, OUT reused bigint, OUT failures bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'mycelium_stat_connections'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW mycelium.stat_connections AS
+SELECT * FROM mycelium.stat_connections_internal();
+COMMENT ON VIEW mycelium.stat_connections IS 'this backend''s connections to other nodes, per node and role';
+
+-- Only superusers change the mesh or run commands everywhere; anyone may look.
+REVOKE ALL ON FUNCTION mycelium.add_node(text, text, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mycelium.remove_node(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mycelium.run_command_on_nodes(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mycelium.recover_prepared_transactions() FROM PUBLIC;
+GRANT USAGE ON SCHEMA mycelium TO PUBLIC;
+GRANT SELECT ON mycelium.nodes, mycelium.stat_connections TO PUBLIC;
+
+-- Register this node, if it has a name yet (otherwise the first mesh
+-- function called after mycelium.node_name is set does it).
+DO $$
+BEGIN
+	IF coalesce(current_setting('mycelium.node_name', true), '') = '' THEN
+		RAISE NOTICE 'mycelium.node_name is not set, so this node is not registered in the mesh yet'
+			USING HINT = 'Set mycelium.node_name in postgresql.conf and restart before adding nodes.';
+	ELSE
+		INSERT INTO mycelium.node (node_id, node_name, host, port)
+		VALUES (1, current_setting('mycelium.node_name'),
+		        current_setting('mycelium.node_host'),
+		        current_setting('port')::int);
+	END IF;
+END
+$$;

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.h
+ *	  The mesh: node catalog, membership changes, mesh-wide metadata and
+ *	  commands run on every node.
+ *
+ * IDENTIFICATION
+ *	  src/cluster/cluster.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MYCELIUM_CLUSTER_H
+#define MYCELIUM_CLUSTER_H
+
+#include "nodes/pg_list.h"
+#include "transport/transport.h"
+
+typedef struct MyceliumNode
+{
+	int			node_id;
+	char		node_name[64];
+	char		host[256];
+	int			port;
+	char		status[16];		/* catalog status: active, draining */
+	bool		is_local;
+} MyceliumNode;
+
+/* in cluster/nodes.c */
+extern List *MyceliumLoadNodes(void);
+extern MyceliumNode *MyceliumFindNode(List *nodes, const char *node_name);
+extern MyceliumNode *MyceliumEnsureLocalNode(void);
+extern void MyceliumValidateNodeName(const char *node_name);
+extern Oid	MyceliumCatalogRelid(const char *relname);
+
+/* in cluster/metadata.c */
+extern MyceliumConnection **MyceliumConnectMembers(List *nodes, bool missing_ok);
+extern void MyceliumLockMembers(List *nodes, MyceliumConnection **conns);
+extern List *MyceliumRecheckMembers(List *locked);
+extern void MyceliumCopyMetadataTo(MyceliumConnection *conn);
+extern void MyceliumResetMetadataOf(MyceliumConnection *conn, const char *node_name);
+
+#endif							/* MYCELIUM_CLUSTER_H */

@@ -1,0 +1,722 @@
+/*-------------------------------------------------------------------------
+ *
+ * connection.c
+ *	  Per-backend cache of node-to-node libpq connections.
+ *
+ * Connections are keyed by (node name, role) and live in TopMemoryContext
+ * for the life of the backend, so statements and transactions reuse them.
+ * Opening is asynchronous and parallel: every connection wanted by one call
+ * is started at once and driven with PQconnectPoll from a single
+ * WaitEventSet loop, so a fan-out to N cold nodes costs one connection time,
+ * not N.  A failed attempt is retried with exponential backoff and full
+ * jitter, mycelium.connect_attempts times, each attempt bounded by
+ * mycelium.connect_timeout.  Every wait checks for interrupts, so query
+ * cancel and pg_terminate_backend act at once.
+ *
+ * Connections used by a transaction are ended by txn/twophase.c; at the end
+ * of every transaction MyceliumTransportEndXact closes any connection whose
+ * state is unknown (broken, half-open, still busy), and at backend exit all
+ * are closed, so no half-open remote transaction outlives its backend.
+ *
+ * IDENTIFICATION
+ *	  src/transport/connection.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "common/pg_prng.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "config/config.h"
+#include "shmem/shmem.h"
+#include "transport/transport.h"
+
+/* counters per (node, role), kept even when connections close */
+typedef struct ConnStats
+{
+	char		node_name[64];
+	Oid			roleid;
+	int64		opened;
+	int64		reused;
+	int64		failures;
+} ConnStats;
+
+static List *conn_cache = NIL;	/* MyceliumConnection *, TopMemoryContext */
+static List *conn_stats = NIL;	/* ConnStats *, TopMemoryContext */
+static bool exit_registered = false;
+
+PG_FUNCTION_INFO_V1(mycelium_stat_connections);
+
+/*
+ * get_stats returns the counters of (node, role), creating them.
+ */
+static ConnStats *
+get_stats(const char *node_name, Oid roleid)
+{
+	ListCell   *lc;
+	ConnStats  *st;
+	MemoryContext old;
+
+	foreach(lc, conn_stats)
+	{
+		st = lfirst(lc);
+		if (st->roleid == roleid && strcmp(st->node_name, node_name) == 0)
+			return st;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	st = palloc0(sizeof(ConnStats));
+	strlcpy(st->node_name, node_name, sizeof(st->node_name));
+	st->roleid = roleid;
+	conn_stats = lappend(conn_stats, st);
+	MemoryContextSwitchTo(old);
+	return st;
+}
+
+/*
+ * close_pgconn finishes the libpq connection of a cache entry and gives back
+ * its shared pool slot; the entry itself stays.
+ */
+static void
+close_pgconn(MyceliumConnection *c)
+{
+	if (c->conn)
+	{
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	if (c->counted)
+	{
+		MyceliumPeerReleaseConnection(c->node_name);
+		c->counted = false;
+	}
+}
+
+/*
+ * MyceliumCloseConnection closes a connection and forgets it.
+ */
+void
+MyceliumCloseConnection(MyceliumConnection *conn)
+{
+	close_pgconn(conn);
+	conn_cache = list_delete_ptr(conn_cache, conn);
+	if (conn->connect_error)
+		pfree(conn->connect_error);
+	pfree(conn);
+}
+
+/*
+ * close_all_at_exit closes every connection when the backend exits, so the
+ * peers roll back whatever remote transaction was still open.
+ */
+static void
+close_all_at_exit(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, conn_cache)
+		close_pgconn((MyceliumConnection *) lfirst(lc));
+	conn_cache = NIL;
+}
+
+/*
+ * MyceliumTransportRegisterExit arranges for connections to be closed at
+ * backend exit; idempotent.
+ */
+void
+MyceliumTransportRegisterExit(void)
+{
+	if (!exit_registered)
+	{
+		before_shmem_exit(close_all_at_exit, (Datum) 0);
+		exit_registered = true;
+	}
+}
+
+/*
+ * MyceliumConnectionUsable says whether a connection is open and healthy.
+ */
+bool
+MyceliumConnectionUsable(MyceliumConnection *conn)
+{
+	return conn != NULL && conn->conn != NULL && !conn->broken &&
+		PQstatus(conn->conn) == CONNECTION_OK;
+}
+
+/*
+ * backoff_ms returns the delay before attempt number `attempt` (2, 3, ...):
+ * exponential from 100 ms, capped at 5 s, with full jitter in its upper
+ * half so that many backends retrying one peer do not retry in step.
+ */
+static long
+backoff_ms(int attempt)
+{
+	long		base = 100L << Min(attempt - 2, 6);
+
+	base = Min(base, 5000);
+	return base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (base / 2));
+}
+
+/*
+ * start_attempt begins one asynchronous connection attempt.
+ */
+static void
+start_attempt(MyceliumConnection *c, TimestampTz now)
+{
+	const char *keys[16];
+	const char *vals[16];
+	char		port[16];
+	int			n = 0;
+	char	   *dbname = get_database_name(MyDatabaseId);
+	char	   *user = GetUserNameFromId(c->roleid, false);
+
+	snprintf(port, sizeof(port), "%d", c->port);
+	keys[n] = "host"; vals[n++] = c->host;
+	keys[n] = "port"; vals[n++] = port;
+	keys[n] = "dbname"; vals[n++] = dbname;
+	keys[n] = "user"; vals[n++] = user;
+	keys[n] = "application_name"; vals[n++] = "mycelium";
+	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
+	keys[n] = "sslmode"; vals[n++] = MyceliumSslModeName(mycelium_ssl_mode);
+	keys[n] = "keepalives"; vals[n++] = "1";
+	if (mycelium_ssl_ca_file[0])
+	{
+		keys[n] = "sslrootcert"; vals[n++] = mycelium_ssl_ca_file;
+	}
+	if (mycelium_ssl_cert_file[0])
+	{
+		keys[n] = "sslcert"; vals[n++] = mycelium_ssl_cert_file;
+	}
+	if (mycelium_ssl_key_file[0])
+	{
+		keys[n] = "sslkey"; vals[n++] = mycelium_ssl_key_file;
+	}
+	keys[n] = NULL; vals[n] = NULL;
+
+	c->attempt++;
+	c->conn = PQconnectStartParams(keys, vals, false);
+	if (c->conn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while connecting to node \"%s\"", c->node_name)));
+	c->poll = PQstatus(c->conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+	c->attempt_deadline = TimestampTzPlusMilliseconds(now, mycelium_connect_timeout_ms);
+	c->next_attempt_at = 0;
+}
+
+/*
+ * attempt_failed records a failed attempt and schedules the next one;
+ * returns true when no attempt is left.
+ */
+static bool
+attempt_failed(MyceliumConnection *c, TimestampTz now, const char *why)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	if (c->connect_error)
+		pfree(c->connect_error);
+	if (why)
+		c->connect_error = pstrdup(why);
+	else if (c->conn && PQerrorMessage(c->conn)[0])
+		c->connect_error = pchomp(PQerrorMessage(c->conn));
+	else
+		c->connect_error = pstrdup("connection failed");
+	MemoryContextSwitchTo(old);
+
+	if (c->conn)
+	{
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	get_stats(c->node_name, c->roleid)->failures++;
+	if (c->attempt >= mycelium_connect_attempts)
+		return true;
+	c->next_attempt_at = TimestampTzPlusMilliseconds(now, backoff_ms(c->attempt + 1));
+	return false;
+}
+
+/*
+ * connect_succeeded finishes set-up of a new connection: non-blocking mode,
+ * statistics, and (once per peer) its max_connections for the shared pool.
+ */
+static void
+connect_succeeded(MyceliumConnection *c)
+{
+	PQsetnonblocking(c->conn, 1);
+	c->opened_at = GetCurrentTimestamp();
+	c->poll = PGRES_POLLING_OK;
+	get_stats(c->node_name, c->roleid)->opened++;
+	if (mycelium_max_shared_pool_size == 0 && !MyceliumPeerMaxConnectionsKnown(c->node_name))
+	{
+		PGresult   *res = PQexec(c->conn, "SHOW max_connections");
+
+		/* a tiny query on a just-opened connection; blocking is harmless */
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			MyceliumPeerSetMaxConnections(c->node_name, atoi(PQgetvalue(res, 0, 0)));
+		PQclear(res);
+		PQsetnonblocking(c->conn, 1);
+	}
+}
+
+/*
+ * drive_connects runs the connection state machines of conns[0..n-1] (those
+ * with pending set) until each is connected or out of attempts.
+ */
+static void
+drive_connects(MyceliumConnection **conns, bool *pending, int n)
+{
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		timeout = -1;
+		int			active = 0;
+		int			i;
+		WaitEventSet *set;
+		WaitEvent	events[64];
+		int			nev;
+
+		/* start due attempts, time out late ones, collect what to wait for */
+		for (i = 0; i < n; i++)
+		{
+			MyceliumConnection *c = conns[i];
+			TimestampTz wake;
+
+			if (!pending[i])
+				continue;
+			if (c->conn == NULL && now >= c->next_attempt_at)
+				start_attempt(c, now);
+			if (c->conn && (c->poll == PGRES_POLLING_FAILED || now >= c->attempt_deadline))
+			{
+				char		msg[128];
+
+				snprintf(msg, sizeof(msg), "timeout expired after %d ms", mycelium_connect_timeout_ms);
+				if (attempt_failed(c, now, c->poll == PGRES_POLLING_FAILED ? NULL : msg))
+				{
+					pending[i] = false;
+					continue;
+				}
+			}
+			wake = c->conn ? c->attempt_deadline : c->next_attempt_at;
+			{
+				long		ms = (long) ((wake - now) / 1000) + 1;
+
+				timeout = (timeout < 0) ? ms : Min(timeout, ms);
+			}
+			active++;
+		}
+		if (active == 0)
+			return;
+
+		set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < n; i++)
+		{
+			MyceliumConnection *c = conns[i];
+
+			if (pending[i] && c->conn && PQsocket(c->conn) >= 0)
+				AddWaitEventToSet(set,
+								  c->poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+								  PQsocket(c->conn), NULL, (void *) (intptr_t) i);
+		}
+		nev = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+
+		for (i = 0; i < nev; i++)
+		{
+			MyceliumConnection *c;
+
+			if (events[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+				continue;
+			}
+			c = conns[(intptr_t) events[i].user_data];
+			if (c->conn == NULL)
+				continue;
+			c->poll = PQconnectPoll(c->conn);
+			if (c->poll == PGRES_POLLING_OK)
+			{
+				connect_succeeded(c);
+				pending[(intptr_t) events[i].user_data] = false;
+			}
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * new_entry adds a not-yet-connected cache entry, taking a shared pool slot.
+ * Returns NULL with *error set when the pool or the per-node limit is full.
+ */
+static MyceliumConnection *
+new_entry(const char *node_name, const char *host, int port, Oid roleid,
+		  char **error)
+{
+	MyceliumConnection *c;
+	ListCell   *lc;
+	int			count = 0;
+	int			limit = 0;
+	MemoryContext old;
+
+	foreach(lc, conn_cache)
+	{
+		c = lfirst(lc);
+		if (c->roleid == roleid && strcmp(c->node_name, node_name) == 0)
+			count++;
+	}
+	if (count >= mycelium_max_connections_per_node)
+	{
+		*error = psprintf("this backend already has %d connections to node \"%s\" (mycelium.max_connections_per_node)",
+						  count, node_name);
+		return NULL;
+	}
+	if (!MyceliumPeerAcquireConnection(node_name, mycelium_max_shared_pool_size, &limit))
+	{
+		*error = psprintf("the shared pool of %d connections to node \"%s\" is full (mycelium.max_shared_pool_size)",
+						  limit, node_name);
+		return NULL;
+	}
+	c = MemoryContextAllocZero(TopMemoryContext, sizeof(MyceliumConnection));
+	strlcpy(c->node_name, node_name, sizeof(c->node_name));
+	strlcpy(c->host, host, sizeof(c->host));
+	c->port = port;
+	c->roleid = roleid;
+	c->counted = true;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	conn_cache = lappend(conn_cache, c);
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/*
+ * find_cached returns a cached connection of (node, role) fit for mode: the
+ * one the transaction already holds, or an idle one; NULL if none.
+ * Entries whose address changed or that died while idle are closed.
+ */
+static MyceliumConnection *
+find_cached(const char *node_name, const char *host, int port, Oid roleid,
+			MyceliumConnMode mode)
+{
+	ListCell   *lc;
+	MyceliumConnection *idle = NULL;
+
+	foreach(lc, conn_cache)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->roleid != roleid || strcmp(c->node_name, node_name) != 0)
+			continue;
+		if (mode == MYCELIUM_CONN_XACT && c->in_xact)
+			return c;
+		if (c->in_xact || c->lent || idle != NULL)
+			continue;
+		if (strcmp(c->host, host) != 0 || c->port != port ||
+			!MyceliumConnectionUsable(c) ||
+			PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		{
+			/* stale: moved node or connection lost while idle */
+			MyceliumCloseConnection(c);
+			return find_cached(node_name, host, port, roleid, mode);
+		}
+		idle = c;
+	}
+	return idle;
+}
+
+/*
+ * failed_copy returns a palloc'd stand-in for a connection that could not be
+ * opened, carrying the reason, for callers with missing_ok.
+ */
+static MyceliumConnection *
+failed_copy(const char *node_name, const char *host, int port, const char *error)
+{
+	MyceliumConnection *f = palloc0(sizeof(MyceliumConnection));
+
+	strlcpy(f->node_name, node_name, sizeof(f->node_name));
+	strlcpy(f->host, host, sizeof(f->host));
+	f->port = port;
+	f->connect_error = pstrdup(error);
+	return f;
+}
+
+/*
+ * report_connect_failure raises the error for a connection that could not
+ * be opened.
+ */
+static void
+report_connect_failure(const char *node_name, const char *host, int port,
+					   const char *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not connect to node \"%s\" at %s:%d", node_name, host, port),
+			 errdetail_internal("%s", error),
+			 errhint("Check that the node is running, reachable from this node, and accepts mycelium's connections (pg_hba.conf, TLS settings).")));
+}
+
+/*
+ * MyceliumGetConnections returns in conns[i] a connection to node i, opening
+ * the missing ones in parallel.  With missing_ok, a node that cannot be
+ * reached gets a stand-in for which MyceliumConnectionUsable is false and
+ * connect_error says why; otherwise the first failure is an ERROR (08001).
+ * In MYCELIUM_CONN_XACT mode the connections join the current transaction
+ * and a remote transaction is begun on each (in parallel).
+ */
+void
+MyceliumGetConnections(MyceliumConnection **conns, int n,
+					   const char *const *node_names, const char *const *hosts,
+					   const int *ports, MyceliumConnMode mode, bool missing_ok)
+{
+	Oid			roleid = GetUserId();
+	bool	   *pending = palloc0(sizeof(bool) * n);
+	int			i;
+
+	MyceliumTransportRegisterExit();
+	for (i = 0; i < n; i++)
+	{
+		MyceliumConnection *c = find_cached(node_names[i], hosts[i], ports[i], roleid, mode);
+		char	   *error = NULL;
+
+		if (c)
+		{
+			if (!c->in_xact)
+				get_stats(c->node_name, roleid)->reused++;
+		}
+		else if ((c = new_entry(node_names[i], hosts[i], ports[i], roleid, &error)) != NULL)
+			pending[i] = true;
+		else if (missing_ok)
+			c = failed_copy(node_names[i], hosts[i], ports[i], error);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("could not open another connection to node \"%s\"", node_names[i]),
+					 errdetail_internal("%s", error)));
+		/* claim it now, so a second request for the node gets another */
+		if (c->counted || c->conn)
+		{
+			if (mode == MYCELIUM_CONN_XACT)
+				c->in_xact = true;
+			else
+				c->lent = true;
+			c->uses++;
+		}
+		conns[i] = c;
+	}
+
+	drive_connects(conns, pending, n);
+
+	for (i = 0; i < n; i++)
+	{
+		MyceliumConnection *c = conns[i];
+
+		if (c->conn != NULL || !c->counted)
+			continue;			/* connected, or already a stand-in */
+		if (!missing_ok)
+			report_connect_failure(c->node_name, c->host, c->port, c->connect_error);
+		conns[i] = failed_copy(c->node_name, c->host, c->port, c->connect_error);
+		MyceliumCloseConnection(c);
+	}
+
+	if (mode == MYCELIUM_CONN_XACT)
+		for (i = 0; i < n; i++)
+			if (MyceliumConnectionUsable(conns[i]))
+				MyceliumBeginRemoteXact(conns[i]);
+	pfree(pending);
+}
+
+/*
+ * MyceliumGetConnection is MyceliumGetConnections for one node; errors if
+ * the node cannot be reached.
+ */
+MyceliumConnection *
+MyceliumGetConnection(const char *node_name, const char *host, int port,
+					  MyceliumConnMode mode)
+{
+	MyceliumConnection *conn;
+
+	MyceliumGetConnections(&conn, 1, &node_name, &host, &port, mode, false);
+	return conn;
+}
+
+/*
+ * MyceliumReleaseConnection returns a connection lent for an autocommit
+ * operation; one left mid-transaction or busy is closed instead.
+ */
+void
+MyceliumReleaseConnection(MyceliumConnection *conn)
+{
+	if (!conn->counted && conn->conn == NULL)
+		return;					/* a stand-in for a failed connection */
+	conn->lent = false;
+	if (!MyceliumConnectionUsable(conn) ||
+		PQtransactionStatus(conn->conn) != PQTRANS_IDLE)
+		MyceliumCloseConnection(conn);
+}
+
+/*
+ * MyceliumBeginRemoteXact makes the remote nesting level match the local
+ * one: START TRANSACTION with the local isolation level the first time,
+ * then one SAVEPOINT per local subtransaction level, in one round trip.
+ */
+void
+MyceliumBeginRemoteXact(MyceliumConnection *conn)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	StringInfoData sql;
+
+	if (conn->xact_depth >= level)
+		return;
+	initStringInfo(&sql);
+	if (conn->xact_depth == 0)
+	{
+		appendStringInfo(&sql, "START TRANSACTION ISOLATION LEVEL %s",
+						 XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" :
+						 XactIsoLevel == XACT_REPEATABLE_READ ? "REPEATABLE READ" :
+						 "READ COMMITTED");
+		conn->xact_depth = 1;
+	}
+	while (conn->xact_depth < level)
+	{
+		conn->xact_depth++;
+		appendStringInfo(&sql, "%sSAVEPOINT s%d", sql.len ? ";" : "", conn->xact_depth);
+	}
+	MyceliumExecCommand(conn, sql.data);
+	pfree(sql.data);
+}
+
+/*
+ * MyceliumXactConnections lists the connections the current transaction
+ * holds.
+ */
+List *
+MyceliumXactConnections(void)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, conn_cache)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->in_xact)
+			result = lappend(result, c);
+	}
+	return result;
+}
+
+/*
+ * MyceliumTransportEndXact resets every connection at the end of a
+ * transaction (after txn/twophase.c committed or rolled back remote work)
+ * and closes those whose state is unknown.
+ */
+void
+MyceliumTransportEndXact(void)
+{
+	ListCell   *lc;
+	List	   *doomed = NIL;
+
+	foreach(lc, conn_cache)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		c->in_xact = false;
+		c->lent = false;
+		c->xact_depth = 0;
+		c->wrote = false;
+		c->prepared_gid[0] = '\0';
+		if (!MyceliumConnectionUsable(c) ||
+			PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+			doomed = lappend(doomed, c);
+	}
+	foreach(lc, doomed)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->conn && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE)
+			MyceliumCancelAndDrain(c);
+		MyceliumCloseConnection(c);
+	}
+	list_free(doomed);
+}
+
+/*
+ * MyceliumCloseNodeConnections closes every idle connection to a node (one
+ * that left the mesh or moved).
+ */
+void
+MyceliumCloseNodeConnections(const char *node_name)
+{
+	ListCell   *lc;
+	List	   *doomed = NIL;
+
+	foreach(lc, conn_cache)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (strcmp(c->node_name, node_name) == 0 && !c->in_xact && !c->lent)
+			doomed = lappend(doomed, c);
+	}
+	foreach(lc, doomed)
+		MyceliumCloseConnection(lfirst(lc));
+	list_free(doomed);
+}
+
+/*
+ * mycelium_stat_connections backs the mycelium.stat_connections view: one
+ * row per (node, role) this backend has talked to.
+ */
+Datum
+mycelium_stat_connections(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	foreach(lc, conn_stats)
+	{
+		ConnStats  *st = lfirst(lc);
+		Datum		values[7];
+		bool		nulls[7] = {0};
+		ListCell   *lc2;
+		int			open = 0;
+		bool		in_xact = false;
+		char	   *role = GetUserNameFromId(st->roleid, true);
+
+		foreach(lc2, conn_cache)
+		{
+			MyceliumConnection *c = lfirst(lc2);
+
+			if (c->roleid == st->roleid && strcmp(c->node_name, st->node_name) == 0 &&
+				c->conn != NULL)
+			{
+				open++;
+				in_xact |= c->in_xact;
+			}
+		}
+		values[0] = CStringGetTextDatum(st->node_name);
+		if (role)
+			values[1] = CStringGetTextDatum(role);
+		else
+			nulls[1] = true;
+		values[2] = CStringGetTextDatum(in_xact ? "in_transaction" : open > 0 ? "idle" : "closed");
+		values[3] = Int32GetDatum(open);
+		values[4] = Int64GetDatum(st->opened);
+		values[5] = Int64GetDatum(st->reused);
+		values[6] = Int64GetDatum(st->failures);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

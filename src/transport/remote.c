@@ -1,0 +1,493 @@
+/*-------------------------------------------------------------------------
+ *
+ * remote.c
+ *	  Sending commands to peers and waiting for their results, one or many
+ *	  at once, interruptibly; relaying remote errors.
+ *
+ * All connections are in non-blocking mode.  A fan-out sends to every
+ * connection first and then waits on all their sockets in one WaitEventSet,
+ * so N nodes cost one round trip.  Waits that may throw check for
+ * interrupts after every wake-up; the "no throw" variants are for commit
+ * and abort callbacks, where an ERROR is not allowed, and give up at a
+ * deadline instead.
+ *
+ * IDENTIFICATION
+ *	  src/transport/remote.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+
+#include "transport/transport.h"
+
+/*
+ * wait_timeout_ms converts a deadline (0 = none) to a WaitLatch timeout;
+ * returns -2 when the deadline has passed.
+ */
+static long
+wait_timeout_ms(TimestampTz deadline)
+{
+	TimestampTz now;
+
+	if (deadline == 0)
+		return -1;
+	now = GetCurrentTimestamp();
+	if (now >= deadline)
+		return -2;
+	return (long) ((deadline - now) / 1000) + 1;
+}
+
+/*
+ * wait_socket waits until the connection's socket is ready for `events`,
+ * the latch is set, or the deadline passes (returns false then).
+ */
+static bool
+wait_socket(MyceliumConnection *conn, int events, TimestampTz deadline,
+			bool can_throw)
+{
+	long		timeout = wait_timeout_ms(deadline);
+	int			rc;
+
+	if (timeout == -2)
+		return false;
+	rc = WaitLatchOrSocket(MyLatch,
+						   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events |
+						   (timeout >= 0 ? WL_TIMEOUT : 0),
+						   PQsocket(conn->conn), timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		if (can_throw)
+			CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/*
+ * MyceliumSendQuery sends one query (text parameters optional) without
+ * waiting for the result; returns false if the connection failed.
+ */
+bool
+MyceliumSendQuery(MyceliumConnection *conn, const char *sql, int nparams,
+				  const char *const *values)
+{
+	int			ok;
+
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	if (nparams == 0)
+		ok = PQsendQuery(conn->conn, sql);
+	else
+		ok = PQsendQueryParams(conn->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+	if (!ok)
+	{
+		conn->broken = true;
+		return false;
+	}
+	/* push the query out; a large one may not fit in the socket buffer */
+	for (;;)
+	{
+		int			rc = PQflush(conn->conn);
+
+		if (rc == 0)
+			break;
+		if (rc < 0 || !wait_socket(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE, 0, true))
+		{
+			conn->broken = true;
+			return false;
+		}
+		if (!PQconsumeInput(conn->conn))
+		{
+			conn->broken = true;
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * drain_ready collects every result available without blocking.  *last
+ * keeps the last result, or the first error, which takes priority (as in
+ * postgres_fdw).  Returns true when the query is complete.
+ */
+static bool
+drain_ready(MyceliumConnection *conn, PGresult **last)
+{
+	while (!PQisBusy(conn->conn))
+	{
+		PGresult   *res = PQgetResult(conn->conn);
+
+		if (res == NULL)
+			return true;
+		if (*last && (PQresultStatus(*last) == PGRES_FATAL_ERROR))
+			PQclear(res);
+		else
+		{
+			PQclear(*last);
+			*last = res;
+		}
+		if (PQstatus(conn->conn) == CONNECTION_BAD)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * MyceliumGetResult waits for the result of the query in flight (deadline 0
+ * = none).  Returns NULL, marking the connection broken, if the connection
+ * fails or the deadline passes.  The caller PQclears the result.
+ */
+PGresult *
+MyceliumGetResult(MyceliumConnection *conn, TimestampTz deadline, bool can_throw)
+{
+	PGresult   *volatile last = NULL;
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			PGresult   *tmp = last;
+
+			if (drain_ready(conn, &tmp))
+			{
+				last = tmp;
+				break;
+			}
+			last = tmp;
+			if (!wait_socket(conn, WL_SOCKET_READABLE, deadline, can_throw) ||
+				!PQconsumeInput(conn->conn))
+			{
+				conn->broken = true;
+				PQclear(last);
+				last = NULL;
+				break;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		PQclear(last);
+		conn->broken = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (last == NULL)
+		conn->broken = true;
+	return last;
+}
+
+/*
+ * MyceliumWaitResults waits for the queries in flight on conns[0..n-1] all
+ * at once; results[i] gets each one's result, or NULL for a connection that
+ * failed, was not usable, or missed the deadline (0 = none).
+ */
+void
+MyceliumWaitResults(MyceliumConnection **conns, int n, PGresult **results,
+					TimestampTz deadline, bool can_throw)
+{
+	bool	   *done = palloc0(sizeof(bool) * n);
+	int			remaining = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		results[i] = NULL;
+		if (!MyceliumConnectionUsable(conns[i]))
+			done[i] = true;
+		else
+			remaining++;
+	}
+
+	PG_TRY();
+	{
+		while (remaining > 0)
+		{
+			WaitEventSet *set;
+			WaitEvent	events[64];
+			int			nev;
+			long		timeout;
+
+			/* collect what is already there before sleeping */
+			for (i = 0; i < n; i++)
+			{
+				if (done[i])
+					continue;
+				if (drain_ready(conns[i], &results[i]))
+				{
+					done[i] = true;
+					remaining--;
+				}
+			}
+			if (remaining == 0)
+				break;
+
+			timeout = wait_timeout_ms(deadline);
+			if (timeout == -2)
+				break;
+			set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+			for (i = 0; i < n; i++)
+				if (!done[i])
+					AddWaitEventToSet(set, WL_SOCKET_READABLE, PQsocket(conns[i]->conn),
+									  NULL, (void *) (intptr_t) i);
+			nev = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+			FreeWaitEventSet(set);
+
+			for (i = 0; i < nev; i++)
+			{
+				int			k;
+
+				if (events[i].events & WL_LATCH_SET)
+				{
+					ResetLatch(MyLatch);
+					if (can_throw)
+						CHECK_FOR_INTERRUPTS();
+					continue;
+				}
+				k = (int) (intptr_t) events[i].user_data;
+				if (!PQconsumeInput(conns[k]->conn))
+				{
+					conns[k]->broken = true;
+					PQclear(results[k]);
+					results[k] = NULL;
+					done[k] = true;
+					remaining--;
+				}
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		for (i = 0; i < n; i++)
+		{
+			PQclear(results[i]);
+			results[i] = NULL;
+			if (!done[i])
+				conns[i]->broken = true;
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	/* whatever is not done missed the deadline */
+	for (i = 0; i < n; i++)
+	{
+		if (!done[i])
+		{
+			conns[i]->broken = true;
+			PQclear(results[i]);
+			results[i] = NULL;
+		}
+		else if (results[i] == NULL && MyceliumConnectionUsable(conns[i]))
+			conns[i]->broken = true;	/* connection lost mid-query */
+	}
+	pfree(done);
+}
+
+/*
+ * MyceliumReportConnError raises (at elevel) an error for a connection that
+ * failed while doing `what`.
+ */
+void
+MyceliumReportConnError(int elevel, MyceliumConnection *conn, const char *what)
+{
+	char	   *msg = (conn->conn && PQerrorMessage(conn->conn)[0]) ?
+		pchomp(PQerrorMessage(conn->conn)) :
+		(conn->connect_error ? conn->connect_error : "connection lost or timed out");
+
+	conn->broken = true;
+	ereport(elevel,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not %s on node \"%s\"", what, conn->node_name),
+			 errdetail_internal("%s", msg)));
+}
+
+/*
+ * MyceliumReportResultError relays a remote error (its SQLSTATE, message,
+ * detail and hint) at elevel, naming the node and the command, and clears
+ * the result.
+ */
+void
+MyceliumReportResultError(int elevel, PGresult *res, MyceliumConnection *conn,
+						  const char *sql)
+{
+	char	   *sqlstate = NULL;
+	char	   *primary = NULL;
+	char	   *detail = NULL;
+	char	   *hint = NULL;
+	int			code;
+
+	if (res == NULL)
+	{
+		MyceliumReportConnError(elevel, conn, "run a command");
+		return;
+	}
+#define COPY_FIELD(f) (PQresultErrorField(res, f) ? pstrdup(PQresultErrorField(res, f)) : NULL)
+	sqlstate = COPY_FIELD(PG_DIAG_SQLSTATE);
+	primary = COPY_FIELD(PG_DIAG_MESSAGE_PRIMARY);
+	detail = COPY_FIELD(PG_DIAG_MESSAGE_DETAIL);
+	hint = COPY_FIELD(PG_DIAG_MESSAGE_HINT);
+#undef COPY_FIELD
+	if (primary == NULL)
+		primary = pchomp(PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) :
+						 "unexpected result from remote command");
+	PQclear(res);
+
+	code = (sqlstate && strlen(sqlstate) == 5) ?
+		MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]) :
+		ERRCODE_CONNECTION_FAILURE;
+	ereport(elevel,
+			(errcode(code),
+			 errmsg_internal("%s", primary),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0,
+			 sql ? errcontext("remote command on node \"%s\": %s", conn->node_name, sql) :
+			 errcontext("on node \"%s\"", conn->node_name)));
+}
+
+/*
+ * MyceliumResultErrorText returns a palloc'd one-line description of a
+ * failed result (or of the connection's failure when res is NULL).
+ */
+char *
+MyceliumResultErrorText(PGresult *res, MyceliumConnection *conn)
+{
+	const char *primary;
+
+	if (res == NULL)
+	{
+		if (conn->conn && PQerrorMessage(conn->conn)[0])
+			return pchomp(PQerrorMessage(conn->conn));
+		return pstrdup(conn->connect_error ? conn->connect_error : "connection lost or timed out");
+	}
+	primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (primary)
+		return pstrdup(primary);
+	return pchomp(PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : "unexpected result");
+}
+
+/*
+ * MyceliumExec runs one command and returns its result (caller PQclears);
+ * any failure is an ERROR relayed from the node.
+ */
+PGresult *
+MyceliumExec(MyceliumConnection *conn, const char *sql, int nparams,
+			 const char *const *values)
+{
+	PGresult   *res;
+
+	if (!MyceliumSendQuery(conn, sql, nparams, values))
+		MyceliumReportConnError(ERROR, conn, "send a command");
+	res = MyceliumGetResult(conn, 0, true);
+	if (res == NULL)
+		MyceliumReportConnError(ERROR, conn, "run a command");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		MyceliumReportResultError(ERROR, res, conn, sql);
+	return res;
+}
+
+/*
+ * MyceliumExecCommand runs a command whose result is not needed.
+ */
+void
+MyceliumExecCommand(MyceliumConnection *conn, const char *sql)
+{
+	PQclear(MyceliumExec(conn, sql, 0, NULL));
+}
+
+/*
+ * MyceliumExecNoThrow runs a command for a commit/abort callback or a
+ * worker: never raises, gives up after timeout_ms, and returns false with a
+ * palloc'd *error (if error is not NULL) on failure.
+ */
+bool
+MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql, int timeout_ms,
+					char **error)
+{
+	PGresult   *res;
+	bool		ok;
+
+	if (!MyceliumSendQuery(conn, sql, 0, NULL))
+	{
+		if (error)
+			*error = MyceliumResultErrorText(NULL, conn);
+		return false;
+	}
+	res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms), false);
+	ok = res != NULL && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+						 PQresultStatus(res) == PGRES_TUPLES_OK);
+	if (!ok && error)
+		*error = MyceliumResultErrorText(res, conn);
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * MyceliumCancelAndDrain cancels the query running on a connection and
+ * discards its results, waiting at most 30 s; returns false (connection
+ * marked broken) if that did not work.
+ */
+bool
+MyceliumCancelAndDrain(MyceliumConnection *conn)
+{
+	PGcancel   *cancel;
+	char		errbuf[256];
+	PGresult   *res;
+
+	if (conn->conn == NULL)
+		return false;
+	if (PQtransactionStatus(conn->conn) != PQTRANS_ACTIVE)
+		return true;
+	cancel = PQgetCancel(conn->conn);
+	if (cancel)
+	{
+		if (!PQcancel(cancel, errbuf, sizeof(errbuf)))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not send cancel request to node \"%s\"", conn->node_name),
+					 errdetail_internal("%s", errbuf)));
+		PQfreeCancel(cancel);
+	}
+	res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30000), false);
+	PQclear(res);
+	return !conn->broken;
+}
+
+/*
+ * MyceliumExecParallel runs one command on every connection at once (one
+ * round trip in all) and raises the first failure, relayed from its node.
+ */
+void
+MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
+					 int nparams, const char *const *values)
+{
+	PGresult  **results = palloc0(sizeof(PGresult *) * n);
+	int			i;
+	int			bad = -1;
+
+	for (i = 0; i < n; i++)
+		if (!MyceliumSendQuery(conns[i], sql, nparams, values))
+			MyceliumReportConnError(ERROR, conns[i], "send a command");
+	MyceliumWaitResults(conns, n, results, 0, true);
+	for (i = 0; i < n; i++)
+	{
+		ExecStatusType st = results[i] ? PQresultStatus(results[i]) : PGRES_FATAL_ERROR;
+
+		if (bad < 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+			bad = i;
+		else
+		{
+			PQclear(results[i]);
+			results[i] = NULL;
+		}
+	}
+	if (bad >= 0)
+		MyceliumReportResultError(ERROR, results[bad], conns[bad], sql);
+	pfree(results);
+}

@@ -1,0 +1,281 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *	  Resolving prepared transactions that crashes and network cuts leave
+ *	  behind, and cleaning up commit records.
+ *
+ * Each node resolves the transactions it coordinated (its name is in the
+ * gid): for every such prepared transaction on a reachable peer whose
+ * coordinating transaction is no longer running here, COMMIT PREPARED if
+ * the commit record exists, ROLLBACK PREPARED otherwise.  The commit record
+ * is written in the coordinating transaction itself, so its presence is
+ * exactly "the coordinator committed"; it is read with the latest snapshot
+ * so that the caller's isolation level cannot hide it.  Prepared
+ * transactions are listed on every peer before commit records are read,
+ * so a record is deleted only when no reachable participant still holds
+ * its gid, and only when every participant was reachable.
+ *
+ * IDENTIFICATION
+ *	  src/txn/recovery.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "transport/transport.h"
+#include "txn/txn.h"
+
+PG_FUNCTION_INFO_V1(mycelium_recover_prepared_transactions);
+
+#define LIST_PREPARED_SQL \
+	"SELECT gid FROM pg_prepared_xacts WHERE database = current_database() " \
+	"AND gid LIKE 'mycelium\\_%'"
+
+/*
+ * run_latest runs a query through SPI with the latest snapshot; the caller
+ * has SPI connected.
+ */
+static void
+run_latest(const char *sql, int nargs, Oid *types, Datum *vals, bool read_only)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_execute_snapshot(plan, vals, NULL, GetActiveSnapshot(), InvalidSnapshot,
+							 read_only, false, 0) < 0)
+		elog(ERROR, "could not run \"%s\"", sql);
+	PopActiveSnapshot();
+}
+
+/*
+ * commit_record_exists says whether the coordinator committed gid.
+ */
+static bool
+commit_record_exists(const char *gid)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		vals[1] = {CStringGetTextDatum(gid)};
+	bool		found;
+
+	SPI_connect();
+	run_latest("SELECT 1 FROM mycelium.commit_record WHERE gid = $1", 1, types, vals, true);
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
+ * coordinator_still_running says whether the transaction with this full
+ * xid may still be committing here (then its gid must not be touched).
+ */
+static bool
+coordinator_still_running(uint64 fxid)
+{
+	FullTransactionId full = FullTransactionIdFromU64(fxid);
+
+	if (!FullTransactionIdPrecedes(full, ReadNextFullTransactionId()))
+		return true;			/* from the future: be careful, leave it */
+	return TransactionIdIsInProgress(XidFromFullTransactionId(full));
+}
+
+/*
+ * resolve_on_node resolves our prepared transactions listed in res on the
+ * node behind conn; returns how many it finished.  Gids it leaves in place
+ * are appended to *still_prepared.
+ */
+static int
+resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
+{
+	int			resolved = 0;
+	int			i;
+
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		const char *gid = PQgetvalue(res, i, 0);
+		const char *coordinator;
+		uint64		fxid;
+		bool		commit;
+		char	   *sql;
+		char	   *error = NULL;
+
+		if (!MyceliumParseGid(gid, &fxid, &coordinator) ||
+			strcmp(coordinator, mycelium_node_name) != 0 ||
+			coordinator_still_running(fxid))
+		{
+			*still_prepared = lappend(*still_prepared, pstrdup(gid));
+			continue;
+		}
+		commit = commit_record_exists(gid);
+		sql = psprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", gid);
+		if (MyceliumExecNoThrow(conn, sql, mycelium_peer_timeout_ms, &error))
+		{
+			resolved++;
+			ereport(LOG,
+					(errmsg("mycelium: recovery %s prepared transaction \"%s\" on node \"%s\"",
+							commit ? "committed" : "rolled back", gid, conn->node_name)));
+		}
+		else
+		{
+			*still_prepared = lappend(*still_prepared, pstrdup(gid));
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s prepared transaction \"%s\" on node \"%s\"",
+							commit ? "commit" : "roll back", gid, conn->node_name),
+					 errdetail_internal("%s", error)));
+		}
+	}
+	return resolved;
+}
+
+/*
+ * list_contains_str says whether a List of C strings holds s.
+ */
+static bool
+list_contains_str(List *list, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (strcmp((char *) lfirst(lc), s) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * cleanup_commit_records deletes the records of transactions finished on
+ * every participant.  unreachable: names of members not heard from.
+ */
+static void
+cleanup_commit_records(List *still_prepared, List *unreachable)
+{
+	List	   *done = NIL;
+	uint64		i;
+
+	SPI_connect();
+	run_latest("SELECT gid, participants FROM mycelium.commit_record", 0, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *gid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+		Datum	   *elems;
+		int			nelems,
+					k;
+		bool		finished = !list_contains_str(still_prepared, gid);
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+		for (k = 0; k < nelems && finished; k++)
+			if (list_contains_str(unreachable, TextDatumGetCString(elems[k])))
+				finished = false;
+		if (finished)
+			done = lappend(done, gid);
+	}
+	if (done != NIL)
+	{
+		Datum	   *d = palloc(sizeof(Datum) * list_length(done));
+		int			n = 0;
+		ListCell   *lc;
+		Oid			types[1] = {TEXTARRAYOID};
+		Datum		vals[1];
+
+		foreach(lc, done)
+			d[n++] = CStringGetTextDatum(lfirst(lc));
+		vals[0] = PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_with_args("DELETE FROM mycelium.commit_record WHERE gid = ANY($1)",
+								  1, types, vals, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete commit records");
+	}
+	SPI_finish();
+}
+
+/*
+ * MyceliumRecoverPreparedTransactions makes one recovery pass over every
+ * reachable peer; returns the number of prepared transactions finished.
+ */
+int
+MyceliumRecoverPreparedTransactions(void)
+{
+	List	   *nodes = MyceliumLoadNodes();
+	List	   *remote_nodes = NIL;
+	List	   *unreachable = NIL;
+	List	   *still_prepared = NIL;
+	MyceliumConnection **conns;
+	PGresult  **results;
+	int			n,
+				i,
+				resolved = 0;
+	ListCell   *lc;
+
+	foreach(lc, nodes)
+		if (!((MyceliumNode *) lfirst(lc))->is_local)
+			remote_nodes = lappend(remote_nodes, lfirst(lc));
+	n = list_length(remote_nodes);
+	if (n == 0)
+	{
+		cleanup_commit_records(NIL, NIL);
+		return 0;
+	}
+
+	{
+		const char **names = palloc(sizeof(char *) * n);
+		const char **hosts = palloc(sizeof(char *) * n);
+		int		   *ports = palloc(sizeof(int) * n);
+
+		i = 0;
+		foreach(lc, remote_nodes)
+		{
+			MyceliumNode *node = lfirst(lc);
+
+			names[i] = node->node_name;
+			hosts[i] = node->host;
+			ports[i++] = node->port;
+		}
+		conns = palloc0(sizeof(MyceliumConnection *) * n);
+		results = palloc0(sizeof(PGresult *) * n);
+		MyceliumGetConnections(conns, n, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
+	}
+	for (i = 0; i < n; i++)
+		MyceliumSendQuery(conns[i], LIST_PREPARED_SQL, 0, NULL);
+	MyceliumWaitResults(conns, n, results,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), mycelium_peer_timeout_ms),
+						true);
+	for (i = 0; i < n; i++)
+	{
+		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_TUPLES_OK)
+			unreachable = lappend(unreachable, conns[i]->node_name);
+		else
+			resolved += resolve_on_node(conns[i], results[i], &still_prepared);
+		PQclear(results[i]);
+		results[i] = NULL;
+	}
+	cleanup_commit_records(still_prepared, unreachable);
+	for (i = 0; i < n; i++)
+		MyceliumReleaseConnection(conns[i]);
+	return resolved;
+}
+
+/*
+ * mycelium.recover_prepared_transactions() returns int: one recovery pass
+ * now, as the maintenance worker does every mycelium.recovery_interval.
+ */
+Datum
+mycelium_recover_prepared_transactions(PG_FUNCTION_ARGS)
+{
+	MyceliumEnsureLocalNode();
+	PG_RETURN_INT32(MyceliumRecoverPreparedTransactions());
+}

@@ -1,0 +1,416 @@
+/*-------------------------------------------------------------------------
+ *
+ * twophase.c
+ *	  Committing the remote work of a transaction: one phase when a single
+ *	  node wrote, two-phase commit when two or more did.
+ *
+ * At PRE_COMMIT, if more than one node wrote (counting this one), every
+ * remote node that wrote gets PREPARE TRANSACTION 'mycelium_<fxid>_<node>'
+ * in parallel (bounded by mycelium.prepare_timeout), then a commit record
+ * (the gid and its participants) is inserted into mycelium.commit_record
+ * inside the local transaction, which then commits.  The local commit is
+ * the decision: once it is durable, COMMIT PREPARED is sent to every
+ * participant (failures are left to recovery); if anything fails before
+ * it, the abort path rolls the prepared transactions back.  Recovery
+ * (recovery.c) resolves whatever a crash leaves: a prepared transaction
+ * whose coordinator transaction is over commits if and only if its commit
+ * record exists.  The gid carries the coordinator's name and full
+ * transaction id, so nothing is ever guessed.
+ *
+ * Read-only remote transactions, and a single writing node when this node
+ * wrote nothing, commit in one phase.  Subtransactions map to remote
+ * savepoints s<level>, created lazily when a connection is first used at
+ * that level.
+ *
+ * IDENTIFICATION
+ *	  src/txn/twophase.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "config/config.h"
+#include "transport/transport.h"
+#include "txn/txn.h"
+
+#define GID_PREFIX "mycelium_"
+#define CALLBACK_TIMEOUT_MS 30000
+
+/*
+ * MyceliumParseGid splits 'mycelium_<fxid>_<coordinator>'; false if the gid
+ * is not one of ours.
+ */
+bool
+MyceliumParseGid(const char *gid, uint64 *fxid, const char **coordinator)
+{
+	const char *p;
+	char	   *end;
+
+	if (strncmp(gid, GID_PREFIX, strlen(GID_PREFIX)) != 0)
+		return false;
+	p = gid + strlen(GID_PREFIX);
+	if (*p < '0' || *p > '9')
+		return false;
+	errno = 0;
+	*fxid = strtoull(p, &end, 10);
+	if (errno != 0 || *end != '_' || end[1] == '\0')
+		return false;
+	*coordinator = end + 1;
+	return true;
+}
+
+/*
+ * check_connections_intact fails the commit if a connection the transaction
+ * used was lost: its remote work is gone.
+ */
+static void
+check_connections_intact(List *conns)
+{
+	ListCell   *lc;
+
+	foreach(lc, conns)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (!MyceliumConnectionUsable(c) ||
+			PQtransactionStatus(c->conn) != PQTRANS_INTRANS)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("connection to node \"%s\" was lost during the transaction", c->node_name),
+					 errdetail("The work done on that node was rolled back, so the whole transaction is.")));
+	}
+}
+
+/*
+ * commit_one_phase sends COMMIT to every connection in the list at once.
+ */
+static void
+commit_one_phase(List *conns)
+{
+	int			n = list_length(conns);
+	MyceliumConnection **arr;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (n == 0)
+		return;
+	arr = palloc(sizeof(MyceliumConnection *) * n);
+	foreach(lc, conns)
+		arr[i++] = lfirst(lc);
+	MyceliumExecParallel(arr, n, "COMMIT", 0, NULL);
+	for (i = 0; i < n; i++)
+		arr[i]->xact_depth = 0;
+}
+
+/*
+ * insert_commit_record records the decision to commit gid, durably with
+ * the local transaction.
+ */
+static void
+insert_commit_record(const char *gid, List *writers)
+{
+	Datum	   *names = palloc(sizeof(Datum) * list_length(writers));
+	int			i = 0;
+	ListCell   *lc;
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		vals[2];
+
+	foreach(lc, writers)
+		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
+	vals[0] = CStringGetTextDatum(gid);
+	vals[1] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
+							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert commit record");
+	SPI_finish();
+}
+
+/*
+ * prepare_all sends PREPARE TRANSACTION to every writer at once and waits
+ * at most mycelium.prepare_timeout; any failure is an ERROR (the abort path
+ * then rolls back those that did prepare).
+ */
+static void
+prepare_all(List *writers, const char *gid)
+{
+	int			n = list_length(writers);
+	MyceliumConnection **arr = palloc(sizeof(MyceliumConnection *) * n);
+	PGresult  **results = palloc0(sizeof(PGresult *) * n);
+	char	   *sql = psprintf("PREPARE TRANSACTION '%s'", gid);
+	int			i = 0;
+	int			bad = -1;
+	ListCell   *lc;
+
+	foreach(lc, writers)
+		arr[i++] = lfirst(lc);
+	for (i = 0; i < n; i++)
+		if (!MyceliumSendQuery(arr[i], sql, 0, NULL))
+			MyceliumReportConnError(ERROR, arr[i], "send PREPARE TRANSACTION");
+	MyceliumWaitResults(arr, n, results,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), mycelium_prepare_timeout_ms),
+						true);
+	for (i = 0; i < n; i++)
+	{
+		if (results[i] && PQresultStatus(results[i]) == PGRES_COMMAND_OK)
+		{
+			strlcpy(arr[i]->prepared_gid, gid, MYCELIUM_GID_SIZE);
+			arr[i]->xact_depth = 0;
+		}
+		else if (bad < 0)
+			bad = i;
+		if (bad != i)
+			PQclear(results[i]);
+	}
+	if (bad >= 0)
+	{
+		if (results[bad] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not prepare the transaction on node \"%s\"", arr[bad]->node_name),
+					 errdetail("The node did not answer within mycelium.prepare_timeout (%d ms) or the connection failed.",
+							   mycelium_prepare_timeout_ms),
+					 errhint("The transaction was rolled back on every node.")));
+		MyceliumReportResultError(ERROR, results[bad], arr[bad], sql);
+	}
+}
+
+/*
+ * inject_fault kills this backend at a named point when the test-only
+ * setting mycelium.fault_injection asks for it, simulating a crash.
+ */
+static void
+inject_fault(MyceliumFault point)
+{
+	if (mycelium_fault_injection == point)
+	{
+		ereport(LOG, (errmsg("mycelium: fault injection: killing backend %d", MyProcPid)));
+		kill(MyProcPid, SIGKILL);
+		pg_usleep(10 * 1000000L);	/* never reached: SIGKILL is immediate */
+	}
+}
+
+/*
+ * pre_commit ends the remote transactions before the local commit.
+ */
+static void
+pre_commit(void)
+{
+	List	   *conns = MyceliumXactConnections();
+	List	   *writers = NIL;
+	List	   *readers = NIL;
+	ListCell   *lc;
+	bool		local_wrote;
+	char	   *gid;
+
+	if (conns == NIL)
+		return;
+	check_connections_intact(conns);
+	foreach(lc, conns)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->wrote)
+			writers = lappend(writers, c);
+		else
+			readers = lappend(readers, c);
+	}
+	local_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
+	if (writers == NIL || (list_length(writers) == 1 && !local_wrote))
+	{
+		commit_one_phase(conns);
+		return;
+	}
+
+	commit_one_phase(readers);
+	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
+				   U64FromFullTransactionId(GetTopFullTransactionId()), mycelium_node_name);
+	prepare_all(writers, gid);
+	inject_fault(MYCELIUM_FAULT_CRASH_AFTER_PREPARE);
+	insert_commit_record(gid, writers);
+}
+
+/*
+ * finish_prepared sends COMMIT PREPARED or ROLLBACK PREPARED for every
+ * prepared participant, at once, never raising: what fails is left to
+ * recovery, with a WARNING.
+ */
+static void
+finish_prepared(List *conns, bool commit)
+{
+	int			n = 0;
+	MyceliumConnection **arr = palloc(sizeof(MyceliumConnection *) * Max(list_length(conns), 1));
+	PGresult  **results = palloc0(sizeof(PGresult *) * Max(list_length(conns), 1));
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, conns)
+	{
+		MyceliumConnection *c = lfirst(lc);
+		char	   *sql;
+
+		if (c->prepared_gid[0] == '\0')
+			continue;
+		sql = psprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", c->prepared_gid);
+		if (MyceliumSendQuery(c, sql, 0, NULL))
+			arr[n++] = c;
+		else
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s prepared transaction \"%s\" on node \"%s\"",
+							commit ? "commit" : "roll back", c->prepared_gid, c->node_name),
+					 errdetail("Recovery will finish it once the node can be reached.")));
+	}
+	MyceliumWaitResults(arr, n, results,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CALLBACK_TIMEOUT_MS), false);
+	for (i = 0; i < n; i++)
+	{
+		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_COMMAND_OK)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s prepared transaction \"%s\" on node \"%s\"",
+							commit ? "commit" : "roll back", arr[i]->prepared_gid, arr[i]->node_name),
+					 errdetail_internal("%s", MyceliumResultErrorText(results[i], arr[i])),
+					 errhint("Recovery will finish it once the node can be reached.")));
+		PQclear(results[i]);
+	}
+}
+
+/*
+ * after_commit completes two-phase commit once the local commit is durable.
+ */
+static void
+after_commit(void)
+{
+	List	   *conns = MyceliumXactConnections();
+
+	if (conns != NIL && mycelium_fault_injection != MYCELIUM_FAULT_SKIP_COMMIT_PREPARED)
+	{
+		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
+		finish_prepared(conns, true);
+	}
+	MyceliumTransportEndXact();
+}
+
+/*
+ * after_abort rolls back every remote transaction of the aborted one:
+ * prepared ones with ROLLBACK PREPARED, open ones (cancelling a running
+ * command first) with ROLLBACK.  Connections left in doubt are closed,
+ * which makes the peer roll back.
+ */
+static void
+after_abort(void)
+{
+	List	   *conns = MyceliumXactConnections();
+	ListCell   *lc;
+
+	finish_prepared(conns, false);
+	foreach(lc, conns)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->prepared_gid[0] != '\0' || !MyceliumConnectionUsable(c))
+			continue;
+		if (PQtransactionStatus(c->conn) == PQTRANS_ACTIVE && !MyceliumCancelAndDrain(c))
+			continue;
+		if (PQtransactionStatus(c->conn) != PQTRANS_IDLE &&
+			!MyceliumExecNoThrow(c, "ROLLBACK", CALLBACK_TIMEOUT_MS, NULL))
+			c->broken = true;
+	}
+	MyceliumTransportEndXact();
+}
+
+/*
+ * xact_callback dispatches transaction events.
+ */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			after_commit();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			after_abort();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			foreach(lc, MyceliumXactConnections())
+				if (((MyceliumConnection *) lfirst(lc))->wrote)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot PREPARE a transaction that has written on other mesh nodes")));
+			commit_one_phase(MyceliumXactConnections());
+			break;
+		case XACT_EVENT_PREPARE:
+			MyceliumTransportEndXact();
+			break;
+	}
+}
+
+/*
+ * subxact_callback keeps remote savepoints in step with local
+ * subtransactions: RELEASE on commit, ROLLBACK TO + RELEASE on abort.
+ */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_PRE_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	foreach(lc, MyceliumXactConnections())
+	{
+		MyceliumConnection *c = lfirst(lc);
+		char		sql[64];
+
+		if (c->xact_depth < level)
+			continue;
+		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
+		{
+			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
+			MyceliumExecCommand(c, sql);
+		}
+		else if (MyceliumConnectionUsable(c))
+		{
+			snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%d; RELEASE SAVEPOINT s%d", level, level);
+			if ((PQtransactionStatus(c->conn) == PQTRANS_ACTIVE && !MyceliumCancelAndDrain(c)) ||
+				!MyceliumExecNoThrow(c, sql, CALLBACK_TIMEOUT_MS, NULL))
+				c->broken = true;	/* the top-level commit will fail */
+		}
+		c->xact_depth = level - 1;
+	}
+}
+
+/*
+ * MyceliumRegisterXactCallbacks installs the callbacks above; called once
+ * from _PG_init.
+ */
+void
+MyceliumRegisterXactCallbacks(void)
+{
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}

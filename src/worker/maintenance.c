@@ -1,0 +1,230 @@
+/*-------------------------------------------------------------------------
+ *
+ * maintenance.c
+ *	  The maintenance background worker: peer health checks and recovery of
+ *	  in-doubt two-phase transactions, for the database mycelium.database.
+ *
+ * One worker per node.  Its loop sleeps on its latch until the next health
+ * check (every mycelium.heartbeat_interval) or recovery pass (every
+ * mycelium.recovery_interval) is due, runs it in its own transaction, and
+ * catches errors per iteration so that one failure (a peer gone mid-query,
+ * a catalog being changed) never stops the loop.  A memory context is
+ * reset every iteration.  While the extension is not installed in the
+ * database, or this node has no name, the worker idles.
+ *
+ * IDENTIFICATION
+ *	  src/worker/maintenance.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "shmem/shmem.h"
+#include "transport/transport.h"
+#include "txn/txn.h"
+#include "worker/worker.h"
+
+#define IDLE_CHECK_MS 10000		/* re-check for the extension this often */
+
+/*
+ * MyceliumRegisterWorkers registers the maintenance worker; called from
+ * _PG_init in the postmaster.
+ */
+void
+MyceliumRegisterWorkers(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	strlcpy(worker.bgw_library_name, "mycelium", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "MyceliumMaintenanceMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "mycelium maintenance", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "mycelium maintenance", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * health_check asks every peer for SELECT 1 at once and records who
+ * answered within mycelium.peer_timeout; logs peers going down or up.
+ */
+static void
+health_check(List *nodes)
+{
+	int			n = 0,
+				i;
+	MyceliumConnection **conns = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
+	PGresult  **results = palloc0(sizeof(PGresult *) * Max(list_length(nodes), 1));
+	const char **names = palloc(sizeof(char *) * Max(list_length(nodes), 1));
+	const char **hosts = palloc(sizeof(char *) * Max(list_length(nodes), 1));
+	int		   *ports = palloc(sizeof(int) * Max(list_length(nodes), 1));
+	ListCell   *lc;
+	TimestampTz now;
+
+	foreach(lc, nodes)
+	{
+		MyceliumNode *node = lfirst(lc);
+
+		if (node->is_local)
+			continue;
+		names[n] = node->node_name;
+		hosts[n] = node->host;
+		ports[n++] = node->port;
+	}
+	if (n == 0)
+		return;
+	MyceliumGetConnections(conns, n, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
+	for (i = 0; i < n; i++)
+		MyceliumSendQuery(conns[i], "SELECT 1", 0, NULL);
+	MyceliumWaitResults(conns, n, results,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), mycelium_peer_timeout_ms),
+						true);
+	now = GetCurrentTimestamp();
+	for (i = 0; i < n; i++)
+	{
+		bool		ok = results[i] && PQresultStatus(results[i]) == PGRES_TUPLES_OK;
+		bool		was_down = MyceliumPeerIsDown(names[i]);
+
+		MyceliumPeerReportHealth(names[i], ok, now, mycelium_peer_timeout_ms);
+		if (!was_down && MyceliumPeerIsDown(names[i]))
+			ereport(LOG,
+					(errmsg("mycelium: node \"%s\" is down", names[i]),
+					 errdetail_internal("%s", MyceliumResultErrorText(results[i], conns[i]))));
+		else if (was_down && ok)
+			ereport(LOG, (errmsg("mycelium: node \"%s\" is up again", names[i])));
+		PQclear(results[i]);
+		MyceliumReleaseConnection(conns[i]);
+	}
+}
+
+/*
+ * mesh_ready says whether this database has the extension and the local
+ * node is registered; returns the node list when it does.
+ */
+static List *
+mesh_ready(void)
+{
+	List	   *nodes;
+
+	if (!OidIsValid(get_extension_oid("mycelium", true)) || mycelium_node_name[0] == '\0')
+		return NIL;
+	nodes = MyceliumLoadNodes();
+	if (MyceliumFindNode(nodes, mycelium_node_name) == NULL)
+		return NIL;
+	return nodes;
+}
+
+/*
+ * run_iteration does the due work in one transaction; returns false when
+ * the mesh is not set up here (the worker then idles).
+ */
+static bool
+run_iteration(bool do_health, bool do_recovery)
+{
+	List	   *nodes;
+	bool		ready;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "mycelium maintenance");
+	nodes = mesh_ready();
+	ready = nodes != NIL;
+	if (ready && do_health)
+		health_check(nodes);
+	if (ready && do_recovery)
+		MyceliumRecoverPreparedTransactions();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ready;
+}
+
+/*
+ * MyceliumMaintenanceMain is the worker's entry point.
+ */
+void
+MyceliumMaintenanceMain(Datum main_arg)
+{
+	MemoryContext loop_ctx;
+	TimestampTz next_health = 0;
+	TimestampTz next_recovery = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(mycelium_database, NULL, 0);
+	pgstat_report_appname("mycelium maintenance");
+	/* a health check must not stall on retries: one attempt per check */
+	SetConfigOption("mycelium.connect_attempts", "1", PGC_SUSET, PGC_S_OVERRIDE);
+
+	loop_ctx = AllocSetContextCreate(TopMemoryContext, "mycelium maintenance loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		bool		do_health = now >= next_health;
+		bool		do_recovery = mycelium_recovery_interval_ms > 0 && now >= next_recovery;
+		bool		ready = true;
+		long		timeout;
+
+		if (do_health || do_recovery)
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_ctx);
+
+			PG_TRY();
+			{
+				ready = run_iteration(do_health, do_recovery);
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(loop_ctx);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(loop_ctx);
+
+			now = GetCurrentTimestamp();
+			if (do_health)
+				next_health = TimestampTzPlusMilliseconds(now, ready ? mycelium_heartbeat_interval_ms : IDLE_CHECK_MS);
+			if (do_recovery)
+				next_recovery = TimestampTzPlusMilliseconds(now, ready ? mycelium_recovery_interval_ms : IDLE_CHECK_MS);
+		}
+
+		timeout = (long) ((next_health - now) / 1000);
+		if (mycelium_recovery_interval_ms > 0)
+			timeout = Min(timeout, (long) ((next_recovery - now) / 1000));
+		timeout = Max(timeout, 1);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			next_recovery = 0;	/* apply a new interval at once */
+		}
+	}
+}
