@@ -38,6 +38,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "config/config.h"
@@ -130,11 +131,14 @@ insert_commit_record(const char *gid, List *writers)
 		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
 	vals[0] = CStringGetTextDatum(gid);
 	vals[1] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+	/* portals are closed at PRE_COMMIT, so provide the snapshot SPI needs */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
 							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert commit record");
 	SPI_finish();
+	PopActiveSnapshot();
 }
 
 /*

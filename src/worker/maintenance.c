@@ -40,7 +40,7 @@
 #include "txn/txn.h"
 #include "worker/worker.h"
 
-#define IDLE_CHECK_MS 10000		/* re-check for the extension this often */
+#define IDLE_CHECK_MS 1000		/* re-check for the extension this often */
 
 /*
  * MyceliumRegisterWorkers registers the maintenance worker; called from
