@@ -25,6 +25,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "shmem/shmem.h"
+#include "txn/txn.h"
 
 PG_FUNCTION_INFO_V1(mycelium_add_node);
 PG_FUNCTION_INFO_V1(mycelium_remove_node);
@@ -212,6 +213,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 	/* reach the new node, then every member: an unreachable one means nothing changes */
 	newconn = MyceliumGetConnection(node_name, host, port, MYCELIUM_CONN_XACT);
 	probe_new_node(newconn, node_name);
+	MyceliumAddOutsideParticipant(node_name, host, port);
 	nodes = MyceliumLockMesh(NULL, &conns);
 	MyceliumExecCommand(newconn, "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE");
 	check_not_member(nodes, node_name, host, port);
@@ -320,7 +322,10 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 			remote[i]->wrote = true;
 	}
 	if (MyceliumConnectionUsable(tconn))
+	{
+		MyceliumAddOutsideParticipant(node_name, target->host, target->port);
 		MyceliumResetMetadataOf(tconn, node_name);
+	}
 	MyceliumPeerForget(node_name);
 	PG_RETURN_VOID();
 }

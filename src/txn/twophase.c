@@ -4,11 +4,12 @@
  *	  Committing the remote work of a transaction: one phase when a single
  *	  node wrote, two-phase commit when two or more did.
  *
- * At PRE_COMMIT, if more than one node wrote (counting this one), every
- * remote node that wrote gets PREPARE TRANSACTION 'mycelium_<fxid>_<node>'
- * in parallel (bounded by mycelium.prepare_timeout), then a commit record
- * (the gid and its participants) is inserted into mycelium.commit_record
- * inside the local transaction, which then commits.  The local commit is
+ * At PRE_COMMIT, if more than one node wrote (counting this one), a commit
+ * record (the gid and its participants) is inserted into
+ * mycelium.commit_record inside the local transaction and its WAL flushed,
+ * then every remote node that wrote gets PREPARE TRANSACTION
+ * 'mycelium_<fxid>_<node>' in parallel (bounded by
+ * mycelium.prepare_timeout), and the local transaction commits.  The local commit is
  * the decision: once it is durable, COMMIT PREPARED is sent to every
  * participant (failures are left to recovery); if anything fails before
  * it, the abort path rolls the prepared transactions back.  Recovery
@@ -33,6 +34,7 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -240,9 +242,19 @@ pre_commit(void)
 	commit_one_phase(readers);
 	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
 				   U64FromFullTransactionId(GetTopFullTransactionId()), mycelium_node_name);
+
+	/*
+	 * The commit record goes in first, and the WAL holding it is flushed
+	 * before any participant prepares: that makes this transaction's xid
+	 * durable, so after a crash it can neither be handed out again nor look
+	 * like one from the future to recovery.  The record itself stays
+	 * invisible unless the local commit happens.
+	 */
+	insert_commit_record(gid, writers);
+	XLogFlush(XactLastRecEnd);
+	MyceliumLogOutsideParticipants(gid);
 	prepare_all(writers, gid);
 	inject_fault(MYCELIUM_FAULT_CRASH_AFTER_PREPARE);
-	insert_commit_record(gid, writers);
 }
 
 /*
@@ -304,6 +316,7 @@ after_commit(void)
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
 		finish_prepared(conns, true);
 	}
+	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
 }
 
@@ -332,6 +345,7 @@ after_abort(void)
 			!MyceliumExecNoThrow(c, "ROLLBACK", CALLBACK_TIMEOUT_MS, NULL))
 			c->broken = true;
 	}
+	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
 }
 
@@ -366,6 +380,7 @@ xact_callback(XactEvent event, void *arg)
 			commit_one_phase(MyceliumXactConnections());
 			break;
 		case XACT_EVENT_PREPARE:
+			MyceliumForgetOutsideParticipants();
 			MyceliumTransportEndXact();
 			break;
 	}
