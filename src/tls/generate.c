@@ -148,6 +148,7 @@ new_certificate(const char *cn, EVP_PKEY *key, int days)
 	BIGNUM	   *bn;
 	ASN1_INTEGER *serial;
 	X509_NAME  *name;
+	time_t		now = time(NULL);
 
 	if (!X509_set_version(cert, X509_VERSION_3))
 		openssl_failed("set the certificate version");
@@ -169,8 +170,8 @@ new_certificate(const char *cn, EVP_PKEY *key, int days)
 		openssl_failed("set the subject name");
 	if (!X509_set_pubkey(cert, key))
 		openssl_failed("set the public key");
-	if (!X509_gmtime_adj(X509_getm_notBefore(cert), -BACKDATE_SECONDS) ||
-		!X509_time_adj_ex(X509_getm_notAfter(cert), days, 0, NULL))
+	if (!X509_time_adj_ex(X509_getm_notBefore(cert), 0, -BACKDATE_SECONDS, &now) ||
+		!X509_time_adj_ex(X509_getm_notAfter(cert), days, 0, &now))
 		openssl_failed("set the validity period");
 	return cert;
 }

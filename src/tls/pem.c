@@ -259,6 +259,7 @@ MyceliumTlsParseCerts(const char *pem, const char *what, char **error)
 	List	   *certs = NIL;
 	bool		asked = false;
 	unsigned long err;
+	char	   *ossl;
 
 	if (is_blank(pem))
 	{
@@ -285,14 +286,16 @@ MyceliumTlsParseCerts(const char *pem, const char *what, char **error)
 		if (certs != NIL)
 			return certs;
 		parse_failed(error, ERRCODE_INVALID_TEXT_REPRESENTATION,
-					 psprintf(_("%s contains no PEM certificate"), what), NULL,
-					 _("A certificate starts with \"-----BEGIN CERTIFICATE-----\"."));
+					 psprintf(_("%s has no \"BEGIN CERTIFICATE\" block"), what),
+					 NULL, NULL);
 		return NIL;
 	}
+	ossl = MyceliumTlsErrors();
 	parse_failed(error, ERRCODE_INVALID_TEXT_REPRESENTATION,
-				 psprintf(_("could not parse certificate %d of %s"),
-						  list_length(certs) + 1, what),
-				 MyceliumTlsErrors(), NULL);
+				 psprintf(_("could not parse %s"), what),
+				 ossl ? psprintf(_("PEM block %d: %s"), list_length(certs) + 1, ossl) :
+				 psprintf(_("PEM block %d is invalid."), list_length(certs) + 1),
+				 NULL);
 	return NIL;
 }
 

@@ -95,6 +95,7 @@ mycelium_verify_certificate(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	List	   *certs;
 	List	   *bundle;
+	X509	   *leaf;
 	TimestampTz at;
 	const char *reason;
 	Datum		values[2];
@@ -115,9 +116,9 @@ mycelium_verify_certificate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("verification time must be finite")));
 
-	values[0] = BoolGetDatum(MyceliumTlsVerifyChain(linitial(certs),
-													list_delete_first(certs),
-													bundle,
+	leaf = linitial(certs);
+	certs = list_delete_first(certs);	/* the rest: intermediates */
+	values[0] = BoolGetDatum(MyceliumTlsVerifyChain(leaf, certs, bundle,
 													timestamptz_to_time_t(at),
 													&reason));
 	if (reason)
