@@ -42,6 +42,12 @@ AS 'MODULE_PATHNAME', 'mycelium_local_certificate_status'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.local_certificate_status() IS 'check this node''s configured certificate, key and CA files';
 
+CREATE FUNCTION mycelium.check_certificate_expiry()
+RETURNS void
+AS 'MODULE_PATHNAME', 'mycelium_check_certificate_expiry'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.check_certificate_expiry() IS 'log a warning now for each configured certificate that has expired or expires soon';
+
 -- One row per certificate of every node; a node that cannot be asked gives
 -- one row with valid = false and the reason.
 CREATE FUNCTION mycelium.check_certificates(
@@ -67,3 +73,4 @@ COMMENT ON FUNCTION mycelium.check_certificates() IS 'check the configured certi
 -- The status functions read files named by superuser-only settings.
 REVOKE ALL ON FUNCTION mycelium.local_certificate_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.check_certificates() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mycelium.check_certificate_expiry() FROM PUBLIC;

@@ -38,6 +38,7 @@
 #include "tls/tls_internal.h"
 
 PG_FUNCTION_INFO_V1(mycelium_local_certificate_status);
+PG_FUNCTION_INFO_V1(mycelium_check_certificate_expiry);
 
 /* one row of local_certificate_status */
 typedef struct CertRow
@@ -316,4 +317,17 @@ MyceliumTlsCheckExpiry(void)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	ERR_clear_error();
+}
+
+/*
+ * mycelium.check_certificate_expiry() returns void
+ *
+ * Runs the maintenance worker's daily expiry check now, in this session:
+ * the WARNINGs go to the client as well as to the server log.
+ */
+Datum
+mycelium_check_certificate_expiry(PG_FUNCTION_ARGS)
+{
+	MyceliumTlsCheckExpiry();
+	PG_RETURN_VOID();
 }

@@ -320,6 +320,8 @@ SELECT 1 AS alive;
 -- this node's files: none is configured in the test instance
 SELECT * FROM mycelium.local_certificate_status();
 SELECT * FROM mycelium.check_certificates();
+-- nothing configured, nothing to warn about
+SELECT mycelium.check_certificate_expiry();
 
 -- status functions are for superusers; the others for everyone
 CREATE ROLE tls_user;
@@ -327,6 +329,7 @@ GRANT SELECT ON fx TO tls_user;
 SET ROLE tls_user;
 SELECT * FROM mycelium.check_certificates();
 SELECT * FROM mycelium.local_certificate_status();
+SELECT mycelium.check_certificate_expiry();
 SELECT subject FROM mycelium.certificate_info(fx('root'));
 RESET ROLE;
 DROP TABLE fx CASCADE;
