@@ -55,20 +55,6 @@ PG_FUNCTION_INFO_V1(mycelium_generate_certificate);
 #define BACKDATE_SECONDS (5 * 60)
 
 /*
- * openssl_failed reports a failed OpenSSL call that no input can cause.
- */
-static void
-openssl_failed(const char *what)
-{
-	char	   *detail = MyceliumTlsErrors();
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("could not %s", what),
-			 detail ? errdetail_internal("%s", detail) : 0));
-}
-
-/*
  * common_name_arg returns argument argno, a common name, as UTF-8 after
  * checking it is set, 1 to 64 characters long and free of control
  * characters.
@@ -151,28 +137,28 @@ new_certificate(const char *cn, EVP_PKEY *key, int days)
 	time_t		now = time(NULL);
 
 	if (!X509_set_version(cert, X509_VERSION_3))
-		openssl_failed("set the certificate version");
+		MyceliumTlsFailed("set the certificate version");
 
 	/* random 128 bits, read as an unsigned number: positive unless zero */
 	do
 	{
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-			openssl_failed("generate a serial number");
+			MyceliumTlsFailed("generate a serial number");
 		bn = MyceliumTlsTrack(BN_bin2bn(rnd, sizeof(rnd), NULL), TLS_OBJ_BIGNUM, "serial number");
 	} while (BN_is_zero(bn));
 	serial = MyceliumTlsTrack(BN_to_ASN1_INTEGER(bn, NULL), TLS_OBJ_ASN1_INTEGER, "serial number");
 	if (!X509_set_serialNumber(cert, serial))
-		openssl_failed("set the serial number");
+		MyceliumTlsFailed("set the serial number");
 
 	name = X509_get_subject_name(cert);
 	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
 									(const unsigned char *) cn, -1, -1, 0))
-		openssl_failed("set the subject name");
+		MyceliumTlsFailed("set the subject name");
 	if (!X509_set_pubkey(cert, key))
-		openssl_failed("set the public key");
+		MyceliumTlsFailed("set the public key");
 	if (!X509_time_adj_ex(X509_getm_notBefore(cert), 0, -BACKDATE_SECONDS, &now) ||
 		!X509_time_adj_ex(X509_getm_notAfter(cert), days, 0, &now))
-		openssl_failed("set the validity period");
+		MyceliumTlsFailed("set the validity period");
 	return cert;
 }
 
@@ -191,11 +177,11 @@ add_extension(X509 *cert, X509 *issuer, int nid, const char *value)
 	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
 	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
 	if (ext == NULL)
-		openssl_failed(psprintf("build the %s extension", OBJ_nid2sn(nid)));
+		MyceliumTlsFailed(psprintf("build the %s extension", OBJ_nid2sn(nid)));
 	ok = X509_add_ext(cert, ext, -1);
 	X509_EXTENSION_free(ext);
 	if (!ok)
-		openssl_failed(psprintf("add the %s extension", OBJ_nid2sn(nid)));
+		MyceliumTlsFailed(psprintf("add the %s extension", OBJ_nid2sn(nid)));
 }
 
 /*
@@ -210,7 +196,7 @@ sign(X509 *cert, EVP_PKEY *key)
 	if (EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 || EVP_PKEY_get_id(key) == EVP_PKEY_ED448)
 		md = NULL;
 	if (X509_sign(cert, key, md) <= 0)
-		openssl_failed("sign the certificate");
+		MyceliumTlsFailed("sign the certificate");
 }
 
 /*
@@ -226,9 +212,9 @@ return_pair(FunctionCallInfo fcinfo, X509 *cert, EVP_PKEY *key)
 	bool		nulls[2] = {false, false};
 
 	if (!PEM_write_bio_X509(cbio, cert))
-		openssl_failed("write the certificate");
+		MyceliumTlsFailed("write the certificate");
 	if (!PEM_write_bio_PrivateKey(kbio, key, NULL, NULL, 0, NULL, NULL))
-		openssl_failed("write the private key");
+		MyceliumTlsFailed("write the private key");
 	values[0] = CStringGetTextDatum(MyceliumTlsBioText(cbio));
 	values[1] = CStringGetTextDatum(MyceliumTlsBioText(kbio));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -253,7 +239,7 @@ mycelium_generate_ca(PG_FUNCTION_ARGS)
 	key = new_key();
 	cert = new_certificate(cn, key, days);
 	if (!X509_set_issuer_name(cert, X509_get_subject_name(cert)))
-		openssl_failed("set the issuer name");
+		MyceliumTlsFailed("set the issuer name");
 	add_extension(cert, cert, NID_basic_constraints, "critical,CA:TRUE");
 	add_extension(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign");
 	add_extension(cert, cert, NID_subject_key_identifier, "hash");
@@ -323,18 +309,18 @@ push_name(GENERAL_NAMES *names, int type, const unsigned char *data, int len)
 	ASN1_STRING *s;
 
 	if (gn == NULL)
-		openssl_failed("allocate a subject alternative name");
+		MyceliumTlsFailed("allocate a subject alternative name");
 	if (!sk_GENERAL_NAME_push(names, gn))
 	{
 		GENERAL_NAME_free(gn);
-		openssl_failed("allocate a subject alternative name");
+		MyceliumTlsFailed("allocate a subject alternative name");
 	}
 	s = type == GEN_DNS ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new();
 	if (s == NULL)
-		openssl_failed("allocate a subject alternative name");
+		MyceliumTlsFailed("allocate a subject alternative name");
 	GENERAL_NAME_set0_value(gn, type, s);
 	if (!ASN1_STRING_set(s, data, len))
-		openssl_failed("set a subject alternative name");
+		MyceliumTlsFailed("set a subject alternative name");
 }
 
 /*
@@ -418,7 +404,7 @@ add_san(X509 *cert, List *dns, List *ips, const char *cn)
 					 errhint("Pass dns_names or ip_addresses.")));
 	}
 	if (!X509_add1_ext_i2d(cert, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT))
-		openssl_failed("add the subjectAltName extension");
+		MyceliumTlsFailed("add the subjectAltName extension");
 }
 
 /*
@@ -489,7 +475,7 @@ mycelium_generate_certificate(PG_FUNCTION_ARGS)
 	key = new_key();
 	cert = new_certificate(cn, key, days);
 	if (!X509_set_issuer_name(cert, X509_get_subject_name(ca)))
-		openssl_failed("set the issuer name");
+		MyceliumTlsFailed("set the issuer name");
 	add_extension(cert, ca, NID_basic_constraints, "critical,CA:FALSE");
 	add_extension(cert, ca, NID_key_usage, "critical,digitalSignature");
 	add_extension(cert, ca, NID_ext_key_usage, "serverAuth,clientAuth");

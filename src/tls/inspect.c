@@ -214,14 +214,7 @@ fingerprint_text(X509 *cert)
 	unsigned int i;
 
 	if (!X509_digest(cert, EVP_sha256(), md, &len))
-	{
-		char	   *detail = MyceliumTlsErrors();
-
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute a certificate fingerprint"),
-				 detail ? errdetail_internal("%s", detail) : 0));
-	}
+		MyceliumTlsFailed("compute a certificate fingerprint");
 	s = palloc(len * 3 + 1);
 	for (i = 0; i < len; i++)
 		sprintf(s + i * 3, "%02X%s", md[i], i + 1 < len ? ":" : "");

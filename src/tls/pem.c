@@ -107,14 +107,7 @@ MyceliumTlsTrack(void *obj, MyceliumTlsObject kind, const char *what)
 	TrackedObject *t;
 
 	if (obj == NULL)
-	{
-		char	   *detail = MyceliumTlsErrors();
-
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not create %s", what),
-				 detail ? errdetail_internal("%s", detail) : 0));
-	}
+		MyceliumTlsFailed(psprintf("create %s", what));
 	t = MemoryContextAllocExtended(CurrentMemoryContext, sizeof(TrackedObject),
 								   MCXT_ALLOC_NO_OOM);
 	if (t == NULL)
@@ -134,6 +127,22 @@ MyceliumTlsTrack(void *obj, MyceliumTlsObject kind, const char *what)
 	t->cb.arg = t;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &t->cb);
 	return obj;
+}
+
+/*
+ * MyceliumTlsFailed reports a failed OpenSSL call that no input can cause
+ * (out of memory, a broken installation): "could not <what>", with
+ * OpenSSL's reasons as the detail.
+ */
+void
+MyceliumTlsFailed(const char *what)
+{
+	char	   *detail = MyceliumTlsErrors();
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("could not %s", what),
+			 detail ? errdetail_internal("%s", detail) : 0));
 }
 
 /*
@@ -367,8 +376,8 @@ MyceliumTlsBioText(BIO *bio)
 }
 
 /*
- * MyceliumTlsReadFile reads a configured PEM file (relative paths are
- * relative to the data directory, as for libpq in a backend).  Returns the
+ * MyceliumTlsReadFile reads a configured PEM file (the settings only take
+ * absolute paths).  Returns the
  * palloc'd contents, or NULL with *error set: a missing or unreadable file
  * is something to report in a status row or a log line, not an ERROR.
  */

@@ -50,6 +50,7 @@ typedef enum MyceliumTlsObject
 
 /* in tls/pem.c */
 extern void *MyceliumTlsTrack(void *obj, MyceliumTlsObject kind, const char *what);
+extern void MyceliumTlsFailed(const char *what) pg_attribute_noreturn();
 extern char *MyceliumTlsErrors(void);
 extern char *MyceliumTlsTextArg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern List *MyceliumTlsParseCerts(const char *pem, const char *what, char **error);

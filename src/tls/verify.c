@@ -55,29 +55,22 @@ MyceliumTlsVerifyChain(X509 *leaf, List *untrusted, List *trusted,
 			unsigned long err = ERR_peek_last_error();
 
 			if (ERR_GET_REASON(err) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
-				(void) MyceliumTlsTrack(NULL, TLS_OBJ_STORE, "certificate store");
+				MyceliumTlsFailed("add a CA certificate to the store");
 			ERR_clear_error();
 		}
 	chain = MyceliumTlsTrack(sk_X509_new_null(), TLS_OBJ_X509_STACK, "certificate list");
 	foreach(lc, untrusted)
 		if (!sk_X509_push(chain, lfirst(lc)))
-			(void) MyceliumTlsTrack(NULL, TLS_OBJ_X509_STACK, "certificate list");
+			MyceliumTlsFailed("build the list of intermediate certificates");
 
 	ctx = MyceliumTlsTrack(X509_STORE_CTX_new(), TLS_OBJ_STORE_CTX, "verification context");
 	if (!X509_STORE_CTX_init(ctx, store, leaf, chain))
-		(void) MyceliumTlsTrack(NULL, TLS_OBJ_STORE_CTX, "verification context");
+		MyceliumTlsFailed("initialize the verification context");
 	X509_STORE_CTX_set_time(ctx, 0, at);
 
 	rc = X509_verify_cert(ctx);
 	if (rc < 0)
-	{
-		char	   *detail = MyceliumTlsErrors();
-
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not verify certificate chain"),
-				 detail ? errdetail_internal("%s", detail) : 0));
-	}
+		MyceliumTlsFailed("verify the certificate chain");
 	*reason = rc == 1 ? NULL :
 		X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
 	ERR_clear_error();
