@@ -207,8 +207,8 @@ put_row(ReturnSetInfo *rsinfo, CertRow *row)
  *				   days_left int, valid bool, error text)
  *
  * First row: this node's certificate (mycelium.ssl_cert_file), checked
- * against its key and the CA file.  Then one row per certificate of
- * mycelium.ssl_cert_file's CA bundle (mycelium.ssl_ca_file), if readable.
+ * against its key and the CA file.  Then one row per certificate of the CA
+ * bundle, mycelium.ssl_ca_file, if it can be read.
  */
 Datum
 mycelium_local_certificate_status(PG_FUNCTION_ARGS)

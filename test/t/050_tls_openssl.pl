@@ -197,12 +197,15 @@ is(run($openssl, 'x509', '-in', "$pgdata/tls1.crt", '-noout', '-pubkey'),
 	run($openssl, 'pkey', '-in', "$pgdata/tls1.key", '-pubout'),
 	'the SQL-made key is the key of the SQL-made certificate');
 my $ca_text = run($openssl, 'x509', '-in', "$pgdata/mycelium_ca.crt", '-noout', '-text');
-like($ca_text, qr/CA:TRUE/, 'the CA has CA:TRUE');
+like($ca_text, qr/Basic Constraints: critical\s+CA:TRUE/, 'the CA has CA:TRUE');
+like($ca_text, qr/Subject Key Identifier/, 'and a subject key identifier');
 like($ca_text, qr/Certificate Sign, CRL Sign/, 'the CA may sign certificates and CRLs');
 like($ca_text, qr/prime256v1|P-256/, 'the CA key is EC P-256');
 like($ca_text, qr/ecdsa-with-SHA256/, 'signed with SHA-256');
 my $leaf_text = run($openssl, 'x509', '-in', "$pgdata/tls1.crt", '-noout', '-text');
-like($leaf_text, qr/CA:FALSE/, 'the node certificate is not a CA');
+like($leaf_text, qr/Basic Constraints: critical\s+CA:FALSE/, 'the node certificate is not a CA');
+like($leaf_text, qr/Key Usage: critical\s+Digital Signature\s*\n/,
+	'its key may only sign (EC keys do not encipher)');
 like($leaf_text, qr/TLS Web Server Authentication, TLS Web Client Authentication/,
 	'the node certificate is for TLS servers and clients');
 like($leaf_text, qr/DNS:localhost, IP Address:127\.0\.0\.1/, 'with the requested SANs');
