@@ -230,11 +230,14 @@ return_pair(FunctionCallInfo fcinfo, X509 *cert, EVP_PKEY *key)
 Datum
 mycelium_generate_ca(PG_FUNCTION_ARGS)
 {
-	char	   *cn = common_name_arg(fcinfo, 0);
-	int			days = valid_days_arg(fcinfo, 1);
+	char	   *cn;
+	int			days;
 	EVP_PKEY   *key;
 	X509	   *cert;
 
+	MyceliumTlsBegin();
+	cn = common_name_arg(fcinfo, 0);
+	days = valid_days_arg(fcinfo, 1);
 	InitMaterializedSRF(fcinfo, 0);
 	key = new_key();
 	cert = new_certificate(cn, key, days);
@@ -453,7 +456,7 @@ check_issuer(X509 *ca, EVP_PKEY *ca_key)
 Datum
 mycelium_generate_certificate(PG_FUNCTION_ARGS)
 {
-	char	   *cn = common_name_arg(fcinfo, 0);
+	char	   *cn;
 	X509	   *ca;
 	EVP_PKEY   *ca_key;
 	int			days;
@@ -462,6 +465,8 @@ mycelium_generate_certificate(PG_FUNCTION_ARGS)
 	EVP_PKEY   *key;
 	X509	   *cert;
 
+	MyceliumTlsBegin();
+	cn = common_name_arg(fcinfo, 0);
 	ca = linitial(MyceliumTlsParseCerts(MyceliumTlsTextArg(fcinfo, 1, "CA certificate"),
 										"CA certificate", NULL));
 	ca_key = MyceliumTlsParseKey(MyceliumTlsTextArg(fcinfo, 2, "CA private key"),

@@ -240,6 +240,7 @@ mycelium_certificate_info(PG_FUNCTION_ARGS)
 	Datum		values[9];
 	bool		nulls[9] = {false};
 
+	MyceliumTlsBegin();
 	InitMaterializedSRF(fcinfo, 0);
 	pem = MyceliumTlsTextArg(fcinfo, 0, "certificate");
 	cert = linitial(MyceliumTlsParseCerts(pem, "certificate", NULL));

@@ -94,6 +94,33 @@ free_tracked(void *arg)
 }
 
 /*
+ * clear_error_queue is a reset callback that empties OpenSSL's error queue.
+ */
+static void
+clear_error_queue(void *arg)
+{
+	ERR_clear_error();
+}
+
+/*
+ * MyceliumTlsBegin starts a function that uses OpenSSL: it empties the
+ * error queue now and again when CurrentMemoryContext is reset or deleted,
+ * so that whatever path the function leaves by (an ERROR included), no
+ * entry is left behind to confuse the next OpenSSL user in this process,
+ * such as libpq reporting why a TLS connection failed.
+ */
+void
+MyceliumTlsBegin(void)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	ERR_clear_error();
+	cb->func = clear_error_queue;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+}
+
+/*
  * MyceliumTlsTrack ties obj to CurrentMemoryContext so that it is freed
  * when that context is reset or deleted, and returns obj.
  *

@@ -219,6 +219,7 @@ mycelium_local_certificate_status(PG_FUNCTION_ARGS)
 	List	   *cas;
 	ListCell   *lc;
 
+	MyceliumTlsBegin();
 	InitMaterializedSRF(fcinfo, 0);
 	row = node_row();
 	put_row(rsinfo, &row);
@@ -298,6 +299,7 @@ MyceliumTlsCheckExpiry(void)
 
 	PG_TRY();
 	{
+		MyceliumTlsBegin();
 		warn_about_file("mycelium.ssl_ca_file", mycelium_ssl_ca_file);
 		warn_about_file("mycelium.ssl_cert_file", mycelium_ssl_cert_file);
 	}

@@ -10,7 +10,8 @@
  * objects are never freed by hand.  Ownership of an object passed to an
  * OpenSSL call that takes its own reference (X509_STORE_add_cert) stays
  * with the tracker; calls that steal a reference get an object that is not
- * tracked.
+ * tracked.  Every SQL function starts with MyceliumTlsBegin, which
+ * likewise empties OpenSSL's error queue on every way out.
  *
  * IDENTIFICATION
  *	  src/tls/tls_internal.h
@@ -49,6 +50,7 @@ typedef enum MyceliumTlsObject
 } MyceliumTlsObject;
 
 /* in tls/pem.c */
+extern void MyceliumTlsBegin(void);
 extern void *MyceliumTlsTrack(void *obj, MyceliumTlsObject kind, const char *what);
 extern void MyceliumTlsFailed(const char *what) pg_attribute_noreturn();
 extern char *MyceliumTlsErrors(void);

@@ -94,6 +94,7 @@ mycelium_verify_certificate(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 
+	MyceliumTlsBegin();
 	InitMaterializedSRF(fcinfo, 0);
 	certs = MyceliumTlsParseCerts(MyceliumTlsTextArg(fcinfo, 0, "certificate"),
 								  "certificate", NULL);
