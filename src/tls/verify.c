@@ -30,6 +30,10 @@
 
 PG_FUNCTION_INFO_V1(mycelium_verify_certificate);
 
+/* 0001-01-01 00:00:00 and 9999-12-31 23:59:59 UTC, the range of ASN.1 times */
+#define MIN_VERIFY_TIME ((time_t) INT64CONST(-62135596800))
+#define MAX_VERIFY_TIME ((time_t) INT64CONST(253402300799))
+
 /*
  * MyceliumTlsVerifyChain checks that leaf chains up to one of the trusted
  * certificates, through the untrusted ones if needed, with every
@@ -105,10 +109,13 @@ mycelium_verify_certificate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("verification time must not be null")));
 	at = PG_GETARG_TIMESTAMPTZ(2);
-	if (TIMESTAMP_NOT_FINITE(at))
+	if (TIMESTAMP_NOT_FINITE(at) ||
+		timestamptz_to_time_t(at) < MIN_VERIFY_TIME ||
+		timestamptz_to_time_t(at) > MAX_VERIFY_TIME)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("verification time must be finite")));
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("verification time is out of range"),
+				 errdetail("Certificates can only express times from year 1 to year 9999.")));
 
 	leaf = linitial(certs);
 	certs = list_delete_first(certs);	/* the rest: intermediates */

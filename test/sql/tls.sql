@@ -292,6 +292,9 @@ SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), '');
 SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), NULL);
 SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), (SELECT certificate FROM ca), NULL);
 SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), (SELECT certificate FROM ca), 'infinity');
+SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), (SELECT certificate FROM ca), '10000-01-01');
+SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), (SELECT certificate FROM ca), '0001-01-01 BC');
+SELECT * FROM mycelium.verify_certificate((SELECT certificate FROM node1), (SELECT certificate FROM ca), '9999-12-31 23:00:00+00');
 
 -- error codes: NULL, bad value, malformed PEM, too large
 CREATE FUNCTION pg_temp.sqlstate_of(query text) RETURNS text LANGUAGE plpgsql AS $$
