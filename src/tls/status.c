@@ -25,6 +25,9 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 
@@ -72,8 +75,29 @@ load_certs(const char *guc, const char *path, char **error)
 }
 
 /*
+ * key_file_too_open tells whether libpq would refuse a key file for its
+ * permissions: it wants mode 0600 or less, or 0640 or less when the file
+ * is owned by root (as it checks, a file owned by someone else is left to
+ * the open to refuse).
+ */
+static bool
+key_file_too_open(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return false;			/* reading it will say why */
+	if (st.st_uid == geteuid())
+		return (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+	if (st.st_uid == 0)
+		return (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO)) != 0;
+	return false;
+}
+
+/*
  * check_key tells whether mycelium.ssl_key_file holds the private key of
- * cert; on failure *error says why, without any key material.
+ * cert, in a file libpq would accept; on failure *error says why, without
+ * any key material.
  */
 static bool
 check_key(X509 *cert, char **error)
@@ -86,6 +110,11 @@ check_key(X509 *cert, char **error)
 	if (path == NULL || path[0] == '\0')
 	{
 		*error = pstrdup("mycelium.ssl_key_file is not set");
+		return false;
+	}
+	if (key_file_too_open(path))
+	{
+		*error = psprintf("private key file \"%s\" has group or world access; libpq requires mode 0600 or less", path);
 		return false;
 	}
 	if ((pem = MyceliumTlsReadFile(path, error)) == NULL)

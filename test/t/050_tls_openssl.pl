@@ -298,6 +298,13 @@ like( $node->safe_psql('postgres',
 		"SELECT valid, error FROM mycelium.local_certificate_status() LIMIT 1"),
 	qr/^f\|could not parse private key file/, 'a malformed key file is reported');
 
+write_file("$dir/open.key", $pem{tls1}{private_key}, 0644);
+set_files(ssl_key_file => "$dir/open.key");
+like( $node->safe_psql('postgres',
+		"SELECT valid, error FROM mycelium.local_certificate_status() LIMIT 1"),
+	qr/^f\|private key file ".*open\.key" has group or world access/,
+	'a key file libpq would refuse for its permissions is reported');
+
 set_files(ssl_key_file => "$dir/missing.key");
 like( $node->safe_psql('postgres',
 		"SELECT valid, error FROM mycelium.local_certificate_status() LIMIT 1"),
