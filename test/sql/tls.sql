@@ -327,13 +327,13 @@ SELECT * FROM mycelium.check_certificates();
 SELECT mycelium.check_certificate_expiry();
 
 -- status functions are for superusers; the others for everyone
-CREATE ROLE tls_user;
-GRANT SELECT ON fx TO tls_user;
-SET ROLE tls_user;
+CREATE ROLE regress_tls_user;
+GRANT SELECT ON fx TO regress_tls_user;
+SET ROLE regress_tls_user;
 SELECT * FROM mycelium.check_certificates();
 SELECT * FROM mycelium.local_certificate_status();
 SELECT mycelium.check_certificate_expiry();
 SELECT subject FROM mycelium.certificate_info(fx('root'));
 RESET ROLE;
 DROP TABLE fx CASCADE;
-DROP ROLE tls_user;
+DROP ROLE regress_tls_user;
