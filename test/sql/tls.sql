@@ -9,7 +9,13 @@ RESET client_min_messages;
 
 -- Fixtures made with the openssl CLI (valid for 100 years from 2026):
 -- root -> intermediate -> leaf, a certificate signed by that leaf (a leaf
--- used as a CA), an encrypted key and an RSA root with its key.
+-- used as a CA), an encrypted key and an RSA root with its key.  Made with
+--   openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
+--     -days 36500 -addext basicConstraints=critical,CA:TRUE ... (roots)
+--   openssl x509 -req -CA ... -days 36500 -extfile ... (the others; the
+--     intermediate with CA:TRUE, the leaf and "rogue" with CA:FALSE,
+--     keyUsage digitalSignature, SAN DNS:leaf.example,IP:192.0.2.7)
+--   openssl genpkey -algorithm EC ... -aes256 -pass pass:secret (encrypted)
 CREATE TEMP TABLE fx (name text PRIMARY KEY, pem text NOT NULL);
 INSERT INTO fx VALUES
 ('root', $pem$-----BEGIN CERTIFICATE-----
