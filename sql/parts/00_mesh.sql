@@ -22,6 +22,15 @@ CREATE TABLE mycelium.commit_record (
 );
 COMMENT ON TABLE mycelium.commit_record IS 'commit decisions of two-phase transactions coordinated here';
 
+-- every backend caches the node catalog; this trigger invalidates it
+CREATE FUNCTION mycelium.node_catalog_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mycelium_node_catalog_changed'
+LANGUAGE C;
+CREATE TRIGGER node_catalog_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mycelium.node
+	FOR EACH STATEMENT EXECUTE FUNCTION mycelium.node_catalog_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('mycelium.node', '');
 SELECT pg_catalog.pg_extension_config_dump('mycelium.commit_record', '');
 

@@ -27,6 +27,7 @@ typedef struct MyceliumNode
 
 /* in cluster/nodes.c */
 extern List *MyceliumLoadNodes(void);
+extern List *MyceliumCachedNodes(void);
 extern MyceliumNode *MyceliumFindNode(List *nodes, const char *node_name);
 extern MyceliumNode *MyceliumEnsureLocalNode(void);
 extern void MyceliumValidateNodeName(const char *node_name);

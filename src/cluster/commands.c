@@ -78,7 +78,7 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 	MyceliumEnsureLocalNode();
 	InitMaterializedSRF(fcinfo, 0);
 
-	nodes = MyceliumLoadNodes();
+	nodes = MyceliumCachedNodes();
 	n = list_length(nodes);
 	conns = palloc0(sizeof(MyceliumConnection *) * n);
 	results = palloc0(sizeof(PGresult *) * n);

@@ -18,11 +18,15 @@
 #include <ctype.h>
 
 #include "catalog/namespace.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
@@ -31,6 +35,20 @@
 #include "shmem/shmem.h"
 
 PG_FUNCTION_INFO_V1(mycelium_node_status);
+PG_FUNCTION_INFO_V1(mycelium_node_catalog_changed);
+
+/*
+ * Per-backend cache of the node catalog, for the hot paths (fan-out, and
+ * routing later).  A statement trigger on mycelium.node sends a relcache
+ * invalidation for it, which every backend receives when the change
+ * commits (on this node or, through 2PC, on any other), and which empties
+ * this cache.
+ */
+static List *node_cache = NIL;	/* MyceliumNode *, in node_cache_cxt */
+static bool node_cache_valid = false;
+static MemoryContext node_cache_cxt = NULL;
+static Oid	node_cache_relid = InvalidOid;
+static bool node_callback_registered = false;
 
 /*
  * MyceliumCatalogRelid returns the OID of a table in schema mycelium.
@@ -73,7 +91,8 @@ MyceliumValidateNodeName(const char *node_name)
 
 /*
  * MyceliumLoadNodes returns every node of the catalog, ordered by node_id,
- * as a List of palloc'd MyceliumNode in the caller's memory context.
+ * as a List of palloc'd MyceliumNode in the caller's memory context, read
+ * with the latest snapshot (what a metadata change must see).
  */
 List *
 MyceliumLoadNodes(void)
@@ -115,6 +134,65 @@ MyceliumLoadNodes(void)
 }
 
 /*
+ * node_cache_callback empties the node cache when mycelium.node changed (or
+ * on a full relcache reset).
+ */
+static void
+node_cache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == node_cache_relid)
+		node_cache_valid = false;
+}
+
+/*
+ * MyceliumCachedNodes returns the node catalog from the per-backend cache,
+ * filling it when needed.  The list and its nodes belong to the cache:
+ * valid until the next catalog change, so callers must not keep them past
+ * the current statement nor modify them.
+ */
+List *
+MyceliumCachedNodes(void)
+{
+	MemoryContext old;
+
+	if (node_cache_valid)
+		return node_cache;
+	if (!node_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(node_cache_callback, (Datum) 0);
+		node_cache_cxt = AllocSetContextCreate(CacheMemoryContext, "mycelium node cache",
+											   ALLOCSET_SMALL_SIZES);
+		node_callback_registered = true;
+	}
+	node_cache_relid = MyceliumCatalogRelid("node");
+	MemoryContextReset(node_cache_cxt);
+	node_cache = NIL;
+	old = MemoryContextSwitchTo(node_cache_cxt);
+	/* valid first: an invalidation arriving while we read clears it again */
+	node_cache_valid = true;
+	node_cache = MyceliumLoadNodes();
+	MemoryContextSwitchTo(old);
+	return node_cache;
+}
+
+/*
+ * mycelium_node_catalog_changed is the statement trigger on mycelium.node:
+ * it makes every backend drop its node cache once the change commits.
+ */
+Datum
+mycelium_node_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mycelium.node_catalog_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/*
  * MyceliumFindNode returns the node of that name in a list, or NULL.
  */
 MyceliumNode *
@@ -150,7 +228,11 @@ MyceliumEnsureLocalNode(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("mycelium.node_name is not set"),
 				 errhint("Set mycelium.node_name in postgresql.conf to this node's name and restart the server.")));
-	nodes = MyceliumLoadNodes();
+	nodes = MyceliumCachedNodes();
+	local = MyceliumFindNode(nodes, mycelium_node_name);
+	if (local)
+		return local;
+	nodes = MyceliumLoadNodes();	/* no trust in the cache for a write */
 	local = MyceliumFindNode(nodes, mycelium_node_name);
 	if (local)
 		return local;

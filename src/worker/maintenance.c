@@ -129,7 +129,7 @@ mesh_ready(void)
 
 	if (!OidIsValid(get_extension_oid("mycelium", true)) || mycelium_node_name[0] == '\0')
 		return NIL;
-	nodes = MyceliumLoadNodes();
+	nodes = MyceliumCachedNodes();
 	if (MyceliumFindNode(nodes, mycelium_node_name) == NULL)
 		return NIL;
 	return nodes;

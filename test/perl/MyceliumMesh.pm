@@ -1,8 +1,10 @@
 # MyceliumMesh.pm
 #	  The one shared helper of Mycelium's TAP tests: builds an N-node mesh of
 #	  PostgreSQL::Test::Cluster nodes with the extension preloaded, TLS
-#	  between the nodes (certificates made with the openssl CLI), and peer
-#	  authentication by client certificate.
+#	  between the nodes, and peer authentication by client certificate.
+#	  Certificates are made with Mycelium's own SQL functions on the first
+#	  node (in a separate database "pki"), or with the openssl CLI when
+#	  asked (certs => 'openssl').
 #
 #	  use MyceliumMesh;
 #	  my $mesh = MyceliumMesh->new(nodes => 3);         # started and joined
@@ -76,9 +78,9 @@ sub new
 		nodes => [],
 		tls => $opts{tls} // 1,
 		conf => $opts{conf} // '',
+		certs => $opts{certs} // 'sql',
 		certdir => PostgreSQL::Test::Utils::tempdir(),
 	}, $class;
-	make_ca($self->{certdir}, 'ca') if $self->{tls};
 	for my $i (1 .. ($opts{nodes} // 3))
 	{
 		push @{ $self->{nodes} }, $self->new_node("n$i");
@@ -127,11 +129,10 @@ sub new_node
 
 	$conf .= "shared_preload_libraries = 'mycelium'\n" if $preload;
 	$conf .= "mycelium.node_name = '$node_name'\n" if defined $node_name;
+	my $tls_conf = '';
 	if ($self->{tls})
 	{
-		make_ca($dir, $ca) unless -f "$dir/$ca.crt";
-		make_node_cert($dir, $name, $ca);
-		$conf .= "ssl = on\n"
+		$tls_conf = "ssl = on\n"
 		  . "ssl_cert_file = '$dir/$name.crt'\n"
 		  . "ssl_key_file = '$dir/$name.key'\n"
 		  . "ssl_ca_file = '$dir/$ca.crt'\n"
@@ -152,10 +153,70 @@ sub new_node
 		$node->append_conf('pg_hba.conf', "host all all 127.0.0.1/32 trust\n");
 	}
 	$node->append_conf('postgresql.conf', $conf . $self->{conf} . ($o{conf} // ''));
-	$node->start;
+	if ($self->{tls} && $self->{certs} eq 'sql' && !$self->{pki})
+	{
+		# the first node makes every certificate: start it without TLS
+		# to make its own, then turn TLS on
+		$node->start;
+		$node->safe_psql('postgres', 'CREATE DATABASE pki');
+		$node->safe_psql('pki', 'CREATE EXTENSION mycelium; '
+			  . 'CREATE TABLE pki (name text PRIMARY KEY, certificate text, private_key text)');
+		$self->{pki} = $node;
+		$self->_make_cert($name, $ca);
+		$node->append_conf('postgresql.conf', $tls_conf);
+		$node->restart;
+	}
+	else
+	{
+		$self->_make_cert($name, $ca) if $self->{tls};
+		$node->append_conf('postgresql.conf', $tls_conf);
+		$node->start;
+	}
 	$node->safe_psql('postgres', 'CREATE EXTENSION mycelium')
 	  if $o{extension} // 1;
 	return $node;
+}
+
+# _write_file($path, $text, $mode)
+sub _write_file
+{
+	my ($path, $text, $mode) = @_;
+	open my $fh, '>', $path or die "could not write $path: $!";
+	print $fh "$text\n";
+	close $fh;
+	chmod $mode, $path;
+}
+
+# _make_cert($name, $ca): the node certificate of $name signed by CA $ca,
+# written to certdir, made with the openssl CLI or with
+# mycelium.generate_ca/generate_certificate on the pki node.  Keys are
+# passed by subquery, never as literals in a statement.
+sub _make_cert
+{
+	my ($self, $name, $ca) = @_;
+	my $dir = $self->{certdir};
+	if ($self->{certs} eq 'openssl')
+	{
+		make_ca($dir, $ca) unless -f "$dir/$ca.crt";
+		make_node_cert($dir, $name, $ca);
+		return;
+	}
+	my $pki = $self->{pki};
+	for my $pair ([ $ca, "SELECT '$ca', * FROM mycelium.generate_ca('mycelium test CA $ca', 30)" ],
+		[ $name,
+			"SELECT '$name', * FROM mycelium.generate_certificate('$name', "
+			  . "(SELECT certificate FROM pki WHERE name = '$ca'), "
+			  . "(SELECT private_key FROM pki WHERE name = '$ca'), 30, "
+			  . "ARRAY['localhost'], ARRAY['127.0.0.1'])" ])
+	{
+		my ($who, $sql) = @$pair;
+		next if -f "$dir/$who.crt";
+		$pki->safe_psql('pki', "INSERT INTO pki $sql");
+		_write_file("$dir/$who.crt",
+			$pki->safe_psql('pki', "SELECT certificate FROM pki WHERE name = '$who'"), 0644);
+		_write_file("$dir/$who.key",
+			$pki->safe_psql('pki', "SELECT private_key FROM pki WHERE name = '$who'"), 0600);
+	}
 }
 
 # join_all: add every node but the first from the first.
