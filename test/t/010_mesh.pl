@@ -6,6 +6,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IO::Socket::INET;
 use MyceliumMesh;
 
 my $mesh = MyceliumMesh->new(nodes => 3);
@@ -47,8 +48,35 @@ my $stat = $n1->safe_psql('postgres',
 	  . "SELECT sum(opened), sum(reused) FROM mycelium.stat_connections");
 is($stat, "3\n3\n3|3", 'connections are opened once per node and reused');
 
-# adding a member twice, or under the wrong name, is refused
+# statement_timeout and cancel reach the remote work at once
+my $t0 = time;
 my ($ret, $out, $err) = $n1->psql('postgres',
+	"SET statement_timeout = '500ms'; "
+	  . "SELECT * FROM mycelium.run_command_on_nodes('SELECT pg_sleep(60)')");
+like($err, qr/canceling statement due to statement timeout/, 'statement_timeout interrupts a fan-out');
+ok(time - $t0 < 20, 'without waiting for the remote commands');
+$n2->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")
+  or die 'remote pg_sleep was not cancelled';
+pass('the remote command was cancelled too');
+is($n1->safe_psql('postgres', "SELECT count(*) FROM mycelium.run_command_on_nodes('SELECT 1')"),
+	'3', 'the node works normally after the interrupted fan-out');
+
+# a peer that accepts TCP but never answers costs at most
+# connect_attempts x connect_timeout (plus backoff), then 08001
+my $silent = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+	Listen => 5, Proto => 'tcp') or die "could not listen: $!";
+$t0 = time;
+($ret, $out, $err) = $n1->psql('postgres',
+	"SET mycelium.connect_timeout = '300ms'; SET mycelium.connect_attempts = 2; "
+	  . "SELECT mycelium.add_node('n9', '127.0.0.1', " . $silent->sockport . ")");
+like($err, qr/could not connect to node "n9".*\n.*timeout expired after 300 ms/,
+	'a silent peer times out with a clear error');
+ok(time - $t0 < 10, 'within connect_attempts x connect_timeout');
+close $silent;
+
+# adding a member twice, or under the wrong name, is refused
+($ret, $out, $err) = $n1->psql('postgres',
 	"SELECT mycelium.add_node('n2', '127.0.0.1', " . $n2->port . ")");
 like($err, qr/node "n2" is already a member of the mesh/, 'adding a member twice fails');
 
