@@ -31,8 +31,9 @@ CREATE TRIGGER node_catalog_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mycelium.node
 	FOR EACH STATEMENT EXECUTE FUNCTION mycelium.node_catalog_changed();
 
-SELECT pg_catalog.pg_extension_config_dump('mycelium.node', '');
-SELECT pg_catalog.pg_extension_config_dump('mycelium.commit_record', '');
+-- Deliberately not pg_extension_config_dump'ed: a dump restored elsewhere
+-- must not claim mesh membership or another node's commit decisions (and
+-- would collide with the local node row CREATE EXTENSION inserts).
 
 CREATE FUNCTION mycelium.node_status(node_name text, catalog_status text)
 RETURNS text
@@ -59,9 +60,8 @@ AS 'MODULE_PATHNAME', 'mycelium_remove_node'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.remove_node(text) IS 'remove a node from the mesh';
 
-CREATE FUNCTION mycelium.run_command_on_nodes(command text,
-	OUT node_name text, OUT success bool, OUT result text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.run_command_on_nodes(command text)
+RETURNS TABLE(node_name text, success bool, result text)
 AS 'MODULE_PATHNAME', 'mycelium_run_command_on_nodes'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.run_command_on_nodes(text) IS 'run a command on every node in parallel, each in its own session';
@@ -72,10 +72,8 @@ AS 'MODULE_PATHNAME', 'mycelium_recover_prepared_transactions'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.recover_prepared_transactions() IS 'resolve in-doubt two-phase transactions coordinated by this node now';
 
-CREATE FUNCTION mycelium.stat_connections_internal(
-	OUT node text, OUT role text, OUT state text, OUT connections int,
-	OUT opened bigint, OUT reused bigint, OUT failures bigint)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.stat_connections_internal()
+RETURNS TABLE(node text, role text, state text, connections int, opened bigint, reused bigint, failures bigint)
 AS 'MODULE_PATHNAME', 'mycelium_stat_connections'
 LANGUAGE C VOLATILE;
 

@@ -1,43 +1,32 @@
 -- Mycelium install script, part 20: TLS certificate management (make,
 -- inspect, verify and check certificates; see docs/security.md).
 
-CREATE FUNCTION mycelium.generate_ca(common_name text, valid_days int DEFAULT 3650,
-	OUT certificate text, OUT private_key text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.generate_ca(common_name text, valid_days int DEFAULT 3650)
+RETURNS TABLE(certificate text, private_key text)
 AS 'MODULE_PATHNAME', 'mycelium_generate_ca'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.generate_ca(text, int) IS 'make a self-signed CA certificate and its EC P-256 private key (PEM)';
 
-CREATE FUNCTION mycelium.generate_certificate(common_name text,
-	ca_certificate text, ca_private_key text, valid_days int DEFAULT 365,
-	dns_names text[] DEFAULT NULL, ip_addresses text[] DEFAULT NULL,
-	OUT certificate text, OUT private_key text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.generate_certificate(common_name text, ca_certificate text, ca_private_key text, valid_days int DEFAULT 365, dns_names text[] DEFAULT NULL, ip_addresses text[] DEFAULT NULL)
+RETURNS TABLE(certificate text, private_key text)
 AS 'MODULE_PATHNAME', 'mycelium_generate_certificate'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.generate_certificate(text, text, text, int, text[], text[]) IS 'make a node certificate (TLS server and client) signed by a CA, and its EC P-256 private key (PEM)';
 
-CREATE FUNCTION mycelium.certificate_info(certificate text,
-	OUT subject text, OUT issuer text, OUT serial text,
-	OUT not_before timestamptz, OUT not_after timestamptz,
-	OUT fingerprint_sha256 text, OUT dns_names text[],
-	OUT ip_addresses text[], OUT is_ca bool)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.certificate_info(certificate text)
+RETURNS TABLE(subject text, issuer text, serial text, not_before timestamptz, not_after timestamptz, fingerprint_sha256 text, dns_names text[], ip_addresses text[], is_ca bool)
 AS 'MODULE_PATHNAME', 'mycelium_certificate_info'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mycelium.certificate_info(text) IS 'describe the first certificate of a PEM text';
 
-CREATE FUNCTION mycelium.verify_certificate(certificate text, ca_bundle text,
-	at timestamptz DEFAULT now(), OUT valid bool, OUT error text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.verify_certificate(certificate text, ca_bundle text, at timestamptz DEFAULT now())
+RETURNS TABLE(valid bool, error text)
 AS 'MODULE_PATHNAME', 'mycelium_verify_certificate'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mycelium.verify_certificate(text, text, timestamptz) IS 'check that a certificate (followed by any intermediates) chains up to a CA of the bundle at a given time';
 
-CREATE FUNCTION mycelium.local_certificate_status(
-	OUT node_name text, OUT subject text, OUT not_after timestamptz,
-	OUT days_left int, OUT valid bool, OUT error text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.local_certificate_status()
+RETURNS TABLE(node_name text, subject text, not_after timestamptz, days_left int, valid bool, error text)
 AS 'MODULE_PATHNAME', 'mycelium_local_certificate_status'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.local_certificate_status() IS 'check this node''s configured certificate, key and CA files';
@@ -50,10 +39,8 @@ COMMENT ON FUNCTION mycelium.check_certificate_expiry() IS 'log a warning now fo
 
 -- One row per certificate of every node; a node that cannot be asked gives
 -- one row with valid = false and the reason.
-CREATE FUNCTION mycelium.check_certificates(
-	OUT node_name text, OUT subject text, OUT not_after timestamptz,
-	OUT days_left int, OUT valid bool, OUT error text)
-RETURNS SETOF record
+CREATE FUNCTION mycelium.check_certificates()
+RETURNS TABLE(node_name text, subject text, not_after timestamptz, days_left int, valid bool, error text)
 LANGUAGE sql VOLATILE
 AS $$
 SELECT r.node_name,

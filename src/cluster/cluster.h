@@ -28,6 +28,8 @@ typedef struct MyceliumNode
 /* in cluster/nodes.c */
 extern List *MyceliumLoadNodes(void);
 extern List *MyceliumCachedNodes(void);
+extern void MyceliumSpiExecLatest(const char *sql, int nargs, Oid *types, Datum *values,
+								  bool read_only);
 extern MyceliumNode *MyceliumFindNode(List *nodes, const char *node_name);
 extern MyceliumNode *MyceliumEnsureLocalNode(void);
 extern void MyceliumValidateNodeName(const char *node_name);

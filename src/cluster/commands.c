@@ -8,7 +8,9 @@
  * transaction, so it may be anything a client could send: VACUUM, CREATE
  * DATABASE, several statements.  A node that fails or cannot be reached
  * gives a row with success = false and the error; the others are not
- * affected.
+ * affected.  A peer the maintenance worker has marked down is not tried
+ * (that would stall every fan-out for mycelium.connect_timeout): its row
+ * says it is down.
  *
  * IDENTIFICATION
  *	  src/cluster/commands.c
@@ -23,6 +25,7 @@
 
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "shmem/shmem.h"
 
 PG_FUNCTION_INFO_V1(mycelium_run_command_on_nodes);
 
@@ -62,7 +65,10 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 	char	   *command;
 	List	   *nodes;
 	int			n,
-				i;
+				i,
+				k,
+				nup;
+	bool	   *down;
 	MyceliumConnection **conns;
 	PGresult  **results;
 	const char **names,
@@ -85,45 +91,63 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 	names = palloc(sizeof(char *) * n);
 	hosts = palloc(sizeof(char *) * n);
 	ports = palloc(sizeof(int) * n);
+	down = palloc0(sizeof(bool) * n);
 	i = 0;
+	nup = 0;
 	foreach(lc, nodes)
 	{
 		MyceliumNode *node = lfirst(lc);
 
-		names[i] = node->node_name;
-		hosts[i] = node->host;
-		ports[i] = node->port;
+		/* a peer known to be down answers at once instead of stalling all */
+		down[i] = !node->is_local && MyceliumPeerIsDown(node->node_name);
+		if (!down[i])
+		{
+			names[nup] = node->node_name;
+			hosts[nup] = node->host;
+			ports[nup] = node->port;
+			nup++;
+		}
 		i++;
 	}
 
-	MyceliumGetConnections(conns, n, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
-	for (i = 0; i < n; i++)
+	MyceliumGetConnections(conns, nup, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
+	for (i = 0; i < nup; i++)
 		if (MyceliumConnectionUsable(conns[i]))
 			MyceliumSendQuery(conns[i], command, 0, NULL);
-	MyceliumWaitResults(conns, n, results, 0, true);
+	MyceliumWaitResults(conns, nup, results, 0, true);
 
-	for (i = 0; i < n; i++)
+	i = 0;
+	k = 0;
+	foreach(lc, nodes)
 	{
+		MyceliumNode *node = lfirst(lc);
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
-		bool		ok;
+		bool		ok = false;
 		char	   *text;
 
-		ok = results[i] != NULL &&
-			(PQresultStatus(results[i]) == PGRES_COMMAND_OK ||
-			 PQresultStatus(results[i]) == PGRES_TUPLES_OK);
-		if (ok)
-			text = result_text(results[i], &ok, &nulls[2]);
+		if (down[i++])
+			text = psprintf("node \"%s\" is down: it has not answered for mycelium.peer_timeout",
+							node->node_name);
 		else
-			text = MyceliumResultErrorText(results[i], conns[i]);
-		PQclear(results[i]);
-		results[i] = NULL;
-		values[0] = CStringGetTextDatum(names[i]);
+		{
+			ok = results[k] != NULL &&
+				(PQresultStatus(results[k]) == PGRES_COMMAND_OK ||
+				 PQresultStatus(results[k]) == PGRES_TUPLES_OK);
+			if (ok)
+				text = result_text(results[k], &ok, &nulls[2]);
+			else
+				text = MyceliumResultErrorText(results[k], conns[k]);
+			PQclear(results[k]);
+			results[k] = NULL;
+			MyceliumReleaseConnection(conns[k]);
+			k++;
+		}
+		values[0] = CStringGetTextDatum(node->node_name);
 		values[1] = BoolGetDatum(ok);
 		if (!nulls[2])
 			values[2] = CStringGetTextDatum(text);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		MyceliumReleaseConnection(conns[i]);
 	}
 	return (Datum) 0;
 }

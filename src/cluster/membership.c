@@ -32,8 +32,8 @@ PG_FUNCTION_INFO_V1(mycelium_remove_node);
 
 /*
  * probe_new_node checks, inside its remote transaction, that the server at
- * conn runs Mycelium in this database under the expected node name, can
- * take part in two-phase commit, and belongs to no other mesh.
+ * conn runs Mycelium in this database under the expected node name and can
+ * take part in two-phase commit.
  */
 static void
 probe_new_node(MyceliumConnection *conn, const char *node_name)
@@ -78,6 +78,17 @@ probe_new_node(MyceliumConnection *conn, const char *node_name)
 				 errhint("Set max_prepared_transactions to at least max_connections on that node and restart it.")));
 	}
 	PQclear(res);
+}
+
+/*
+ * check_new_node_alone refuses a node whose catalog lists other nodes (it
+ * belongs to another mesh).  Run after the new node's catalog is locked,
+ * so two meshes cannot both take the same server.
+ */
+static void
+check_new_node_alone(MyceliumConnection *conn, const char *node_name)
+{
+	PGresult   *res;
 
 	res = MyceliumExec(conn, "SELECT string_agg(node_name, ', ' ORDER BY node_id) FROM mycelium.node "
 					   "WHERE node_name <> current_setting('mycelium.node_name', true)", 0, NULL);
@@ -217,6 +228,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 	nodes = MyceliumLockMesh(NULL, &conns);
 	MyceliumExecCommand(newconn, "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE");
 	check_not_member(nodes, node_name, host, port);
+	check_new_node_alone(newconn, node_name);
 	foreach(lc, nodes)
 		new_id = Max(new_id, ((MyceliumNode *) lfirst(lc))->node_id + 1);
 

@@ -198,8 +198,8 @@ local_table_json(const char *table)
 	char	   *result;
 
 	SPI_connect();
-	/* not read-only: a fresh snapshot sees this transaction's own changes */
-	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	MyceliumSpiExecLatest(sql, 0, NULL, NULL, true);
+	if (SPI_processed != 1)
 		elog(ERROR, "could not read metadata table \"%s\"", table);
 	result = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc, 1));

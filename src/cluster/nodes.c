@@ -99,19 +99,11 @@ MyceliumLoadNodes(void)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *result = NIL;
-	SPIPlanPtr	plan;
 	uint64		i;
 
 	SPI_connect();
-	plan = SPI_prepare("SELECT node_id, node_name, host, port, status "
-					   "FROM mycelium.node ORDER BY node_id", 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare node catalog query: %s", SPI_result_code_string(SPI_result));
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute_snapshot(plan, NULL, NULL, GetActiveSnapshot(), InvalidSnapshot,
-							 true, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the node catalog");
-	PopActiveSnapshot();
+	MyceliumSpiExecLatest("SELECT node_id, node_name, host, port, status "
+						  "FROM mycelium.node ORDER BY node_id", 0, NULL, NULL, true);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -131,6 +123,27 @@ MyceliumLoadNodes(void)
 	}
 	SPI_finish();
 	return result;
+}
+
+/*
+ * MyceliumSpiExecLatest runs a query through SPI (already connected) with
+ * the latest snapshot rather than the transaction's, so that metadata reads
+ * see every change committed before the locks a change holds, at any
+ * isolation level, and this transaction's own changes.
+ */
+void
+MyceliumSpiExecLatest(const char *sql, int nargs, Oid *types, Datum *values,
+					  bool read_only)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_execute_snapshot(plan, values, NULL, GetActiveSnapshot(), InvalidSnapshot,
+							 read_only, false, 0) < 0)
+		elog(ERROR, "could not run \"%s\"", sql);
+	PopActiveSnapshot();
 }
 
 /*

@@ -153,8 +153,7 @@ MyceliumPeerReportHealth(const char *node_name, bool ok, TimestampTz now,
 		{
 			if (p->failing_since == 0)
 				p->failing_since = now;
-			if (TimestampDifferenceExceeds(p->failing_since, now, peer_timeout_ms) ||
-				peer_timeout_ms == 0)
+			if (TimestampDifferenceExceeds(p->failing_since, now, peer_timeout_ms))
 				p->down = true;
 		}
 	}

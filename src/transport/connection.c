@@ -156,8 +156,9 @@ MyceliumConnectionUsable(MyceliumConnection *conn)
 
 /*
  * backoff_ms returns the delay before attempt number `attempt` (2, 3, ...):
- * exponential from 100 ms, capped at 5 s, with full jitter in its upper
- * half so that many backends retrying one peer do not retry in step.
+ * exponential from 100 ms, capped at 5 s, drawn uniformly from its upper
+ * half ("equal jitter") so that many backends retrying one peer do not
+ * retry in step.
  */
 static long
 backoff_ms(int attempt)
@@ -257,15 +258,14 @@ connect_succeeded(MyceliumConnection *c)
 	c->opened_at = GetCurrentTimestamp();
 	c->poll = PGRES_POLLING_OK;
 	get_stats(c->node_name, c->roleid)->opened++;
-	if (mycelium_max_shared_pool_size == 0 && !MyceliumPeerMaxConnectionsKnown(c->node_name))
+	if (mycelium_max_shared_pool_size == 0 && !MyceliumPeerMaxConnectionsKnown(c->node_name) &&
+		MyceliumSendQuery(c, "SHOW max_connections", 0, NULL))
 	{
-		PGresult   *res = PQexec(c->conn, "SHOW max_connections");
+		PGresult   *res = MyceliumGetResult(c, c->attempt_deadline, true);
 
-		/* a tiny query on a just-opened connection; blocking is harmless */
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 			MyceliumPeerSetMaxConnections(c->node_name, atoi(PQgetvalue(res, 0, 0)));
 		PQclear(res);
-		PQsetnonblocking(c->conn, 1);
 	}
 }
 
@@ -524,10 +524,12 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 
 		if (c->conn != NULL || !c->counted)
 			continue;			/* connected, or already a stand-in */
-		if (!missing_ok)
-			report_connect_failure(c->node_name, c->host, c->port, c->connect_error);
+		/* forget the entry first, so no transaction keeps a dead connection */
 		conns[i] = failed_copy(c->node_name, c->host, c->port, c->connect_error);
 		MyceliumCloseConnection(c);
+		if (!missing_ok)
+			report_connect_failure(conns[i]->node_name, conns[i]->host, conns[i]->port,
+								   conns[i]->connect_error);
 	}
 
 	if (mode == MYCELIUM_CONN_XACT)

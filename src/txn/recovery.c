@@ -10,10 +10,10 @@
  * the commit record exists, ROLLBACK PREPARED otherwise.  The commit record
  * is written in the coordinating transaction itself, so its presence is
  * exactly "the coordinator committed"; it is read with the latest snapshot
- * so that the caller's isolation level cannot hide it.  Prepared
- * transactions are listed on every peer before commit records are read,
- * so a record is deleted only when no reachable participant still holds
- * its gid, and only when every participant was reachable.
+ * so that the caller's isolation level cannot hide it.  Commit records are
+ * read before prepared transactions are listed on the peers (see
+ * read_commit_records), and a record is deleted only when no participant
+ * still holds its gid and every participant was reachable.
  *
  * IDENTIFICATION
  *	  src/txn/recovery.c
@@ -44,24 +44,6 @@ PG_FUNCTION_INFO_V1(mycelium_recover_prepared_transactions);
 	"AND gid LIKE 'mycelium\\_%'"
 
 /*
- * run_latest runs a query through SPI with the latest snapshot; the caller
- * has SPI connected.
- */
-static void
-run_latest(const char *sql, int nargs, Oid *types, Datum *vals, bool read_only)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute_snapshot(plan, vals, NULL, GetActiveSnapshot(), InvalidSnapshot,
-							 read_only, false, 0) < 0)
-		elog(ERROR, "could not run \"%s\"", sql);
-	PopActiveSnapshot();
-}
-
-/*
  * commit_record_exists says whether the coordinator committed gid.
  */
 static bool
@@ -72,7 +54,7 @@ commit_record_exists(const char *gid)
 	bool		found;
 
 	SPI_connect();
-	run_latest("SELECT 1 FROM mycelium.commit_record WHERE gid = $1", 1, types, vals, true);
+	MyceliumSpiExecLatest("SELECT 1 FROM mycelium.commit_record WHERE gid = $1", 1, types, vals, true);
 	found = SPI_processed > 0;
 	SPI_finish();
 	return found;
@@ -156,51 +138,85 @@ list_contains_str(List *list, const char *s)
 }
 
 /*
- * cleanup_commit_records deletes the records of transactions finished on
- * every participant.  unreachable: names of members not heard from.
+ * read_commit_records returns the commit records (as MyceliumOutsideNote:
+ * gid and participant names in nodes) visible now.  Recovery reads them
+ * before it lists prepared transactions: a record visible then belongs to
+ * a transaction that committed, so every PREPARE of it came before the
+ * listing and shows there while still pending.  (A record read after the
+ * listing could belong to a transaction that prepared after it, and would
+ * be deleted while still needed.)
  */
-static void
-cleanup_commit_records(List *still_prepared, List *unreachable)
+static List *
+read_commit_records(void)
 {
-	List	   *done = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *records = NIL;
 	uint64		i;
 
 	SPI_connect();
-	run_latest("SELECT gid, participants FROM mycelium.commit_record", 0, NULL, NULL, true);
+	MyceliumSpiExecLatest("SELECT gid, participants FROM mycelium.commit_record",
+						  0, NULL, NULL, true);
 	for (i = 0; i < SPI_processed; i++)
 	{
-		char	   *gid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		MyceliumOutsideNote *rec = palloc0(sizeof(MyceliumOutsideNote));
 		bool		isnull;
-		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 2, &isnull));
+		ArrayType  *arr = DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 2, &isnull));
 		Datum	   *elems;
 		int			nelems,
 					k;
-		bool		finished = !list_contains_str(still_prepared, gid);
 
+		rec->gid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
-		for (k = 0; k < nelems && finished; k++)
-			if (list_contains_str(unreachable, TextDatumGetCString(elems[k])))
+		for (k = 0; k < nelems; k++)
+			rec->nodes = lappend(rec->nodes, TextDatumGetCString(elems[k]));
+		records = lappend(records, rec);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return records;
+}
+
+/*
+ * cleanup_commit_records deletes the records (read before the listing) of
+ * transactions finished on every participant.  unreachable: names of
+ * members not heard from.
+ */
+static void
+cleanup_commit_records(List *records, List *still_prepared, List *unreachable)
+{
+	List	   *done = NIL;
+	ListCell   *lc,
+			   *lc2;
+
+	foreach(lc, records)
+	{
+		MyceliumOutsideNote *rec = lfirst(lc);
+		bool		finished = !list_contains_str(still_prepared, rec->gid);
+
+		foreach(lc2, rec->nodes)
+			if (list_contains_str(unreachable, (char *) lfirst(lc2)))
 				finished = false;
 		if (finished)
-			done = lappend(done, gid);
+			done = lappend(done, rec->gid);
 	}
 	if (done != NIL)
 	{
 		Datum	   *d = palloc(sizeof(Datum) * list_length(done));
 		int			n = 0;
-		ListCell   *lc;
 		Oid			types[1] = {TEXTARRAYOID};
 		Datum		vals[1];
 
 		foreach(lc, done)
 			d[n++] = CStringGetTextDatum(lfirst(lc));
 		vals[0] = PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+		SPI_connect();
 		if (SPI_execute_with_args("DELETE FROM mycelium.commit_record WHERE gid = ANY($1)",
 								  1, types, vals, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete commit records");
+		SPI_finish();
 	}
-	SPI_finish();
 }
 
 /*
@@ -230,26 +246,44 @@ add_outside_nodes(List *remote_nodes, List *notes)
 }
 
 /*
- * cleanup_notes removes the participants notes of transactions that are
- * over here and finished on every node the note names.
+ * notes_over returns the participants notes whose coordinating transaction
+ * is over; like commit records, this is judged before the listing, so that
+ * a note is never dropped for a transaction that prepared after it.
  */
-static void
-cleanup_notes(List *notes, List *still_prepared, List *unreachable)
+static List *
+notes_over(List *notes)
 {
-	ListCell   *lc,
-			   *lc2;
+	List	   *over = NIL;
+	ListCell   *lc;
 
 	foreach(lc, notes)
 	{
 		MyceliumOutsideNote *note = lfirst(lc);
 		uint64		fxid;
 		const char *coordinator;
-		bool		finished;
 
-		if (!MyceliumParseGid(note->gid, &fxid, &coordinator))
-			continue;
-		finished = !coordinator_still_running(fxid) &&
-			!list_contains_str(still_prepared, note->gid);
+		if (MyceliumParseGid(note->gid, &fxid, &coordinator) &&
+			!coordinator_still_running(fxid))
+			over = lappend(over, note);
+	}
+	return over;
+}
+
+/*
+ * cleanup_notes removes the notes (of transactions over before the
+ * listing) whose transaction is finished on every node they name.
+ */
+static void
+cleanup_notes(List *over, List *still_prepared, List *unreachable)
+{
+	ListCell   *lc,
+			   *lc2;
+
+	foreach(lc, over)
+	{
+		MyceliumOutsideNote *note = lfirst(lc);
+		bool		finished = !list_contains_str(still_prepared, note->gid);
+
 		foreach(lc2, note->nodes)
 			if (list_contains_str(unreachable, ((MyceliumNode *) lfirst(lc2))->node_name))
 				finished = false;
@@ -277,6 +311,8 @@ MyceliumRecoverPreparedTransactions(void)
 	ListCell   *lc;
 
 	List	   *notes = MyceliumReadOutsideParticipants();
+	List	   *over = notes_over(notes);
+	List	   *records = read_commit_records();
 
 	foreach(lc, nodes)
 		if (!((MyceliumNode *) lfirst(lc))->is_local)
@@ -285,8 +321,8 @@ MyceliumRecoverPreparedTransactions(void)
 	n = list_length(remote_nodes);
 	if (n == 0)
 	{
-		cleanup_commit_records(NIL, NIL);
-		cleanup_notes(notes, NIL, NIL);
+		cleanup_commit_records(records, NIL, NIL);
+		cleanup_notes(over, NIL, NIL);
 		return 0;
 	}
 
@@ -322,8 +358,8 @@ MyceliumRecoverPreparedTransactions(void)
 		PQclear(results[i]);
 		results[i] = NULL;
 	}
-	cleanup_commit_records(still_prepared, unreachable);
-	cleanup_notes(notes, still_prepared, unreachable);
+	cleanup_commit_records(records, still_prepared, unreachable);
+	cleanup_notes(over, still_prepared, unreachable);
 	for (i = 0; i < n; i++)
 		MyceliumReleaseConnection(conns[i]);
 	return resolved;

@@ -86,6 +86,8 @@ check_connections_intact(List *conns)
 	{
 		MyceliumConnection *c = lfirst(lc);
 
+		if (c->xact_depth == 0)
+			continue;			/* no remote transaction began on it */
 		if (!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_INTRANS)
 			ereport(ERROR,
@@ -227,6 +229,8 @@ pre_commit(void)
 	{
 		MyceliumConnection *c = lfirst(lc);
 
+		if (c->xact_depth == 0)
+			continue;			/* joined, but no remote transaction began */
 		if (c->wrote)
 			writers = lappend(writers, c);
 		else
@@ -235,7 +239,7 @@ pre_commit(void)
 	local_wrote = TransactionIdIsValid(GetTopTransactionIdIfAny());
 	if (writers == NIL || (list_length(writers) == 1 && !local_wrote))
 	{
-		commit_one_phase(conns);
+		commit_one_phase(list_concat(readers, writers));
 		return;
 	}
 

@@ -70,10 +70,10 @@ SELECT mycelium.remove_node(NULL);
 SELECT mycelium.recover_prepared_transactions();
 
 -- only superusers may change the mesh
-CREATE ROLE mesh_nobody;
-SET ROLE mesh_nobody;
+CREATE ROLE regress_mesh_nobody;
+SET ROLE regress_mesh_nobody;
 SELECT count(*) FROM mycelium.nodes;
 SELECT mycelium.add_node('n2', '127.0.0.1', 5432);
 SELECT * FROM mycelium.run_command_on_nodes('SELECT 1');
 RESET ROLE;
-DROP ROLE mesh_nobody;
+DROP ROLE regress_mesh_nobody;

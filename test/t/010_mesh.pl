@@ -127,6 +127,13 @@ $n1->poll_query_until('postgres',
 	"SELECT status FROM mycelium.nodes WHERE node_name = 'n3'", 'down')
   or die 'n3 never marked down';
 pass('a silent peer is marked down after mycelium.peer_timeout');
+$t0 = time;
+is( $n1->safe_psql('postgres',
+		"SELECT string_agg(node_name || ':' || success || ':' || result, ',' ORDER BY node_name) "
+		  . "FROM mycelium.run_command_on_nodes('SELECT 1')"),
+	'n1:true:1,n2:true:1,n3:false:node "n3" is down: it has not answered for mycelium.peer_timeout',
+	'a fan-out reports a down peer without trying it');
+ok(time - $t0 < 2, 'and without waiting for it');
 ($ret, $out, $err) = $n1->psql('postgres',
 	"SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
 like($err, qr/could not connect to node "n3"/, 'add_node with a member down fails');
