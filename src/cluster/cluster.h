@@ -36,7 +36,9 @@ extern void MyceliumValidateNodeName(const char *node_name);
 extern Oid	MyceliumCatalogRelid(const char *relname);
 
 /* in cluster/metadata.c */
-extern MyceliumConnection **MyceliumConnectMembers(List *nodes, bool missing_ok);
+extern MyceliumConnection **MyceliumConnectNodes(List *nodes, MyceliumConnMode mode,
+												bool missing_ok, bool include_local,
+												const bool *skip);
 extern void MyceliumLockMembers(List *nodes, MyceliumConnection **conns);
 extern List *MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out);
 extern void MyceliumCopyMetadataTo(MyceliumConnection *conn);

@@ -65,15 +65,10 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 	char	   *command;
 	List	   *nodes;
 	int			n,
-				i,
-				k,
-				nup;
+				i;
 	bool	   *down;
 	MyceliumConnection **conns;
 	PGresult  **results;
-	const char **names,
-			  **hosts;
-	int		   *ports;
 	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
@@ -86,38 +81,23 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 
 	nodes = MyceliumCachedNodes();
 	n = list_length(nodes);
-	conns = palloc0(sizeof(MyceliumConnection *) * n);
-	results = palloc0(sizeof(PGresult *) * n);
-	names = palloc(sizeof(char *) * n);
-	hosts = palloc(sizeof(char *) * n);
-	ports = palloc(sizeof(int) * n);
-	down = palloc0(sizeof(bool) * n);
+	results = palloc0(sizeof(PGresult *) * Max(n, 1));
+	down = palloc0(sizeof(bool) * Max(n, 1));
 	i = 0;
-	nup = 0;
 	foreach(lc, nodes)
 	{
 		MyceliumNode *node = lfirst(lc);
 
 		/* a peer known to be down answers at once instead of stalling all */
-		down[i] = !node->is_local && MyceliumPeerIsDown(node->node_name);
-		if (!down[i])
-		{
-			names[nup] = node->node_name;
-			hosts[nup] = node->host;
-			ports[nup] = node->port;
-			nup++;
-		}
-		i++;
+		down[i++] = !node->is_local && MyceliumPeerIsDown(node->node_name);
 	}
 
-	MyceliumGetConnections(conns, nup, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
-	for (i = 0; i < nup; i++)
-		if (MyceliumConnectionUsable(conns[i]))
-			MyceliumSendQuery(conns[i], command, 0, NULL);
-	MyceliumWaitResults(conns, nup, results, 0, true);
+	conns = MyceliumConnectNodes(nodes, MYCELIUM_CONN_AUTOCOMMIT, true, true, down);
+	for (i = 0; i < n; i++)
+		MyceliumSendQuery(conns[i], command, 0, NULL);
+	MyceliumWaitResults(conns, n, results, 0, true);
 
 	i = 0;
-	k = 0;
 	foreach(lc, nodes)
 	{
 		MyceliumNode *node = lfirst(lc);
@@ -126,23 +106,23 @@ mycelium_run_command_on_nodes(PG_FUNCTION_ARGS)
 		bool		ok = false;
 		char	   *text;
 
-		if (down[i++])
+		if (down[i])
 			text = psprintf("node \"%s\" is down: it has not answered for mycelium.peer_timeout",
 							node->node_name);
 		else
 		{
-			ok = results[k] != NULL &&
-				(PQresultStatus(results[k]) == PGRES_COMMAND_OK ||
-				 PQresultStatus(results[k]) == PGRES_TUPLES_OK);
+			ok = results[i] != NULL &&
+				(PQresultStatus(results[i]) == PGRES_COMMAND_OK ||
+				 PQresultStatus(results[i]) == PGRES_TUPLES_OK);
 			if (ok)
-				text = result_text(results[k], &ok, &nulls[2]);
+				text = result_text(results[i], &ok, &nulls[2]);
 			else
-				text = MyceliumResultErrorText(results[k], conns[k]);
-			PQclear(results[k]);
-			results[k] = NULL;
-			MyceliumReleaseConnection(conns[k]);
-			k++;
+				text = MyceliumResultErrorText(results[i], conns[i]);
+			PQclear(results[i]);
+			results[i] = NULL;
+			MyceliumReleaseConnection(conns[i]);
 		}
+		i++;
 		values[0] = CStringGetTextDatum(node->node_name);
 		values[1] = BoolGetDatum(ok);
 		if (!nulls[2])

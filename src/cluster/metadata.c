@@ -37,46 +37,47 @@ static const char *const metadata_tables[] = {
 #define MESH_LOCK_ROUNDS 5
 
 /*
- * MyceliumConnectMembers opens, in parallel, transaction connections to
- * every remote node of the list; the array has one slot per node, NULL for
- * the local one.  With missing_ok, unreachable nodes get stand-ins
- * (MyceliumConnectionUsable false) instead of an ERROR.
+ * MyceliumConnectNodes opens, in parallel, connections (in the given mode)
+ * to the nodes of a list, and returns an array parallel to it.  The local
+ * node gets NULL unless include_local (a loopback connection), and so does
+ * node i when skip && skip[i].  With missing_ok, unreachable nodes get
+ * stand-ins (MyceliumConnectionUsable false, connect_error set) instead of
+ * an ERROR.  Every caller that talks to a set of nodes goes through here.
  */
 MyceliumConnection **
-MyceliumConnectMembers(List *nodes, bool missing_ok)
+MyceliumConnectNodes(List *nodes, MyceliumConnMode mode, bool missing_ok,
+					 bool include_local, const bool *skip)
 {
 	int			n = list_length(nodes);
 	MyceliumConnection **conns = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
-	MyceliumConnection **remote = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
+	MyceliumConnection **wanted = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
 	const char **names = palloc0(sizeof(char *) * Max(n, 1));
 	const char **hosts = palloc0(sizeof(char *) * Max(n, 1));
 	int		   *ports = palloc0(sizeof(int) * Max(n, 1));
-	int			nremote = 0;
-	int			i;
+	bool	   *take = palloc0(sizeof(bool) * Max(n, 1));
+	int			nwanted = 0;
+	int			i = 0;
 	ListCell   *lc;
 
 	foreach(lc, nodes)
 	{
 		MyceliumNode *node = lfirst(lc);
 
-		if (node->is_local)
-			continue;
-		names[nremote] = node->node_name;
-		hosts[nremote] = node->host;
-		ports[nremote] = node->port;
-		nremote++;
+		take[i] = (include_local || !node->is_local) && !(skip && skip[i]);
+		if (take[i])
+		{
+			names[nwanted] = node->node_name;
+			hosts[nwanted] = node->host;
+			ports[nwanted] = node->port;
+			nwanted++;
+		}
+		i++;
 	}
-	if (nremote > 0)
-		MyceliumGetConnections(remote, nremote, names, hosts, ports,
-							   MYCELIUM_CONN_XACT, missing_ok);
-	i = 0;
-	nremote = 0;
-	foreach(lc, nodes)
-	{
-		MyceliumNode *node = lfirst(lc);
-
-		conns[i++] = node->is_local ? NULL : remote[nremote++];
-	}
+	if (nwanted > 0)
+		MyceliumGetConnections(wanted, nwanted, names, hosts, ports, mode, missing_ok);
+	nwanted = 0;
+	for (i = 0; i < n; i++)
+		conns[i] = take[i] ? wanted[nwanted++] : NULL;
 	return conns;
 }
 
@@ -143,7 +144,7 @@ MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out)
 				(skip_node == NULL || strcmp(node->node_name, skip_node) != 0))
 				to_lock = lappend(to_lock, node);
 		}
-		MyceliumLockMembers(to_lock, MyceliumConnectMembers(to_lock, false));
+		MyceliumLockMembers(to_lock, MyceliumConnectNodes(to_lock, MYCELIUM_CONN_XACT, false, false, NULL));
 		locked = list_concat(locked, to_lock);
 
 		fresh = MyceliumLoadNodes();
@@ -167,7 +168,7 @@ MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out)
 				if (skip_node == NULL || strcmp(((MyceliumNode *) lfirst(lc))->node_name, skip_node) != 0)
 					reachable = lappend(reachable, lfirst(lc));
 			/* already connected: this only collects the transaction's connections */
-			sub = MyceliumConnectMembers(reachable, false);
+			sub = MyceliumConnectNodes(reachable, MYCELIUM_CONN_XACT, false, false, NULL);
 			foreach(lc, fresh)
 			{
 				if (skip_node == NULL || strcmp(((MyceliumNode *) lfirst(lc))->node_name, skip_node) != 0)

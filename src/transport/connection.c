@@ -560,8 +560,8 @@ MyceliumGetConnection(const char *node_name, const char *host, int port,
 void
 MyceliumReleaseConnection(MyceliumConnection *conn)
 {
-	if (!conn->counted && conn->conn == NULL)
-		return;					/* a stand-in for a failed connection */
+	if (conn == NULL || (!conn->counted && conn->conn == NULL))
+		return;					/* nothing, or a stand-in for a failed connection */
 	conn->lent = false;
 	if (!MyceliumConnectionUsable(conn) ||
 		PQtransactionStatus(conn->conn) != PQTRANS_IDLE)

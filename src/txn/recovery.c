@@ -326,24 +326,8 @@ MyceliumRecoverPreparedTransactions(void)
 		return 0;
 	}
 
-	{
-		const char **names = palloc(sizeof(char *) * n);
-		const char **hosts = palloc(sizeof(char *) * n);
-		int		   *ports = palloc(sizeof(int) * n);
-
-		i = 0;
-		foreach(lc, remote_nodes)
-		{
-			MyceliumNode *node = lfirst(lc);
-
-			names[i] = node->node_name;
-			hosts[i] = node->host;
-			ports[i++] = node->port;
-		}
-		conns = palloc0(sizeof(MyceliumConnection *) * n);
-		results = palloc0(sizeof(PGresult *) * n);
-		MyceliumGetConnections(conns, n, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
-	}
+	conns = MyceliumConnectNodes(remote_nodes, MYCELIUM_CONN_AUTOCOMMIT, true, false, NULL);
+	results = palloc0(sizeof(PGresult *) * n);
 	for (i = 0; i < n; i++)
 		MyceliumSendQuery(conns[i], LIST_PREPARED_SQL, 0, NULL);
 	MyceliumWaitResults(conns, n, results,

@@ -72,49 +72,43 @@ MyceliumRegisterWorkers(void)
 static void
 health_check(List *nodes)
 {
-	int			n = 0,
-				i;
-	MyceliumConnection **conns = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
-	PGresult  **results = palloc0(sizeof(PGresult *) * Max(list_length(nodes), 1));
-	const char **names = palloc(sizeof(char *) * Max(list_length(nodes), 1));
-	const char **hosts = palloc(sizeof(char *) * Max(list_length(nodes), 1));
-	int		   *ports = palloc(sizeof(int) * Max(list_length(nodes), 1));
+	int			n = list_length(nodes),
+				i = 0;
+	MyceliumConnection **conns;
+	PGresult  **results = palloc0(sizeof(PGresult *) * Max(n, 1));
 	ListCell   *lc;
 	TimestampTz now;
 
-	foreach(lc, nodes)
-	{
-		MyceliumNode *node = lfirst(lc);
-
-		if (node->is_local)
-			continue;
-		names[n] = node->node_name;
-		hosts[n] = node->host;
-		ports[n++] = node->port;
-	}
-	if (n == 0)
-		return;
-	MyceliumGetConnections(conns, n, names, hosts, ports, MYCELIUM_CONN_AUTOCOMMIT, true);
+	conns = MyceliumConnectNodes(nodes, MYCELIUM_CONN_AUTOCOMMIT, true, false, NULL);
 	for (i = 0; i < n; i++)
 		MyceliumSendQuery(conns[i], "SELECT 1", 0, NULL);
 	MyceliumWaitResults(conns, n, results,
 						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), mycelium_peer_timeout_ms),
 						true);
 	now = GetCurrentTimestamp();
-	for (i = 0; i < n; i++)
+	i = 0;
+	foreach(lc, nodes)
 	{
+		const char *name = ((MyceliumNode *) lfirst(lc))->node_name;
 		bool		ok = results[i] && PQresultStatus(results[i]) == PGRES_TUPLES_OK;
-		bool		was_down = MyceliumPeerIsDown(names[i]);
+		bool		was_down;
 
-		MyceliumPeerReportHealth(names[i], ok, now, mycelium_peer_timeout_ms);
-		if (!was_down && MyceliumPeerIsDown(names[i]))
+		if (conns[i] == NULL)
+		{
+			i++;
+			continue;			/* the local node */
+		}
+		was_down = MyceliumPeerIsDown(name);
+		MyceliumPeerReportHealth(name, ok, now, mycelium_peer_timeout_ms);
+		if (!was_down && MyceliumPeerIsDown(name))
 			ereport(LOG,
-					(errmsg("mycelium: node \"%s\" is down", names[i]),
+					(errmsg("mycelium: node \"%s\" is down", name),
 					 errdetail_internal("%s", MyceliumResultErrorText(results[i], conns[i]))));
 		else if (was_down && ok)
-			ereport(LOG, (errmsg("mycelium: node \"%s\" is up again", names[i])));
+			ereport(LOG, (errmsg("mycelium: node \"%s\" is up again", name)));
 		PQclear(results[i]);
 		MyceliumReleaseConnection(conns[i]);
+		i++;
 	}
 }
 

@@ -38,6 +38,30 @@ is(members($_), 'n1,n2,n3', $_->name . ': rolled-back add_node left no trace') f
 is(members($n4), 'n4', 'n4: rolled-back add_node left no trace');
 ok($mesh->no_prepared_xacts($n4), 'nothing prepared after a rollback');
 
+# a backend terminated in the middle of a change leaves no remote
+# transaction open anywhere (its connections close, the peers roll back)
+my $bg = $n1->background_psql('postgres');
+$bg->query_safe('BEGIN');
+$bg->query_safe("SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
+is($n2->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mycelium' "
+		  . "AND state = 'idle in transaction'"),
+	'1', 'the open change holds a remote transaction on n2');
+$n1->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+	  . "AND pid <> pg_backend_pid() AND query LIKE '%add_node%'");
+eval { $bg->quit; };
+for my $n ($n2, $n3, $n4)
+{
+	$n->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'mycelium' "
+		  . "AND state LIKE 'idle in transaction%'")
+	  or die $n->name . ' kept a remote transaction of a terminated backend';
+}
+pass('pg_terminate_backend on the coordinator ends its remote transactions');
+is(members($_), 'n1,n2,n3', $_->name . ' unchanged after the terminated change') for $n1, $n2, $n3;
+ok($mesh->no_prepared_xacts($n4), 'nothing prepared after the terminated change');
+
 # coordinator commits but never sends COMMIT PREPARED (as if it died then):
 # the participants hold prepared transactions until recovery commits them
 $n1->safe_psql('postgres', "SET mycelium.fault_injection = 'skip_commit_prepared'; "
