@@ -1,0 +1,562 @@
+/*-------------------------------------------------------------------------
+ *
+ * deparse.c
+ *	  Deny-by-default translation of restriction clauses and sort orders
+ *	  into SQLite SQL.
+ *
+ * A clause is sent to SQLite only when SQLite's answer is PostgreSQL's:
+ *
+ *  - comparisons (= <> < <= > >=) of built-in integer operators on columns
+ *	  SQLite stores with INTEGER or NUMERIC affinity, and of float8 operators
+ *	  on columns with REAL affinity (affinity makes SQLite compare numbers as
+ *	  numbers, as PostgreSQL does after reading them);
+ *  - text = and <> under a deterministic collation on a column with TEXT
+ *	  affinity and BINARY collation (byte equality is then the same);
+ *  - AND, OR, NOT, IS [NOT] NULL, = ANY / <> ALL of a constant array
+ *	  (IN / NOT IN), hence BETWEEN and IN lists; SQL's three-valued logic is
+ *	  the same in both.
+ *
+ * Arithmetic is never sent: SQLite turns integer overflow into a REAL and
+ * divides integers differently, where PostgreSQL raises an error.  Nor are
+ * functions, casts other than binary-compatible relabelling, LIKE (SQLite's
+ * is case-insensitive), or any operator that is not built in.  Everything
+ * else is evaluated locally.  ORDER BY is sent for integer and float8
+ * columns and for text only under the "C" collation, always with explicit
+ * NULLS FIRST/LAST.
+ *
+ * Constants are written as literals (so EXPLAIN shows them); Params and the
+ * outer Vars of a parameterized scan become numbered "?N" placeholders
+ * bound at execution time.
+ *
+ * IDENTIFICATION
+ *	  src/sqlite/deparse.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "mb/pg_wchar.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "sqlite/sqlite_fdw.h"
+
+typedef struct DeparseCtx
+{
+	RelOptInfo *baserel;
+	MyceliumSqliteRelInfo *fpinfo;
+	StringInfo	buf;
+	List	  **params_list;
+} DeparseCtx;
+
+static bool deparse_bool(Node *node, DeparseCtx *ctx);
+
+/*
+ * MyceliumSqliteQuoteIdent appends an identifier in SQLite double quotes.
+ */
+void
+MyceliumSqliteQuoteIdent(StringInfo buf, const char *ident)
+{
+	const char *p;
+
+	appendStringInfoChar(buf, '"');
+	for (p = ident; *p; p++)
+	{
+		if (*p == '"')
+			appendStringInfoChar(buf, '"');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * type_class maps a PostgreSQL type to the class of comparisons it may
+ * take part in.
+ */
+static char
+type_class(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return COLCLASS_INT;
+		case FLOAT8OID:
+			return COLCLASS_REAL;
+		case TEXTOID:
+			return COLCLASS_TEXT;
+		default:
+			return COLCLASS_NONE;
+	}
+}
+
+/*
+ * operator_class returns the comparison class of a built-in comparison
+ * operator, or COLCLASS_NONE for any other operator; text operators
+ * qualify only for = and <> under a deterministic collation.
+ */
+static char
+operator_class(Oid opno, Oid inputcollid, const char **opname)
+{
+	HeapTuple	tup;
+	Form_pg_operator op;
+	char		lc,
+				rc,
+				result = COLCLASS_NONE;
+	const char *name;
+
+	if (opno >= FirstGenbkiObjectId)
+		return COLCLASS_NONE;
+	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	if (!HeapTupleIsValid(tup))
+		return COLCLASS_NONE;
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	name = NameStr(op->oprname);
+	lc = type_class(op->oprleft);
+	rc = type_class(op->oprright);
+	if (lc == rc && lc != COLCLASS_NONE)
+	{
+		static const char *const cmp[] = {"=", "<>", "<", "<=", ">", ">=", NULL};
+		int			i;
+
+		for (i = 0; cmp[i]; i++)
+			if (strcmp(name, cmp[i]) == 0)
+			{
+				*opname = cmp[i];
+				result = lc;
+			}
+		if (result == COLCLASS_TEXT &&
+			strcmp(*opname, "=") != 0 && strcmp(*opname, "<>") != 0)
+			result = COLCLASS_NONE;
+		if (result == COLCLASS_TEXT &&
+			(!OidIsValid(inputcollid) || !get_collation_isdeterministic(inputcollid)))
+			result = COLCLASS_NONE;
+	}
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/*
+ * deparse_const appends a constant of a comparison class as a literal.
+ */
+static bool
+deparse_const(Datum value, Oid typid, DeparseCtx *ctx)
+{
+	StringInfo	buf = ctx->buf;
+
+	switch (typid)
+	{
+		case INT2OID:
+			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
+			return true;
+		case INT4OID:
+			appendStringInfo(buf, "%d", DatumGetInt32(value));
+			return true;
+		case INT8OID:
+			if (DatumGetInt64(value) == PG_INT64_MIN)
+				appendStringInfoString(buf, "(-9223372036854775807 - 1)");
+			else
+				appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
+			return true;
+		case FLOAT8OID:
+			{
+				double		d = DatumGetFloat8(value);
+				char		s[32];
+
+				if (isnan(d))
+					return false;
+				if (isinf(d))
+				{
+					appendStringInfoString(buf, d > 0 ? "9e999" : "-9e999");
+					return true;
+				}
+				double_to_shortest_decimal_buf(d, s);
+				appendStringInfoString(buf, s);
+				if (strpbrk(s, ".e") == NULL)
+					appendStringInfoString(buf, ".0");
+				return true;
+			}
+		case TEXTOID:
+			{
+				char	   *s = TextDatumGetCString(value);
+				char	   *u = pg_server_to_any(s, strlen(s), PG_UTF8);
+				char	   *p;
+
+				appendStringInfoChar(buf, '\'');
+				for (p = u; *p; p++)
+				{
+					if (*p == '\'')
+						appendStringInfoChar(buf, '\'');
+					appendStringInfoChar(buf, *p);
+				}
+				appendStringInfoChar(buf, '\'');
+				return true;
+			}
+		default:
+			return false;
+	}
+}
+
+/*
+ * add_param appends a numbered placeholder for an expression computed at
+ * execution time, reusing the number of an equal expression.
+ */
+static void
+add_param(Node *node, DeparseCtx *ctx)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, *ctx->params_list)
+	{
+		n++;
+		if (equal(lfirst(lc), node))
+		{
+			appendStringInfo(ctx->buf, "?%d", n);
+			return;
+		}
+	}
+	*ctx->params_list = lappend(*ctx->params_list, node);
+	appendStringInfo(ctx->buf, "?%d", list_length(*ctx->params_list));
+}
+
+/*
+ * deparse_value appends an operand of a comparison of class cls: a column
+ * of the foreign table whose class is cls, a constant, a Param or a Var of
+ * another relation (a parameterized scan's outer value).
+ */
+static bool
+deparse_value(Node *node, char cls, DeparseCtx *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RelabelType))
+		return deparse_value((Node *) ((RelabelType *) node)->arg, cls, ctx);
+	if (type_class(exprType(node)) != cls &&
+		!(cls == COLCLASS_TEXT && exprType(node) == VARCHAROID))
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+
+		if (var->varlevelsup != 0)
+			return false;
+		if (var->varno != ctx->baserel->relid)
+		{
+			add_param(node, ctx);
+			return true;
+		}
+		if (var->varattno <= 0 || var->varattno > ctx->fpinfo->natts ||
+			ctx->fpinfo->colclass[var->varattno - 1] != cls)
+			return false;
+		MyceliumSqliteQuoteIdent(ctx->buf,
+								 ctx->fpinfo->colnames[var->varattno - 1]);
+		return true;
+	}
+	if (IsA(node, Const))
+	{
+		Const	   *c = (Const *) node;
+
+		if (c->constisnull)
+			return false;
+		return deparse_const(c->constvalue, c->consttype, ctx);
+	}
+	if (IsA(node, Param))
+	{
+		add_param(node, ctx);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * deparse_in appends "x IN (...)" or "x NOT IN (...)" for = ANY / <> ALL
+ * of a constant array without NULL elements.
+ */
+static bool
+deparse_in(ScalarArrayOpExpr *saop, DeparseCtx *ctx)
+{
+	const char *opname = NULL;
+	char		cls = operator_class(saop->opno, saop->inputcollid, &opname);
+	Node	   *arr = lsecond(saop->args);
+	Const	   *c;
+	ArrayType  *array;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems,
+				i;
+
+	if (cls == COLCLASS_NONE || !IsA(arr, Const) || ((Const *) arr)->constisnull)
+		return false;
+	if (!((saop->useOr && strcmp(opname, "=") == 0) ||
+		  (!saop->useOr && strcmp(opname, "<>") == 0)))
+		return false;
+	c = (Const *) arr;
+	array = DatumGetArrayTypeP(c->constvalue);
+	get_typlenbyvalalign(ARR_ELEMTYPE(array), &typlen, &typbyval, &typalign);
+	deconstruct_array(array, ARR_ELEMTYPE(array), typlen, typbyval, typalign,
+					  &elems, &nulls, &nelems);
+	appendStringInfoChar(ctx->buf, '(');
+	if (!deparse_value(linitial(saop->args), cls, ctx))
+		return false;
+	appendStringInfoString(ctx->buf, saop->useOr ? " IN (" : " NOT IN (");
+	for (i = 0; i < nelems; i++)
+	{
+		if (nulls[i])
+			return false;
+		if (i > 0)
+			appendStringInfoString(ctx->buf, ", ");
+		if (!deparse_const(elems[i], ARR_ELEMTYPE(array), ctx))
+			return false;
+	}
+	appendStringInfoString(ctx->buf, "))");
+	return true;
+}
+
+/*
+ * deparse_bool appends a boolean clause, or returns false if any part of
+ * it may not be sent to SQLite.
+ */
+static bool
+deparse_bool(Node *node, DeparseCtx *ctx)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_OpExpr:
+			{
+				OpExpr	   *op = (OpExpr *) node;
+				const char *opname = NULL;
+				char		cls;
+
+				if (list_length(op->args) != 2)
+					return false;
+				cls = operator_class(op->opno, op->inputcollid, &opname);
+				if (cls == COLCLASS_NONE)
+					return false;
+				appendStringInfoChar(ctx->buf, '(');
+				if (!deparse_value(linitial(op->args), cls, ctx))
+					return false;
+				appendStringInfo(ctx->buf, " %s ", opname);
+				if (!deparse_value(lsecond(op->args), cls, ctx))
+					return false;
+				appendStringInfoChar(ctx->buf, ')');
+				return true;
+			}
+		case T_ScalarArrayOpExpr:
+			return deparse_in((ScalarArrayOpExpr *) node, ctx);
+		case T_NullTest:
+			{
+				NullTest   *nt = (NullTest *) node;
+				Var		   *var = (Var *) nt->arg;
+
+				if (nt->argisrow || !IsA(var, Var) ||
+					var->varno != ctx->baserel->relid ||
+					var->varlevelsup != 0 || var->varattno <= 0)
+					return false;
+				appendStringInfoChar(ctx->buf, '(');
+				MyceliumSqliteQuoteIdent(ctx->buf,
+										 ctx->fpinfo->colnames[var->varattno - 1]);
+				appendStringInfoString(ctx->buf, nt->nulltesttype == IS_NULL ?
+									   " IS NULL)" : " IS NOT NULL)");
+				return true;
+			}
+		case T_BoolExpr:
+			{
+				BoolExpr   *b = (BoolExpr *) node;
+				ListCell   *lc;
+				bool		first = true;
+
+				appendStringInfoString(ctx->buf, b->boolop == NOT_EXPR ? "(NOT " : "(");
+				foreach(lc, b->args)
+				{
+					if (!first)
+						appendStringInfoString(ctx->buf,
+											   b->boolop == AND_EXPR ? " AND " : " OR ");
+					first = false;
+					if (!deparse_bool(lfirst(lc), ctx))
+						return false;
+				}
+				appendStringInfoChar(ctx->buf, ')');
+				return true;
+			}
+		default:
+			return false;
+	}
+}
+
+/*
+ * MyceliumSqliteIsShippable tells whether SQLite can evaluate a clause
+ * with PostgreSQL's result.
+ */
+bool
+MyceliumSqliteIsShippable(RelOptInfo *baserel, Expr *expr)
+{
+	DeparseCtx	ctx;
+	StringInfoData buf;
+	List	   *params = NIL;
+
+	initStringInfo(&buf);
+	ctx.baserel = baserel;
+	ctx.fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	ctx.buf = &buf;
+	ctx.params_list = &params;
+	return deparse_bool((Node *) expr, &ctx);
+}
+
+/*
+ * pathkey_column finds the column of the foreign table a pathkey sorts by,
+ * if the sort may be done by SQLite (see the file header); 0 if not.
+ */
+static AttrNumber
+pathkey_column(PlannerInfo *root, RelOptInfo *baserel, PathKey *pk)
+{
+	MyceliumSqliteRelInfo *fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	EquivalenceClass *ec = pk->pk_eclass;
+	ListCell   *lc;
+
+	if (ec->ec_has_volatile || pk->pk_opfamily >= FirstGenbkiObjectId)
+		return 0;
+	foreach(lc, ec->ec_members)
+	{
+		EquivalenceMember *em = (EquivalenceMember *) lfirst(lc);
+		Expr	   *e = em->em_expr;
+		Var		   *var;
+		Oid			sortop;
+		char		cls;
+
+		while (IsA(e, RelabelType))
+			e = ((RelabelType *) e)->arg;
+		if (!IsA(e, Var) || !bms_equal(em->em_relids, baserel->relids))
+			continue;
+		var = (Var *) e;
+		if (var->varno != baserel->relid || var->varattno <= 0 ||
+			var->varlevelsup != 0)
+			continue;
+		cls = fpinfo->colclass[var->varattno - 1];
+		if (cls == COLCLASS_NONE || cls != type_class(var->vartype))
+			continue;
+		if (cls == COLCLASS_TEXT && ec->ec_collation != C_COLLATION_OID &&
+			ec->ec_collation != POSIX_COLLATION_OID)
+			continue;
+		sortop = get_opfamily_member(pk->pk_opfamily, em->em_datatype,
+									 em->em_datatype, pk->pk_strategy);
+		if (!OidIsValid(sortop) || sortop >= FirstGenbkiObjectId)
+			continue;
+		return var->varattno;
+	}
+	return 0;
+}
+
+/*
+ * MyceliumSqlitePathkeysShippable tells whether SQLite can produce the
+ * rows in the order of every pathkey.
+ */
+bool
+MyceliumSqlitePathkeysShippable(PlannerInfo *root, RelOptInfo *baserel,
+								List *pathkeys)
+{
+	ListCell   *lc;
+
+	foreach(lc, pathkeys)
+		if (pathkey_column(root, baserel, lfirst(lc)) == 0)
+			return false;
+	return pathkeys != NIL;
+}
+
+/*
+ * MyceliumSqliteDeparseSelect builds the SELECT of a scan: rowid first if
+ * asked, then the used columns (their attnums in *retrieved_attrs), the
+ * remote clauses and the order.  Clauses must have been checked shippable.
+ */
+void
+MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
+							bool with_rowid, List *remote_conds, List *pathkeys,
+							List **retrieved_attrs, List **params_list)
+{
+	MyceliumSqliteRelInfo *fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	DeparseCtx	ctx;
+	bool		wholerow;
+	bool		first = true;
+	int			i;
+	ListCell   *lc;
+
+	ctx.baserel = baserel;
+	ctx.fpinfo = fpinfo;
+	ctx.buf = buf;
+	ctx.params_list = params_list;
+	*retrieved_attrs = NIL;
+
+	appendStringInfoString(buf, "SELECT ");
+	if (with_rowid)
+	{
+		appendStringInfoString(buf, "rowid");
+		first = false;
+	}
+	wholerow = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber,
+							 fpinfo->attrs_used);
+	for (i = 1; i <= fpinfo->natts; i++)
+	{
+		if (fpinfo->colnames[i - 1] == NULL)
+			continue;			/* dropped */
+		if (!wholerow &&
+			!bms_is_member(i - FirstLowInvalidHeapAttributeNumber,
+						   fpinfo->attrs_used))
+			continue;
+		if (!first)
+			appendStringInfoString(buf, ", ");
+		first = false;
+		MyceliumSqliteQuoteIdent(buf, fpinfo->colnames[i - 1]);
+		*retrieved_attrs = lappend_int(*retrieved_attrs, i);
+	}
+	if (first)
+		appendStringInfoString(buf, "NULL");
+	appendStringInfoString(buf, " FROM ");
+	MyceliumSqliteQuoteIdent(buf, fpinfo->table);
+
+	first = true;
+	foreach(lc, remote_conds)
+	{
+		Expr	   *clause = lfirst(lc);
+
+		if (IsA(clause, RestrictInfo))
+			clause = ((RestrictInfo *) clause)->clause;
+		appendStringInfoString(buf, first ? " WHERE " : " AND ");
+		first = false;
+		if (!deparse_bool((Node *) clause, &ctx))
+			elog(ERROR, "clause cannot be sent to SQLite");
+	}
+
+	first = true;
+	foreach(lc, pathkeys)
+	{
+		PathKey    *pk = lfirst(lc);
+		AttrNumber	attnum = pathkey_column(NULL, baserel, pk);
+
+		if (attnum == 0)
+			elog(ERROR, "sort order cannot be sent to SQLite");
+		appendStringInfoString(buf, first ? " ORDER BY " : ", ");
+		first = false;
+		MyceliumSqliteQuoteIdent(buf, fpinfo->colnames[attnum - 1]);
+		appendStringInfo(buf, "%s%s",
+						 pk->pk_strategy == BTLessStrategyNumber ? " ASC" : " DESC",
+						 pk->pk_nulls_first ? " NULLS FIRST" : " NULLS LAST");
+	}
+}
