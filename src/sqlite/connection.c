@@ -160,6 +160,9 @@ open_conn(MyceliumSqliteConn *conn, ForeignServer *server, bool create)
 				 errdetail_internal("%s", msg)));
 	}
 	sqlite3_extended_result_codes(db, 1);
+	/* "name" is an identifier, never a string that hides a missing column */
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, (int *) NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *) NULL);
 	conn->db = db;
 	/* the handle is kept from now on: anything below may fail */
 	conn->busy_timeout_ms = opts.busy_timeout;
@@ -329,10 +332,26 @@ MyceliumSqliteReportError(MyceliumSqliteConn *conn, int rc, const char *sql)
 	if (conn->db && conn->xact_depth > 0 && sqlite3_get_autocommit(conn->db))
 		conn->xact_lost = true;
 
+	if (sqlstate == ERRCODE_LOCK_NOT_AVAILABLE)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("SQLite database \"%s\" of server \"%s\" is locked",
+						conn->database, conn->servername),
+				 errdetail_internal("%s", msg),
+				 errhint("Another connection held a lock for longer than busy_timeout (%d ms).",
+						 conn->busy_timeout_ms),
+				 sql ? errcontext("SQLite query: %s", sql) : 0));
+	if (sqlstate == ERRCODE_DATA_CORRUPTED)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("SQLite database \"%s\" of server \"%s\" is corrupt or not a SQLite database",
+						conn->database, conn->servername),
+				 errdetail_internal("%s", msg),
+				 sql ? errcontext("SQLite query: %s", sql) : 0));
 	ereport(ERROR,
 			(errcode(sqlstate),
-			 errmsg("SQLite error on server \"%s\" (database \"%s\"): %s",
-					conn->servername, conn->database, sqlite3_errstr(rc)),
+			 errmsg("SQLite error on server \"%s\": %s",
+					conn->servername, sqlite3_errstr(rc)),
 			 errdetail_internal("%s", msg),
 			 sql ? errcontext("SQLite query: %s", sql) : 0));
 }
@@ -494,6 +513,43 @@ exec_quietly(MyceliumSqliteConn *conn, const char *sql)
 }
 
 /*
+ * commit_all commits every SQLite transaction at PostgreSQL pre-commit:
+ * the read-only ones first, so that their shared locks do not keep a
+ * writer to the same file (through another server) from committing.
+ */
+static void
+commit_all(void)
+{
+	HASH_SEQ_STATUS scan;
+	MyceliumSqliteConn *conn;
+	int			pass;
+
+	for (pass = 0; pass < 2; pass++)
+	{
+		hash_seq_init(&scan, conn_hash);
+		while ((conn = hash_seq_search(&scan)))
+		{
+			if (conn->db == NULL || (conn->xact_depth == 0 && !conn->xact_lost))
+				continue;
+			if (pass == 0 && sqlite3_txn_state(conn->db, NULL) == SQLITE_TXN_WRITE)
+				continue;
+			release_all_stmts(conn);
+			if (conn->xact_lost)
+				ereport(ERROR,
+						(errcode(ERRCODE_IN_FAILED_SQL_TRANSACTION),
+						 errmsg("SQLite transaction on server \"%s\" was rolled back",
+								conn->servername)));
+			/* keep the depth until done: an error here must roll back */
+			if (!sqlite3_get_autocommit(conn->db))
+				MyceliumSqliteExec(conn, "COMMIT");
+			conn->xact_depth = 0;
+			if (conn->invalidated)
+				close_conn(conn);
+		}
+	}
+}
+
+/*
  * sqlite_xact_callback ends the SQLite transactions with the PostgreSQL
  * one: COMMIT at pre-commit, ROLLBACK at abort.  PREPARE TRANSACTION is
  * refused: SQLite has no two-phase commit.
@@ -504,6 +560,13 @@ sqlite_xact_callback(XactEvent event, void *arg)
 	HASH_SEQ_STATUS scan;
 	MyceliumSqliteConn *conn;
 
+	if (conn_hash == NULL)
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT)
+	{
+		commit_all();
+		return;
+	}
 	hash_seq_init(&scan, conn_hash);
 	while ((conn = hash_seq_search(&scan)))
 	{
@@ -511,21 +574,6 @@ sqlite_xact_callback(XactEvent event, void *arg)
 			continue;
 		switch (event)
 		{
-			case XACT_EVENT_PARALLEL_PRE_COMMIT:
-			case XACT_EVENT_PRE_COMMIT:
-				release_all_stmts(conn);
-				if (conn->xact_lost)
-					ereport(ERROR,
-							(errcode(ERRCODE_IN_FAILED_SQL_TRANSACTION),
-							 errmsg("SQLite transaction on server \"%s\" was rolled back",
-									conn->servername)));
-				if (!sqlite3_get_autocommit(conn->db))
-				{
-					/* keep the depth: an error here must still roll back */
-					MyceliumSqliteExec(conn, "COMMIT");
-				}
-				conn->xact_depth = 0;
-				break;
 			case XACT_EVENT_PRE_PREPARE:
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
