@@ -49,6 +49,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/pg_locale.h"
 #include "utils/syscache.h"
 
 #include "sqlite/sqlite_fdw.h"
@@ -453,8 +454,7 @@ pathkey_column(PlannerInfo *root, RelOptInfo *baserel, PathKey *pk)
 		cls = fpinfo->colclass[var->varattno - 1];
 		if (cls == COLCLASS_NONE || cls != type_class(var->vartype))
 			continue;
-		if (cls == COLCLASS_TEXT && ec->ec_collation != C_COLLATION_OID &&
-			ec->ec_collation != POSIX_COLLATION_OID)
+		if (cls == COLCLASS_TEXT && !lc_collate_is_c(ec->ec_collation))
 			continue;
 		sortop = get_opfamily_member(pk->pk_opfamily, em->em_datatype,
 									 em->em_datatype, pk->pk_strategy);

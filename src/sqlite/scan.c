@@ -421,6 +421,9 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	MyceliumSqliteDeparseSelect(&sql, baserel, with_rowid, remote_conds,
 								best_path->path.pathkeys, &retrieved_attrs,
 								&params_list);
+	/* a final path of upper.c: LIMIT and OFFSET */
+	if (best_path->fdw_private != NIL)
+		appendStringInfoString(&sql, strVal(linitial(best_path->fdw_private)));
 	return make_foreignscan(tlist, local_exprs, baserel->relid, params_list,
 							list_make3(makeString(sql.data), retrieved_attrs,
 									   makeBoolean(with_rowid)),
@@ -609,6 +612,7 @@ mycelium_sqlite_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ReScanForeignScan = sqliteReScanForeignScan;
 	routine->EndForeignScan = sqliteEndForeignScan;
 	routine->ExplainForeignScan = sqliteExplainForeignScan;
+	routine->GetForeignUpperPaths = MyceliumSqliteGetForeignUpperPaths;
 	routine->ImportForeignSchema = MyceliumSqliteImportForeignSchema;
 	MyceliumSqliteSetModifyRoutine(routine);
 	PG_RETURN_POINTER(routine);

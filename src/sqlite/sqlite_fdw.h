@@ -145,6 +145,13 @@ extern bool MyceliumSqlitePathkeysShippable(PlannerInfo *root,
 											RelOptInfo *baserel,
 											List *pathkeys);
 
+/* in upper.c */
+extern void MyceliumSqliteGetForeignUpperPaths(PlannerInfo *root,
+											   UpperRelationKind stage,
+											   RelOptInfo *input_rel,
+											   RelOptInfo *output_rel,
+											   void *extra);
+
 /* in modify.c */
 extern void MyceliumSqliteSetModifyRoutine(FdwRoutine *routine);
 
