@@ -135,16 +135,31 @@ MyceliumSqliteInitConv(MyceliumSqliteColumnConv *conv, Relation rel,
 					   AttrNumber attnum)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+
+	MyceliumSqliteInitConvType(conv, att->atttypid, att->atttypmod,
+							   RelationGetRelationName(rel),
+							   NameStr(att->attname));
+}
+
+/*
+ * MyceliumSqliteInitConvType prepares the conversion of a value of a type;
+ * the names are those the error context reports.
+ */
+void
+MyceliumSqliteInitConvType(MyceliumSqliteColumnConv *conv, Oid typid,
+						   int32 typmod, const char *relname,
+						   const char *colname)
+{
 	bool		isvarlena;
 
-	conv->typid = att->atttypid;
-	conv->typmod = att->atttypmod;
+	conv->typid = typid;
+	conv->typmod = typmod;
 	getTypeInputInfo(conv->typid, &conv->typinput, &conv->typioparam);
 	fmgr_info(conv->typinput, &conv->inflinfo);
 	getTypeOutputInfo(conv->typid, &conv->typoutput, &isvarlena);
 	fmgr_info(conv->typoutput, &conv->outflinfo);
-	conv->relname = pstrdup(RelationGetRelationName(rel));
-	conv->colname = pstrdup(NameStr(att->attname));
+	conv->relname = pstrdup(relname);
+	conv->colname = pstrdup(colname);
 }
 
 /*

@@ -105,6 +105,15 @@ type_class(Oid typid)
 }
 
 /*
+ * MyceliumSqliteTypeClass exports type_class.
+ */
+char
+MyceliumSqliteTypeClass(Oid typid)
+{
+	return type_class(typid);
+}
+
+/*
  * operator_class returns the comparison class of a built-in comparison
  * operator, or COLCLASS_NONE for any other operator; text operators
  * qualify only for = and <> under a deterministic collation.
@@ -482,6 +491,35 @@ MyceliumSqlitePathkeysShippable(PlannerInfo *root, RelOptInfo *baserel,
 }
 
 /*
+ * MyceliumSqliteAppendWhere appends the WHERE clause of checked remote
+ * clauses (RestrictInfos or bare expressions).
+ */
+void
+MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
+						  List *remote_conds, List **params_list)
+{
+	DeparseCtx	ctx;
+	ListCell   *lc;
+	bool		first = true;
+
+	ctx.baserel = baserel;
+	ctx.fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	ctx.buf = buf;
+	ctx.params_list = params_list;
+	foreach(lc, remote_conds)
+	{
+		Expr	   *clause = lfirst(lc);
+
+		if (IsA(clause, RestrictInfo))
+			clause = ((RestrictInfo *) clause)->clause;
+		appendStringInfoString(buf, first ? " WHERE " : " AND ");
+		first = false;
+		if (!deparse_bool((Node *) clause, &ctx))
+			elog(ERROR, "clause cannot be sent to SQLite");
+	}
+}
+
+/*
  * MyceliumSqliteDeparseSelect builds the SELECT of a scan: rowid first if
  * asked, then the used columns (their attnums in *retrieved_attrs), the
  * remote clauses and the order.  Clauses must have been checked shippable.
@@ -492,16 +530,11 @@ MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 							List **retrieved_attrs, List **params_list)
 {
 	MyceliumSqliteRelInfo *fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
-	DeparseCtx	ctx;
 	bool		wholerow;
 	bool		first = true;
 	int			i;
 	ListCell   *lc;
 
-	ctx.baserel = baserel;
-	ctx.fpinfo = fpinfo;
-	ctx.buf = buf;
-	ctx.params_list = params_list;
 	*retrieved_attrs = NIL;
 
 	appendStringInfoString(buf, "SELECT ");
@@ -531,18 +564,7 @@ MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 	appendStringInfoString(buf, " FROM ");
 	MyceliumSqliteQuoteIdent(buf, fpinfo->table);
 
-	first = true;
-	foreach(lc, remote_conds)
-	{
-		Expr	   *clause = lfirst(lc);
-
-		if (IsA(clause, RestrictInfo))
-			clause = ((RestrictInfo *) clause)->clause;
-		appendStringInfoString(buf, first ? " WHERE " : " AND ");
-		first = false;
-		if (!deparse_bool((Node *) clause, &ctx))
-			elog(ERROR, "clause cannot be sent to SQLite");
-	}
+	MyceliumSqliteAppendWhere(buf, baserel, remote_conds, params_list);
 
 	first = true;
 	foreach(lc, pathkeys)

@@ -399,6 +399,9 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	bool		with_rowid;
 	ListCell   *lc;
 
+	if (IS_UPPER_REL(baserel))
+		return MyceliumSqliteGetAggPlan(root, baserel, best_path, tlist);
+
 	foreach(lc, scan_clauses)
 	{
 		RestrictInfo *ri = lfirst(lc);
@@ -425,8 +428,9 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	if (best_path->fdw_private != NIL)
 		appendStringInfoString(&sql, strVal(linitial(best_path->fdw_private)));
 	return make_foreignscan(tlist, local_exprs, baserel->relid, params_list,
-							list_make3(makeString(sql.data), retrieved_attrs,
-									   makeBoolean(with_rowid)),
+							list_make4(makeString(sql.data), retrieved_attrs,
+									   makeBoolean(with_rowid),
+									   makeString(get_rel_name(foreigntableid))),
 							NIL, NIL, outer_plan);
 }
 
@@ -450,12 +454,33 @@ sqliteBeginForeignScan(ForeignScanState *node, int eflags)
 	st->sql = strVal(linitial(fsplan->fdw_private));
 	st->retrieved_attrs = lsecond(fsplan->fdw_private);
 	st->with_rowid = boolVal(lthird(fsplan->fdw_private));
-	st->conn = MyceliumSqliteGetConnection(GetForeignServer(GetForeignTable(RelationGetRelid(rel))->serverid),
+	st->conn = MyceliumSqliteGetConnection(GetForeignServer(fsplan->fs_server),
 										   false);
-	st->convs = palloc0(sizeof(MyceliumSqliteColumnConv) *
-						Max(1, RelationGetDescr(rel)->natts));
-	foreach(lc, st->retrieved_attrs)
-		MyceliumSqliteInitConv(&st->convs[lfirst_int(lc) - 1], rel, lfirst_int(lc));
+	if (rel)
+	{
+		st->convs = palloc0(sizeof(MyceliumSqliteColumnConv) *
+							Max(1, RelationGetDescr(rel)->natts));
+		foreach(lc, st->retrieved_attrs)
+			MyceliumSqliteInitConv(&st->convs[lfirst_int(lc) - 1], rel,
+								   lfirst_int(lc));
+	}
+	else
+	{
+		/* an aggregate: the scan tuple is fdw_scan_tlist */
+		List	   *labels = list_nth(fsplan->fdw_private, 4);
+
+		st->convs = palloc0(sizeof(MyceliumSqliteColumnConv) *
+							Max(1, list_length(fsplan->fdw_scan_tlist)));
+		foreach(lc, fsplan->fdw_scan_tlist)
+		{
+			Expr	   *e = ((TargetEntry *) lfirst(lc))->expr;
+
+			MyceliumSqliteInitConvType(&st->convs[foreach_current_index(lc)],
+									   exprType((Node *) e), exprTypmod((Node *) e),
+									   strVal(lfourth(fsplan->fdw_private)),
+									   strVal(list_nth(labels, foreach_current_index(lc))));
+		}
+	}
 
 	st->param_exprs = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
 	st->param_types = palloc0(sizeof(Oid) * Max(1, list_length(fsplan->fdw_exprs)));

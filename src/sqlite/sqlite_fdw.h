@@ -126,6 +126,10 @@ typedef struct MyceliumSqliteColumnConv
 
 extern void MyceliumSqliteInitConv(MyceliumSqliteColumnConv *conv,
 								   Relation rel, AttrNumber attnum);
+extern void MyceliumSqliteInitConvType(MyceliumSqliteColumnConv *conv,
+									   Oid typid, int32 typmod,
+									   const char *relname,
+									   const char *colname);
 extern Datum MyceliumSqliteValueToDatum(sqlite3_stmt *stmt, int col,
 										MyceliumSqliteColumnConv *conv,
 										bool *isnull);
@@ -141,6 +145,9 @@ extern void MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 										List *pathkeys,
 										List **retrieved_attrs,
 										List **params_list);
+extern void MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
+									  List *remote_conds, List **params_list);
+extern char MyceliumSqliteTypeClass(Oid typid);
 extern bool MyceliumSqlitePathkeysShippable(PlannerInfo *root,
 											RelOptInfo *baserel,
 											List *pathkeys);
@@ -151,6 +158,10 @@ extern void MyceliumSqliteGetForeignUpperPaths(PlannerInfo *root,
 											   RelOptInfo *input_rel,
 											   RelOptInfo *output_rel,
 											   void *extra);
+extern ForeignScan *MyceliumSqliteGetAggPlan(PlannerInfo *root,
+											 RelOptInfo *grouped_rel,
+											 ForeignPath *best_path,
+											 List *tlist);
 
 /* in modify.c */
 extern void MyceliumSqliteSetModifyRoutine(FdwRoutine *routine);

@@ -186,6 +186,25 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT name FROM item ORDER BY name LIMIT 2;
 SELECT name FROM item ORDER BY name LIMIT 2;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name LIKE '%a%' LIMIT 2;
 SELECT id FROM item WHERE name LIKE '%a%' LIMIT 2;
+-- aggregates: count, sum of int2/int4, min/max, GROUP BY plain columns
+EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM item;
+SELECT count(*) FROM item;
+EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT flag, count(*), count(price), sum(qty), min(qty), max(price), max(id)
+    FROM item WHERE id > 1 GROUP BY flag;
+SELECT flag, count(*), count(price), sum(qty), min(qty), max(price), max(id)
+  FROM item WHERE id > 1 GROUP BY flag ORDER BY flag;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT qty, count(*) FROM item GROUP BY qty;
+SELECT qty, count(*) FROM item GROUP BY qty ORDER BY qty;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT min(name COLLATE "C"), max(note COLLATE "C") FROM item;
+SELECT min(name COLLATE "C"), max(note COLLATE "C") FROM item;
+SELECT count(*), sum(qty), max(price) FROM item WHERE id > 100;
+-- kept local: sum(int8), avg, HAVING, DISTINCT, expressions, local filters
+EXPLAIN (VERBOSE, COSTS OFF) SELECT sum(id), avg(qty) FROM item;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT qty, count(*) FROM item GROUP BY qty HAVING count(*) > 1;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT count(DISTINCT qty), count(*) + 1 FROM item;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM item WHERE name LIKE 'a%';
+SELECT sum(id), avg(qty), count(DISTINCT qty), count(*) + 1 FROM item;
 -- Params of prepared statements are bound
 PREPARE get_item(int8) AS SELECT id, name FROM item WHERE id = $1;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE get_item(3);
