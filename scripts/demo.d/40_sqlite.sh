@@ -32,7 +32,7 @@ say "WHERE, ORDER BY, LIMIT and aggregates run in SQLite when SQLite gives Postg
 demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF)
   SELECT id, name FROM shop.product WHERE stock > 20 ORDER BY id DESC LIMIT 2"
 demo_sql 1 "SELECT id, name FROM shop.product WHERE stock > 20 ORDER BY id DESC LIMIT 2"
-demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*), sum(stock), max(id) FROM shop.product"
+demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*), min(stock), max(id) FROM shop.product"
 demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM shop.product WHERE name LIKE 'c%'"
 
 say "Writes follow the PostgreSQL transaction: ROLLBACK undoes them in the file"

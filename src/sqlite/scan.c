@@ -638,6 +638,7 @@ mycelium_sqlite_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = sqliteEndForeignScan;
 	routine->ExplainForeignScan = sqliteExplainForeignScan;
 	routine->GetForeignUpperPaths = MyceliumSqliteGetForeignUpperPaths;
+	routine->AnalyzeForeignTable = MyceliumSqliteAnalyzeForeignTable;
 	routine->ImportForeignSchema = MyceliumSqliteImportForeignSchema;
 	MyceliumSqliteSetModifyRoutine(routine);
 	PG_RETURN_POINTER(routine);

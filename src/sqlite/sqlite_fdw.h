@@ -166,6 +166,11 @@ extern ForeignScan *MyceliumSqliteGetAggPlan(PlannerInfo *root,
 /* in modify.c */
 extern void MyceliumSqliteSetModifyRoutine(FdwRoutine *routine);
 
+/* in analyze.c */
+extern bool MyceliumSqliteAnalyzeForeignTable(Relation relation,
+											  AcquireSampleRowsFunc *func,
+											  BlockNumber *totalpages);
+
 /* in import.c */
 extern List *MyceliumSqliteImportForeignSchema(ImportForeignSchemaStmt *stmt,
 											   Oid serverOid);

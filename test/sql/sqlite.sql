@@ -118,6 +118,11 @@ SELECT k, x FROM odd_b WHERE k = 5;
 SELECT k, i FROM odd_b WHERE k = 1;
 -- the backend is still fine
 SELECT count(*) FROM item;
+-- ANALYZE samples the SQLite table; bad values stop it with the same error
+ANALYZE item;
+SELECT reltuples FROM pg_class WHERE oid = 'item'::regclass;
+SELECT attname, null_frac FROM pg_stats WHERE tablename = 'item' AND attname IN ('id', 'qty') ORDER BY 1;
+ANALYZE odd_i;
 
 -- missing table and column; identifiers are never string literals
 CREATE FOREIGN TABLE sq_missing (a int) SERVER sq;
