@@ -54,10 +54,15 @@
 
 #include "sqlite/sqlite_fdw.h"
 
+/*
+ * Deparse state: one foreign table (columns unqualified, Vars of other
+ * relations become parameters) or the two sides of a join (columns
+ * qualified r1. and r2., no parameters).
+ */
 typedef struct DeparseCtx
 {
-	RelOptInfo *baserel;
-	MyceliumSqliteRelInfo *fpinfo;
+	RelOptInfo *rels[2];
+	int			nrels;
 	StringInfo	buf;
 	List	  **params_list;
 } DeparseCtx;
@@ -244,6 +249,36 @@ add_param(Node *node, DeparseCtx *ctx)
 }
 
 /*
+ * var_side finds which relation of the context a Var belongs to: its
+ * index, or -1.
+ */
+static int
+var_side(Var *var, DeparseCtx *ctx)
+{
+	int			i;
+
+	if (var->varlevelsup != 0)
+		return -1;
+	for (i = 0; i < ctx->nrels; i++)
+		if (var->varno == ctx->rels[i]->relid)
+			return i;
+	return -1;
+}
+
+/*
+ * append_column appends a column of side i, qualified in a join.
+ */
+static void
+append_column(DeparseCtx *ctx, int i, AttrNumber attnum)
+{
+	MyceliumSqliteRelInfo *fpinfo = ctx->rels[i]->fdw_private;
+
+	if (ctx->nrels > 1)
+		appendStringInfo(ctx->buf, "r%d.", i + 1);
+	MyceliumSqliteQuoteIdent(ctx->buf, fpinfo->colnames[attnum - 1]);
+}
+
+/*
  * deparse_value appends an operand of a comparison of class cls: a column
  * of the foreign table whose class is cls, a constant, a Param or a Var of
  * another relation (a parameterized scan's outer value).
@@ -261,19 +296,23 @@ deparse_value(Node *node, char cls, DeparseCtx *ctx)
 	if (IsA(node, Var))
 	{
 		Var		   *var = (Var *) node;
+		int			side = var_side(var, ctx);
+		MyceliumSqliteRelInfo *fpinfo;
 
 		if (var->varlevelsup != 0)
 			return false;
-		if (var->varno != ctx->baserel->relid)
+		if (side < 0)
 		{
+			if (ctx->nrels > 1)
+				return false;
 			add_param(node, ctx);
 			return true;
 		}
-		if (var->varattno <= 0 || var->varattno > ctx->fpinfo->natts ||
-			ctx->fpinfo->colclass[var->varattno - 1] != cls)
+		fpinfo = ctx->rels[side]->fdw_private;
+		if (var->varattno <= 0 || var->varattno > fpinfo->natts ||
+			fpinfo->colclass[var->varattno - 1] != cls)
 			return false;
-		MyceliumSqliteQuoteIdent(ctx->buf,
-								 ctx->fpinfo->colnames[var->varattno - 1]);
+		append_column(ctx, side, var->varattno);
 		return true;
 	}
 	if (IsA(node, Const))
@@ -377,13 +416,11 @@ deparse_bool(Node *node, DeparseCtx *ctx)
 				NullTest   *nt = (NullTest *) node;
 				Var		   *var = (Var *) nt->arg;
 
-				if (nt->argisrow || !IsA(var, Var) ||
-					var->varno != ctx->baserel->relid ||
-					var->varlevelsup != 0 || var->varattno <= 0)
+				if (nt->argisrow || !IsA(var, Var) || var_side(var, ctx) < 0 ||
+					var->varattno <= 0)
 					return false;
 				appendStringInfoChar(ctx->buf, '(');
-				MyceliumSqliteQuoteIdent(ctx->buf,
-										 ctx->fpinfo->colnames[var->varattno - 1]);
+				append_column(ctx, var_side(var, ctx), var->varattno);
 				appendStringInfoString(ctx->buf, nt->nulltesttype == IS_NULL ?
 									   " IS NULL)" : " IS NOT NULL)");
 				return true;
@@ -424,11 +461,95 @@ MyceliumSqliteIsShippable(RelOptInfo *baserel, Expr *expr)
 	List	   *params = NIL;
 
 	initStringInfo(&buf);
-	ctx.baserel = baserel;
-	ctx.fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	ctx.rels[0] = baserel;
+	ctx.nrels = 1;
 	ctx.buf = &buf;
 	ctx.params_list = &params;
 	return deparse_bool((Node *) expr, &ctx);
+}
+
+/*
+ * MyceliumSqliteIsJoinShippable tells whether SQLite can evaluate a clause
+ * over the two tables of a join with PostgreSQL's result.
+ */
+bool
+MyceliumSqliteIsJoinShippable(RelOptInfo *outerrel, RelOptInfo *innerrel,
+							  Expr *expr)
+{
+	DeparseCtx	ctx;
+	StringInfoData buf;
+	List	   *params = NIL;
+
+	initStringInfo(&buf);
+	ctx.rels[0] = outerrel;
+	ctx.rels[1] = innerrel;
+	ctx.nrels = 2;
+	ctx.buf = &buf;
+	ctx.params_list = &params;
+	return deparse_bool((Node *) expr, &ctx);
+}
+
+/*
+ * append_clauses appends checked clauses joined by AND, after prefix.
+ */
+static void
+append_clauses(DeparseCtx *ctx, List *clauses, const char *prefix)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	foreach(lc, clauses)
+	{
+		Expr	   *clause = lfirst(lc);
+
+		if (IsA(clause, RestrictInfo))
+			clause = ((RestrictInfo *) clause)->clause;
+		appendStringInfoString(ctx->buf, first ? prefix : " AND ");
+		first = false;
+		if (!deparse_bool((Node *) clause, ctx))
+			elog(ERROR, "clause cannot be sent to SQLite");
+	}
+}
+
+/*
+ * MyceliumSqliteDeparseJoin builds the SELECT of an inner join of two
+ * foreign tables: the Vars of the scan target list, the join clauses and
+ * each side's remote clauses.
+ */
+void
+MyceliumSqliteDeparseJoin(StringInfo buf, RelOptInfo *outerrel,
+						  RelOptInfo *innerrel, List *join_conds,
+						  List *vars, List **params_list)
+{
+	DeparseCtx	ctx;
+	ListCell   *lc;
+	MyceliumSqliteRelInfo *o = outerrel->fdw_private;
+	MyceliumSqliteRelInfo *i = innerrel->fdw_private;
+
+	ctx.rels[0] = outerrel;
+	ctx.rels[1] = innerrel;
+	ctx.nrels = 2;
+	ctx.buf = buf;
+	ctx.params_list = params_list;
+	appendStringInfoString(buf, "SELECT ");
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(buf, ", ");
+		append_column(&ctx, var_side(var, &ctx), var->varattno);
+	}
+	if (vars == NIL)
+		appendStringInfoString(buf, "NULL");
+	appendStringInfoString(buf, " FROM ");
+	MyceliumSqliteQuoteIdent(buf, o->table);
+	appendStringInfoString(buf, " r1 INNER JOIN ");
+	MyceliumSqliteQuoteIdent(buf, i->table);
+	appendStringInfoString(buf, " r2");
+	append_clauses(&ctx, join_conds, " ON ");
+	append_clauses(&ctx, list_concat_copy(o->remote_conds, i->remote_conds),
+				   " WHERE ");
 }
 
 /*
@@ -499,24 +620,12 @@ MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
 						  List *remote_conds, List **params_list)
 {
 	DeparseCtx	ctx;
-	ListCell   *lc;
-	bool		first = true;
 
-	ctx.baserel = baserel;
-	ctx.fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
+	ctx.rels[0] = baserel;
+	ctx.nrels = 1;
 	ctx.buf = buf;
 	ctx.params_list = params_list;
-	foreach(lc, remote_conds)
-	{
-		Expr	   *clause = lfirst(lc);
-
-		if (IsA(clause, RestrictInfo))
-			clause = ((RestrictInfo *) clause)->clause;
-		appendStringInfoString(buf, first ? " WHERE " : " AND ");
-		first = false;
-		if (!deparse_bool((Node *) clause, &ctx))
-			elog(ERROR, "clause cannot be sent to SQLite");
-	}
+	append_clauses(&ctx, remote_conds, " WHERE ");
 }
 
 /*

@@ -363,10 +363,13 @@ sqliteGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
 		ParamPathInfo *ppi;
 		List	   *conds;
 		ListCell   *lc2;
+		bool		dup = false;
 
 		outer = bms_union(ri->clause_relids, baserel->lateral_relids);
 		outer = bms_del_members(outer, baserel->relids);
-		if (bms_is_empty(outer) || list_member(seen, outer))
+		foreach(lc2, seen)
+			dup = dup || bms_equal(lfirst(lc2), outer);
+		if (bms_is_empty(outer) || dup)
 			continue;
 		seen = lappend(seen, outer);
 		ppi = get_baserel_parampathinfo(root, baserel, outer);
@@ -401,6 +404,8 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 
 	if (IS_UPPER_REL(baserel))
 		return MyceliumSqliteGetAggPlan(root, baserel, best_path, tlist);
+	if (IS_JOIN_REL(baserel))
+		return MyceliumSqliteGetJoinPlan(root, baserel, best_path, tlist);
 
 	foreach(lc, scan_clauses)
 	{
@@ -466,7 +471,8 @@ sqliteBeginForeignScan(ForeignScanState *node, int eflags)
 	}
 	else
 	{
-		/* an aggregate: the scan tuple is fdw_scan_tlist */
+		/* an aggregate or a join: the scan tuple is fdw_scan_tlist */
+		List	   *relnames = lfourth(fsplan->fdw_private);
 		List	   *labels = list_nth(fsplan->fdw_private, 4);
 
 		st->convs = palloc0(sizeof(MyceliumSqliteColumnConv) *
@@ -477,7 +483,7 @@ sqliteBeginForeignScan(ForeignScanState *node, int eflags)
 
 			MyceliumSqliteInitConvType(&st->convs[foreach_current_index(lc)],
 									   exprType((Node *) e), exprTypmod((Node *) e),
-									   strVal(lfourth(fsplan->fdw_private)),
+									   strVal(list_nth(relnames, foreach_current_index(lc))),
 									   strVal(list_nth(labels, foreach_current_index(lc))));
 		}
 	}
@@ -637,6 +643,7 @@ mycelium_sqlite_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ReScanForeignScan = sqliteReScanForeignScan;
 	routine->EndForeignScan = sqliteEndForeignScan;
 	routine->ExplainForeignScan = sqliteExplainForeignScan;
+	routine->GetForeignJoinPaths = MyceliumSqliteGetForeignJoinPaths;
 	routine->GetForeignUpperPaths = MyceliumSqliteGetForeignUpperPaths;
 	routine->AnalyzeForeignTable = MyceliumSqliteAnalyzeForeignTable;
 	routine->ImportForeignSchema = MyceliumSqliteImportForeignSchema;

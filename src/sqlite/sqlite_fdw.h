@@ -145,6 +145,11 @@ extern void MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 										List *pathkeys,
 										List **retrieved_attrs,
 										List **params_list);
+extern bool MyceliumSqliteIsJoinShippable(RelOptInfo *outerrel,
+										  RelOptInfo *innerrel, Expr *expr);
+extern void MyceliumSqliteDeparseJoin(StringInfo buf, RelOptInfo *outerrel,
+									  RelOptInfo *innerrel, List *join_conds,
+									  List *vars, List **params_list);
 extern void MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
 									  List *remote_conds, List **params_list);
 extern char MyceliumSqliteTypeClass(Oid typid);
@@ -165,6 +170,18 @@ extern ForeignScan *MyceliumSqliteGetAggPlan(PlannerInfo *root,
 
 /* in modify.c */
 extern void MyceliumSqliteSetModifyRoutine(FdwRoutine *routine);
+
+/* in join.c */
+extern void MyceliumSqliteGetForeignJoinPaths(PlannerInfo *root,
+											  RelOptInfo *joinrel,
+											  RelOptInfo *outerrel,
+											  RelOptInfo *innerrel,
+											  JoinType jointype,
+											  JoinPathExtraData *extra);
+extern ForeignScan *MyceliumSqliteGetJoinPlan(PlannerInfo *root,
+											  RelOptInfo *joinrel,
+											  ForeignPath *best_path,
+											  List *tlist);
 
 /* in analyze.c */
 extern bool MyceliumSqliteAnalyzeForeignTable(Relation relation,

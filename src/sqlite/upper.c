@@ -283,6 +283,7 @@ MyceliumSqliteGetAggPlan(PlannerInfo *root, RelOptInfo *grouped_rel,
 	List	   *labels = NIL;
 	List	   *params = NIL;
 	List	   *groups = NIL;
+	List	   *relnames;
 	ListCell   *lc;
 	int			i = 0;
 
@@ -325,11 +326,12 @@ MyceliumSqliteGetAggPlan(PlannerInfo *root, RelOptInfo *grouped_rel,
 		appendStringInfoString(&sql, foreach_current_index(lc) == 0 ? " GROUP BY " : ", ");
 		MyceliumSqliteQuoteIdent(&sql, fpinfo->colnames[lfirst_int(lc) - 1]);
 	}
+	relnames = list_make1(makeString(get_rel_name(fpinfo->relid)));
+	while (list_length(relnames) < list_length(labels))
+		relnames = lappend(relnames, linitial(relnames));
 	return make_foreignscan(tlist, NIL, 0, params,
 							list_make5(makeString(sql.data), retrieved,
-									   makeBoolean(false),
-									   makeString(get_rel_name(fpinfo->relid)),
-									   labels),
+									   makeBoolean(false), relnames, labels),
 							scan_tlist, NIL, NULL);
 }
 

@@ -235,6 +235,21 @@ EXPLAIN (VERBOSE, COSTS OFF)
   SELECT l.tag, b.v FROM sq_local l JOIN big b ON b.id = l.id;
 SELECT l.tag, b.v FROM sq_local l JOIN big b ON b.id = l.id ORDER BY l.id;
 
+-- inner joins of two foreign tables of the server run in SQLite
+CREATE FOREIGN TABLE big2 (id int8, v int8) SERVER sq OPTIONS (table 'big');
+EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT a.id, b.v FROM big2 a JOIN big b ON b.id = a.v WHERE a.id < 5;
+SELECT a.id, b.v FROM big2 a JOIN big b ON b.id = a.v WHERE a.id < 5 ORDER BY a.id;
+EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT count(*) FROM big2 a JOIN big b ON b.id = a.id WHERE a.v < 100;
+SELECT count(*) FROM big2 a JOIN big b ON b.id = a.id WHERE a.v < 100;
+-- not: outer joins, local conditions, text order
+EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT a.id, b.v FROM big2 a LEFT JOIN big b ON b.id = a.v WHERE a.id < 5;
+EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT a.id, b.v FROM big2 a JOIN big b ON b.id = a.v WHERE a.id < 5 AND a.v % 3 = 0;
+SELECT a.id, b.v FROM big2 a JOIN big b ON b.id = a.v WHERE a.id < 5 AND a.v % 3 = 0;
+
 -- writes: INSERT (batched), RETURNING, UPDATE, DELETE, COPY, TRUNCATE
 CREATE FOREIGN TABLE kv (k int8, v text) SERVER sq;
 EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO kv VALUES (1, 'a');
