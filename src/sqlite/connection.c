@@ -260,77 +260,73 @@ MyceliumSqliteGetConnection(ForeignServer *server, bool create)
 }
 
 /*
+ * sqlstate_of chooses the SQLSTATE of a SQLite (extended) result code.
+ */
+static int
+sqlstate_of(int rc, const char *msg)
+{
+	switch (rc & 0xff)
+	{
+		case SQLITE_BUSY:
+		case SQLITE_LOCKED:
+			return ERRCODE_LOCK_NOT_AVAILABLE;
+		case SQLITE_INTERRUPT:
+			return ERRCODE_QUERY_CANCELED;
+		case SQLITE_READONLY:
+			return ERRCODE_READ_ONLY_SQL_TRANSACTION;
+		case SQLITE_NOTADB:
+		case SQLITE_CORRUPT:
+			return ERRCODE_DATA_CORRUPTED;
+		case SQLITE_CANTOPEN:
+			return ERRCODE_UNDEFINED_FILE;
+		case SQLITE_IOERR:
+			return ERRCODE_IO_ERROR;
+		case SQLITE_FULL:
+			return ERRCODE_DISK_FULL;
+		case SQLITE_NOMEM:
+			return ERRCODE_OUT_OF_MEMORY;
+		case SQLITE_PERM:
+		case SQLITE_AUTH:
+			return ERRCODE_INSUFFICIENT_PRIVILEGE;
+		case SQLITE_TOOBIG:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		case SQLITE_CONSTRAINT:
+			if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
+				rc == SQLITE_CONSTRAINT_ROWID)
+				return ERRCODE_UNIQUE_VIOLATION;
+			if (rc == SQLITE_CONSTRAINT_NOTNULL)
+				return ERRCODE_NOT_NULL_VIOLATION;
+			if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+				return ERRCODE_FOREIGN_KEY_VIOLATION;
+			if (rc == SQLITE_CONSTRAINT_CHECK)
+				return ERRCODE_CHECK_VIOLATION;
+			return ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+		default:
+			if (strncmp(msg, "no such table", 13) == 0)
+				return ERRCODE_FDW_TABLE_NOT_FOUND;
+			if (strncmp(msg, "no such column", 14) == 0)
+				return ERRCODE_FDW_COLUMN_NAME_NOT_FOUND;
+			return ERRCODE_FDW_ERROR;
+	}
+}
+
+/*
  * MyceliumSqliteReportError raises the error of a failed SQLite call with
  * a SQLSTATE chosen from the (extended) result code; SQLite's text goes in
- * the detail.
+ * the detail.  An interrupted statement first gives CHECK_FOR_INTERRUPTS
+ * the chance to report the cancel or timeout as PostgreSQL always does.
  */
 void
 MyceliumSqliteReportError(MyceliumSqliteConn *conn, int rc, const char *sql)
 {
 	const char *msg = conn->db ? sqlite3_errmsg(conn->db) : sqlite3_errstr(rc);
-	int			sqlstate;
+	int			sqlstate = sqlstate_of(rc, msg);
 
-	switch (rc & 0xff)
-	{
-		case SQLITE_BUSY:
-		case SQLITE_LOCKED:
-			sqlstate = ERRCODE_LOCK_NOT_AVAILABLE;
-			break;
-		case SQLITE_INTERRUPT:
-			CHECK_FOR_INTERRUPTS();
-			sqlstate = ERRCODE_QUERY_CANCELED;
-			break;
-		case SQLITE_READONLY:
-			sqlstate = ERRCODE_READ_ONLY_SQL_TRANSACTION;
-			break;
-		case SQLITE_NOTADB:
-		case SQLITE_CORRUPT:
-			sqlstate = ERRCODE_DATA_CORRUPTED;
-			break;
-		case SQLITE_CANTOPEN:
-			sqlstate = ERRCODE_UNDEFINED_FILE;
-			break;
-		case SQLITE_IOERR:
-			sqlstate = ERRCODE_IO_ERROR;
-			break;
-		case SQLITE_FULL:
-			sqlstate = ERRCODE_DISK_FULL;
-			break;
-		case SQLITE_NOMEM:
-			sqlstate = ERRCODE_OUT_OF_MEMORY;
-			break;
-		case SQLITE_PERM:
-		case SQLITE_AUTH:
-			sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
-			break;
-		case SQLITE_TOOBIG:
-			sqlstate = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-			break;
-		case SQLITE_CONSTRAINT:
-			if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
-				rc == SQLITE_CONSTRAINT_ROWID)
-				sqlstate = ERRCODE_UNIQUE_VIOLATION;
-			else if (rc == SQLITE_CONSTRAINT_NOTNULL)
-				sqlstate = ERRCODE_NOT_NULL_VIOLATION;
-			else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-				sqlstate = ERRCODE_FOREIGN_KEY_VIOLATION;
-			else if (rc == SQLITE_CONSTRAINT_CHECK)
-				sqlstate = ERRCODE_CHECK_VIOLATION;
-			else
-				sqlstate = ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
-			break;
-		default:
-			if (strncmp(msg, "no such table", 13) == 0)
-				sqlstate = ERRCODE_FDW_TABLE_NOT_FOUND;
-			else if (strncmp(msg, "no such column", 14) == 0)
-				sqlstate = ERRCODE_FDW_COLUMN_NAME_NOT_FOUND;
-			else
-				sqlstate = ERRCODE_FDW_ERROR;
-			break;
-	}
 	/* an error may have ended the SQLite transaction behind our back */
 	if (conn->db && conn->xact_depth > 0 && sqlite3_get_autocommit(conn->db))
 		conn->xact_lost = true;
+	if (sqlstate == ERRCODE_QUERY_CANCELED)
+		CHECK_FOR_INTERRUPTS();
 
 	if (sqlstate == ERRCODE_LOCK_NOT_AVAILABLE)
 		ereport(ERROR,

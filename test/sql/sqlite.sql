@@ -243,6 +243,8 @@ SELECT a.id, b.v FROM big2 a JOIN big b ON b.id = a.v WHERE a.id < 5 ORDER BY a.
 EXPLAIN (VERBOSE, COSTS OFF)
   SELECT count(*) FROM big2 a JOIN big b ON b.id = a.id WHERE a.v < 100;
 SELECT count(*) FROM big2 a JOIN big b ON b.id = a.id WHERE a.v < 100;
+SELECT i.id, b.v, k.v FROM item i JOIN big b ON b.id = i.id JOIN big2 k ON k.id = b.id
+ ORDER BY i.id;
 -- not: outer joins, local conditions, text order
 EXPLAIN (VERBOSE, COSTS OFF)
   SELECT a.id, b.v FROM big2 a LEFT JOIN big b ON b.id = a.v WHERE a.id < 5;
@@ -296,6 +298,15 @@ UPDATE kv SET v = 'released' WHERE k = 402;
 RELEASE SAVEPOINT s2;
 COMMIT;
 SELECT * FROM kv WHERE k >= 3 AND k < 10 OR k >= 400 ORDER BY k;
+-- an error inside a savepoint: roll back to it and go on
+BEGIN;
+INSERT INTO kv VALUES (450, 'before');
+SAVEPOINT s3;
+INSERT INTO kv VALUES (451, 'dup'), (450, 'dup');
+ROLLBACK TO SAVEPOINT s3;
+INSERT INTO kv VALUES (452, 'after');
+COMMIT;
+SELECT * FROM kv WHERE k BETWEEN 450 AND 459 ORDER BY k;
 BEGIN;
 INSERT INTO kv VALUES (500, 'error later');
 SELECT 1 / 0;
