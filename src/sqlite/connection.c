@@ -64,6 +64,8 @@ static void sqlite_subxact_callback(SubXactEvent event,
 									SubTransactionId parentSubid, void *arg);
 static void sqlite_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 static void sqlite_exit_callback(int code, Datum arg);
+static sqlite3_stmt *acquire_stmt(MyceliumSqliteConn *conn, const char *sql,
+								  bool throw);
 
 /*
  * busy_handler waits for a lock held by another connection: up to the
@@ -392,6 +394,25 @@ MyceliumSqliteStep(MyceliumSqliteConn *conn, sqlite3_stmt *stmt)
 sqlite3_stmt *
 MyceliumSqliteAcquireStmt(MyceliumSqliteConn *conn, const char *sql)
 {
+	return acquire_stmt(conn, sql, true);
+}
+
+/*
+ * MyceliumSqliteTryAcquireStmt is MyceliumSqliteAcquireStmt returning NULL
+ * when SQLite cannot prepare the statement (for planning-time probes).
+ */
+sqlite3_stmt *
+MyceliumSqliteTryAcquireStmt(MyceliumSqliteConn *conn, const char *sql)
+{
+	return acquire_stmt(conn, sql, false);
+}
+
+/*
+ * acquire_stmt implements the two above.
+ */
+static sqlite3_stmt *
+acquire_stmt(MyceliumSqliteConn *conn, const char *sql, bool throw)
+{
 	int			i;
 	int			victim = -1;
 	sqlite3_stmt *stmt = NULL;
@@ -416,6 +437,8 @@ MyceliumSqliteAcquireStmt(MyceliumSqliteConn *conn, const char *sql)
 	if (rc != SQLITE_OK)
 	{
 		sqlite3_finalize(stmt);
+		if (!throw)
+			return NULL;
 		MyceliumSqliteReportError(conn, rc, sql);
 	}
 	if (stmt == NULL)

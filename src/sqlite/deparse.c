@@ -44,6 +44,7 @@
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
@@ -65,9 +66,11 @@ typedef struct DeparseCtx
 	int			nrels;
 	StringInfo	buf;
 	List	  **params_list;
+	bool		consts_as_params;	/* write "?" for constants */
 } DeparseCtx;
 
 static bool deparse_bool(Node *node, DeparseCtx *ctx);
+static void add_param(Node *node, DeparseCtx *ctx);
 
 /*
  * MyceliumSqliteQuoteIdent appends an identifier in SQLite double quotes.
@@ -171,6 +174,29 @@ static bool
 deparse_const(Datum value, Oid typid, DeparseCtx *ctx)
 {
 	StringInfo	buf = ctx->buf;
+
+	if (ctx->consts_as_params)
+	{
+		StringInfoData scratch;
+		DeparseCtx	c = *ctx;
+		int16		typlen;
+		bool		typbyval;
+
+		initStringInfo(&scratch);
+		c.buf = &scratch;
+		c.consts_as_params = false;
+		if (!deparse_const(value, typid, &c))
+			return false;
+		if (ctx->params_list == NULL)
+			appendStringInfoChar(buf, '?');
+		else
+		{
+			get_typlenbyval(typid, &typlen, &typbyval);
+			add_param((Node *) makeConst(typid, -1, InvalidOid, typlen,
+										 value, false, typbyval), ctx);
+		}
+		return true;
+	}
 
 	switch (typid)
 	{
@@ -465,6 +491,7 @@ MyceliumSqliteIsShippable(RelOptInfo *baserel, Expr *expr)
 	ctx.nrels = 1;
 	ctx.buf = &buf;
 	ctx.params_list = &params;
+	ctx.consts_as_params = false;
 	return deparse_bool((Node *) expr, &ctx);
 }
 
@@ -486,6 +513,7 @@ MyceliumSqliteIsJoinShippable(RelOptInfo *outerrel, RelOptInfo *innerrel,
 	ctx.nrels = 2;
 	ctx.buf = &buf;
 	ctx.params_list = &params;
+	ctx.consts_as_params = false;
 	return deparse_bool((Node *) expr, &ctx);
 }
 
@@ -531,6 +559,7 @@ MyceliumSqliteDeparseJoin(StringInfo buf, RelOptInfo *outerrel,
 	ctx.nrels = 2;
 	ctx.buf = buf;
 	ctx.params_list = params_list;
+	ctx.consts_as_params = false;
 	appendStringInfoString(buf, "SELECT ");
 	foreach(lc, vars)
 	{
@@ -617,7 +646,8 @@ MyceliumSqlitePathkeysShippable(PlannerInfo *root, RelOptInfo *baserel,
  */
 void
 MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
-						  List *remote_conds, List **params_list)
+						  List *remote_conds, List **params_list,
+						  bool consts_as_params)
 {
 	DeparseCtx	ctx;
 
@@ -625,6 +655,30 @@ MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
 	ctx.nrels = 1;
 	ctx.buf = buf;
 	ctx.params_list = params_list;
+	ctx.consts_as_params = consts_as_params;
+	append_clauses(&ctx, remote_conds, " WHERE ");
+}
+
+/*
+ * MyceliumSqliteDeparseShape builds "SELECT NULL FROM table WHERE ..." with
+ * every constant and parameter written "?": the same text for every
+ * execution of a query shape, so SQLite's plan of it can be cached.
+ */
+void
+MyceliumSqliteDeparseShape(StringInfo buf, RelOptInfo *baserel,
+						   List *remote_conds)
+{
+	DeparseCtx	ctx;
+	List	   *params = NIL;
+	MyceliumSqliteRelInfo *fpinfo = baserel->fdw_private;
+
+	ctx.rels[0] = baserel;
+	ctx.nrels = 1;
+	ctx.buf = buf;
+	ctx.params_list = &params;
+	ctx.consts_as_params = true;
+	appendStringInfoString(buf, "SELECT NULL FROM ");
+	MyceliumSqliteQuoteIdent(buf, fpinfo->table);
 	append_clauses(&ctx, remote_conds, " WHERE ");
 }
 
@@ -632,11 +686,15 @@ MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
  * MyceliumSqliteDeparseSelect builds the SELECT of a scan: rowid first if
  * asked, then the used columns (their attnums in *retrieved_attrs), the
  * remote clauses and the order.  Clauses must have been checked shippable.
+ * With consts_as_params, constants become parameters too (appended to
+ * *params_list as Consts), so that every execution of a query shape uses
+ * the same SQLite statement from the cache.
  */
 void
 MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 							bool with_rowid, List *remote_conds, List *pathkeys,
-							List **retrieved_attrs, List **params_list)
+							List **retrieved_attrs, List **params_list,
+							bool consts_as_params)
 {
 	MyceliumSqliteRelInfo *fpinfo = (MyceliumSqliteRelInfo *) baserel->fdw_private;
 	bool		wholerow;
@@ -673,7 +731,8 @@ MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 	appendStringInfoString(buf, " FROM ");
 	MyceliumSqliteQuoteIdent(buf, fpinfo->table);
 
-	MyceliumSqliteAppendWhere(buf, baserel, remote_conds, params_list);
+	MyceliumSqliteAppendWhere(buf, baserel, remote_conds, params_list,
+							  consts_as_params);
 
 	first = true;
 	foreach(lc, pathkeys)

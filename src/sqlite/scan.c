@@ -138,47 +138,49 @@ static double
 estimate_tuples(MyceliumSqliteConn *conn, const char *table)
 {
 	StringInfoData sql;
-	sqlite3_stmt *stmt = NULL;
+	sqlite3_stmt *stmt;
 	double		result = 1000;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT max(rowid) FROM ");
 	MyceliumSqliteQuoteIdent(&sql, table);
-	if (sqlite3_prepare_v2(conn->db, sql.data, -1, &stmt, NULL) == SQLITE_OK &&
-		sqlite3_step(stmt) == SQLITE_ROW &&
+	stmt = MyceliumSqliteTryAcquireStmt(conn, sql.data);
+	if (stmt == NULL)
+		return result;
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
 		sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
 		result = Max(1, (double) sqlite3_column_int64(stmt, 0));
-	sqlite3_finalize(stmt);
+	MyceliumSqliteReleaseStmt(conn, stmt);
 	return result;
 }
 
 /*
- * uses_index asks SQLite whether its plan of a query searches an index
- * (or the rowid) rather than scanning the table.
+ * uses_index asks SQLite whether its plan of a query shape searches an
+ * index (or the rowid) rather than scanning the table.  The shape has
+ * "?" for every value, so the prepared EXPLAIN comes from the cache.
  */
 static bool
-uses_index(MyceliumSqliteConn *conn, const char *query)
+uses_index(MyceliumSqliteConn *conn, const char *shape)
 {
-	char	   *sql = psprintf("EXPLAIN QUERY PLAN %s", query);
-	sqlite3_stmt *stmt = NULL;
+	char	   *sql = psprintf("EXPLAIN QUERY PLAN %s", shape);
+	sqlite3_stmt *stmt = MyceliumSqliteTryAcquireStmt(conn, sql);
 	bool		search = false;
 
-	if (sqlite3_prepare_v2(conn->db, sql, -1, &stmt, NULL) == SQLITE_OK)
+	if (stmt == NULL)
+		return false;
+	while (sqlite3_step(stmt) == SQLITE_ROW)
 	{
-		while (sqlite3_step(stmt) == SQLITE_ROW)
-		{
-			const char *detail = (const char *) sqlite3_column_text(stmt, 3);
+		const char *detail = (const char *) sqlite3_column_text(stmt, 3);
 
-			if (detail && strncmp(detail, "SEARCH", 6) == 0)
-				search = true;
-			else if (detail && strncmp(detail, "SCAN", 4) == 0)
-			{
-				search = false;
-				break;
-			}
+		if (detail && strncmp(detail, "SEARCH", 6) == 0)
+			search = true;
+		else if (detail && strncmp(detail, "SCAN", 4) == 0)
+		{
+			search = false;
+			break;
 		}
 	}
-	sqlite3_finalize(stmt);
+	MyceliumSqliteReleaseStmt(conn, stmt);
 	return search;
 }
 
@@ -196,13 +198,10 @@ estimate_cost(RelOptInfo *baserel, List *remote_conds, double rows,
 	if (remote_conds != NIL)
 	{
 		StringInfoData sql;
-		List	   *attrs,
-				   *params = NIL;
 		MyceliumSqliteConn *conn = MyceliumSqliteGetConnection(fpinfo->server, false);
 
 		initStringInfo(&sql);
-		MyceliumSqliteDeparseSelect(&sql, baserel, false, remote_conds, NIL,
-									&attrs, &params);
+		MyceliumSqliteDeparseShape(&sql, baserel, remote_conds);
 		if (uses_index(conn, sql.data))
 			visited = rows + log2(fpinfo->tuples + 1);
 	}
@@ -399,6 +398,7 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	List	   *retrieved_attrs;
 	List	   *params_list = NIL;
 	StringInfoData sql;
+	StringInfoData shown;
 	bool		with_rowid;
 	ListCell   *lc;
 
@@ -425,17 +425,29 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	with_rowid = bms_is_member(SelfItemPointerAttributeNumber -
 							   FirstLowInvalidHeapAttributeNumber,
 							   fpinfo->attrs_used);
+	/* what EXPLAIN shows, with the constants */
+	initStringInfo(&shown);
+	MyceliumSqliteDeparseSelect(&shown, baserel, with_rowid, remote_conds,
+								best_path->path.pathkeys, &retrieved_attrs,
+								&params_list, false);
+	/* what runs: constants bound too, one cached statement per shape */
+	params_list = NIL;
 	initStringInfo(&sql);
 	MyceliumSqliteDeparseSelect(&sql, baserel, with_rowid, remote_conds,
 								best_path->path.pathkeys, &retrieved_attrs,
-								&params_list);
+								&params_list, true);
 	/* a final path of upper.c: LIMIT and OFFSET */
 	if (best_path->fdw_private != NIL)
+	{
 		appendStringInfoString(&sql, strVal(linitial(best_path->fdw_private)));
+		appendStringInfoString(&shown, strVal(linitial(best_path->fdw_private)));
+	}
 	return make_foreignscan(tlist, local_exprs, baserel->relid, params_list,
-							list_make4(makeString(sql.data), retrieved_attrs,
-									   makeBoolean(with_rowid),
-									   makeString(get_rel_name(foreigntableid))),
+							lappend(list_make5(makeString(sql.data), retrieved_attrs,
+											   makeBoolean(with_rowid),
+											   makeString(get_rel_name(foreigntableid)),
+											   NIL),
+									makeString(shown.data)),
 							NIL, NIL, outer_plan);
 }
 
@@ -622,9 +634,12 @@ sqliteExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 
+	/* a table scan keeps the text with constants in its sixth item */
 	if (es->verbose)
 		ExplainPropertyText("SQLite query",
-							strVal(linitial(fsplan->fdw_private)), es);
+							strVal(list_length(fsplan->fdw_private) >= 6 ?
+								   list_nth(fsplan->fdw_private, 5) :
+								   linitial(fsplan->fdw_private)), es);
 }
 
 /*

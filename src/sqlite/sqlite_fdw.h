@@ -103,6 +103,8 @@ extern MyceliumSqliteConn *MyceliumSqliteGetConnection(ForeignServer *server,
 													   bool create);
 extern sqlite3_stmt *MyceliumSqliteAcquireStmt(MyceliumSqliteConn *conn,
 											   const char *sql);
+extern sqlite3_stmt *MyceliumSqliteTryAcquireStmt(MyceliumSqliteConn *conn,
+												  const char *sql);
 extern void MyceliumSqliteReleaseStmt(MyceliumSqliteConn *conn,
 									  sqlite3_stmt *stmt);
 extern int	MyceliumSqliteStep(MyceliumSqliteConn *conn, sqlite3_stmt *stmt);
@@ -144,14 +146,18 @@ extern void MyceliumSqliteDeparseSelect(StringInfo buf, RelOptInfo *baserel,
 										bool with_rowid, List *remote_conds,
 										List *pathkeys,
 										List **retrieved_attrs,
-										List **params_list);
+										List **params_list,
+										bool consts_as_params);
 extern bool MyceliumSqliteIsJoinShippable(RelOptInfo *outerrel,
 										  RelOptInfo *innerrel, Expr *expr);
 extern void MyceliumSqliteDeparseJoin(StringInfo buf, RelOptInfo *outerrel,
 									  RelOptInfo *innerrel, List *join_conds,
 									  List *vars, List **params_list);
+extern void MyceliumSqliteDeparseShape(StringInfo buf, RelOptInfo *baserel,
+									   List *remote_conds);
 extern void MyceliumSqliteAppendWhere(StringInfo buf, RelOptInfo *baserel,
-									  List *remote_conds, List **params_list);
+									  List *remote_conds, List **params_list,
+									  bool consts_as_params);
 extern char MyceliumSqliteTypeClass(Oid typid);
 extern bool MyceliumSqlitePathkeysShippable(PlannerInfo *root,
 											RelOptInfo *baserel,

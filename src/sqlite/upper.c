@@ -320,7 +320,7 @@ MyceliumSqliteGetAggPlan(PlannerInfo *root, RelOptInfo *grouped_rel,
 	}
 	appendStringInfoString(&sql, " FROM ");
 	MyceliumSqliteQuoteIdent(&sql, fpinfo->table);
-	MyceliumSqliteAppendWhere(&sql, base, fpinfo->remote_conds, &params);
+	MyceliumSqliteAppendWhere(&sql, base, fpinfo->remote_conds, &params, false);
 	foreach(lc, groups)
 	{
 		appendStringInfoString(&sql, foreach_current_index(lc) == 0 ? " GROUP BY " : ", ");
