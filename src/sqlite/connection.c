@@ -75,10 +75,14 @@ static sqlite3_stmt *acquire_stmt(MyceliumSqliteConn *conn, const char *sql,
 static int
 busy_handler(void *arg, int count)
 {
-	int			timeout = *(int *) arg;
+	MyceliumSqliteConn *conn = (MyceliumSqliteConn *) arg;
 	int			rc;
 
-	if (InterruptPending || count * 10 >= timeout)
+	if (count == 0)
+		conn->busy_since = GetCurrentTimestamp();
+	if (InterruptPending ||
+		TimestampDifferenceExceeds(conn->busy_since, GetCurrentTimestamp(),
+								   conn->busy_timeout_ms))
 		return 0;
 	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_POSTMASTER_DEATH,
 				   10, PG_WAIT_EXTENSION);
@@ -168,7 +172,7 @@ open_conn(MyceliumSqliteConn *conn, ForeignServer *server, bool create)
 	conn->db = db;
 	/* the handle is kept from now on: anything below may fail */
 	conn->busy_timeout_ms = opts.busy_timeout;
-	sqlite3_busy_handler(db, busy_handler, &conn->busy_timeout_ms);
+	sqlite3_busy_handler(db, busy_handler, conn);
 	sqlite3_progress_handler(db, PROGRESS_STEPS, progress_handler, NULL);
 	PG_TRY();
 	{

@@ -5,9 +5,10 @@
  *	  on SQLite foreign tables.
  *
  * UPDATE and DELETE find a row again by its SQLite rowid, which the scan
- * stores in the row's ctid (see store_rowid in scan.c); a table declared
- * WITHOUT ROWID cannot be updated or deleted from.  An INTEGER PRIMARY KEY
- * is the rowid itself, so those tables are updated by primary key.
+ * stores in the row's ctid (see store_rowid in scan.c); an INTEGER PRIMARY
+ * KEY is the rowid itself.  A table declared WITHOUT ROWID is updated by
+ * its primary key instead, whose columns the plan then carries as junk
+ * columns; the foreign table must have all of them.
  * RETURNING uses SQLite's RETURNING clause, so it returns what SQLite
  * stored (after its type affinity), converted like a scan.  INSERT sends
  * batch_size rows per statement when nothing needs the rows one by one
@@ -52,6 +53,8 @@ typedef struct SqliteModifyState
 	List	   *target_attrs;	/* attnums bound, in order */
 	List	   *returning_attrs;	/* attnums of RETURNING, in order */
 	AttrNumber	ctid_attno;		/* junk ctid in the plan's output */
+	List	   *key_attrs;		/* WITHOUT ROWID: primary key attnums */
+	AttrNumber *key_junk;		/* ... and their junk columns */
 	MyceliumSqliteColumnConv *convs;	/* by attnum - 1 */
 	int			insert_rows;	/* rows of insert_sql */
 	char	   *insert_sql;
@@ -78,11 +81,88 @@ append_returning(StringInfo buf, Relation rel, List *attrs)
 }
 
 /*
+ * append_row_match appends the WHERE clause finding one row: by rowid, or
+ * by the primary key of a WITHOUT ROWID table.
+ */
+static void
+append_row_match(StringInfo buf, Oid relid, List *key_attrs)
+{
+	ListCell   *lc;
+
+	if (key_attrs == NIL)
+	{
+		appendStringInfoString(buf, " WHERE rowid = ?");
+		return;
+	}
+	foreach(lc, key_attrs)
+	{
+		appendStringInfoString(buf, foreach_current_index(lc) == 0 ? " WHERE " : " AND ");
+		MyceliumSqliteQuoteIdent(buf, MyceliumSqliteColumnName(relid, lfirst_int(lc)));
+		appendStringInfoString(buf, " = ?");
+	}
+}
+
+/*
+ * key_attrs returns NIL for a SQLite table with a rowid; for a WITHOUT
+ * ROWID table, the attnums of the foreign columns holding its primary key,
+ * which must all be there (a partial key could match several rows).
+ */
+static List *
+key_attrs(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	MyceliumSqliteConn *conn;
+	char	   *table = MyceliumSqliteTableName(relid);
+	List	   *keys = NIL;
+	int			npk = 0;
+	int			i;
+	StringInfoData sql;
+	sqlite3_stmt *stmt;
+
+	conn = MyceliumSqliteGetConnection(GetForeignServer(GetForeignTable(relid)->serverid),
+									   false);
+	/* a missing table is reported when the statement runs */
+	if (sqlite3_table_column_metadata(conn->db, NULL, table, NULL,
+									  NULL, NULL, NULL, NULL, NULL) != SQLITE_OK ||
+		sqlite3_table_column_metadata(conn->db, NULL, table, "rowid",
+									  NULL, NULL, NULL, NULL, NULL) == SQLITE_OK)
+		return NIL;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0");
+	stmt = MyceliumSqliteTryAcquireStmt(conn, sql.data);
+	if (stmt)
+		sqlite3_bind_text(stmt, 1, table, -1, SQLITE_TRANSIENT);
+	if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
+		npk = sqlite3_column_int(stmt, 0);
+	if (stmt)
+		MyceliumSqliteReleaseStmt(conn, stmt);
+	for (i = 1; i <= RelationGetDescr(rel)->natts; i++)
+	{
+		int			pk = 0;
+
+		if (TupleDescAttr(RelationGetDescr(rel), i - 1)->attisdropped)
+			continue;
+		if (sqlite3_table_column_metadata(conn->db, NULL, table,
+										  MyceliumSqliteColumnName(relid, i),
+										  NULL, NULL, NULL, &pk, NULL) == SQLITE_OK && pk)
+			keys = lappend_int(keys, i);
+	}
+	if (npk == 0 || list_length(keys) != npk)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot update or delete rows of foreign table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("SQLite table \"%s\" has no rowid, and the foreign table does not have all of its primary key columns.",
+						   table)));
+	return keys;
+}
+
+/*
  * build_sql builds the statement of an operation; INSERT for nrows rows.
  */
 static char *
 build_sql(Relation rel, CmdType op, const char *table, List *target_attrs,
-		  List *returning_attrs, int nrows)
+		  List *returning_attrs, List *key_attrs, int nrows)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -128,13 +208,13 @@ build_sql(Relation rel, CmdType op, const char *table, List *target_attrs,
 		}
 		if (target_attrs == NIL)
 			appendStringInfoString(&buf, " SET rowid = rowid");
-		appendStringInfoString(&buf, " WHERE rowid = ?");
+		append_row_match(&buf, relid, key_attrs);
 	}
 	else
 	{
 		appendStringInfoString(&buf, "DELETE FROM ");
 		MyceliumSqliteQuoteIdent(&buf, table);
-		appendStringInfoString(&buf, " WHERE rowid = ?");
+		append_row_match(&buf, relid, key_attrs);
 	}
 	append_returning(&buf, rel, returning_attrs);
 	return buf.data;
@@ -166,17 +246,33 @@ attrs_of(Relation rel, Bitmapset *attrs, bool all)
 }
 
 /*
- * sqliteAddForeignUpdateTargets asks for the ctid, which holds the rowid.
+ * sqliteAddForeignUpdateTargets asks for the ctid, which holds the rowid,
+ * or for the primary key columns of a WITHOUT ROWID table.
  */
 static void
 sqliteAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 							  RangeTblEntry *target_rte,
 							  Relation target_relation)
 {
-	Var		   *var = makeVar(rtindex, SelfItemPointerAttributeNumber,
-							  TIDOID, -1, InvalidOid, 0);
+	List	   *keys = key_attrs(target_relation);
+	ListCell   *lc;
 
-	add_row_identity_var(root, var, rtindex, "ctid");
+	if (keys == NIL)
+	{
+		add_row_identity_var(root, makeVar(rtindex, SelfItemPointerAttributeNumber,
+										   TIDOID, -1, InvalidOid, 0),
+							 rtindex, "ctid");
+		return;
+	}
+	foreach(lc, keys)
+	{
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(target_relation),
+											  lfirst_int(lc) - 1);
+
+		add_row_identity_var(root, makeVar(rtindex, lfirst_int(lc), att->atttypid,
+										   att->atttypmod, att->attcollation, 0),
+							 rtindex, psprintf("mycelium_key_%d", lfirst_int(lc)));
+	}
 }
 
 /*
@@ -192,11 +288,14 @@ sqlitePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
 	CmdType		op = plan->operation;
 	List	   *target_attrs = NIL;
 	List	   *returning_attrs = NIL;
+	List	   *keys = NIL;
 	Bitmapset  *attrs = NULL;
 	char	   *table;
 	char	   *sql;
 
 	MyceliumSqliteCheckWritable(rel);
+	if (op != CMD_INSERT)
+		keys = key_attrs(rel);
 	table = MyceliumSqliteTableName(rte->relid);
 	if (op == CMD_INSERT)
 		target_attrs = attrs_of(rel, NULL, true);
@@ -210,10 +309,11 @@ sqlitePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
 					   resultRelation, &attrs);
 		returning_attrs = attrs_of(rel, attrs, false);
 	}
-	sql = build_sql(rel, op, table, target_attrs, returning_attrs, 1);
+	sql = build_sql(rel, op, table, target_attrs, returning_attrs, keys, 1);
 	table_close(rel, NoLock);
-	return list_make5(makeString(sql), makeString(table), target_attrs,
-					  returning_attrs, makeInteger(op));
+	return lappend(list_make5(makeString(sql), makeString(table), target_attrs,
+							  returning_attrs, makeInteger(op)),
+				   keys);
 }
 
 /*
@@ -221,7 +321,7 @@ sqlitePlanForeignModify(PlannerInfo *root, ModifyTable *plan,
  */
 static SqliteModifyState *
 begin_modify(EState *estate, ResultRelInfo *rinfo, CmdType op, char *table,
-			 List *target_attrs, List *returning_attrs)
+			 List *target_attrs, List *returning_attrs, List *keys)
 {
 	Relation	rel = rinfo->ri_RelationDesc;
 	SqliteModifyState *st = palloc0(sizeof(SqliteModifyState));
@@ -233,6 +333,7 @@ begin_modify(EState *estate, ResultRelInfo *rinfo, CmdType op, char *table,
 	st->table = table;
 	st->target_attrs = target_attrs;
 	st->returning_attrs = returning_attrs;
+	st->key_attrs = keys;
 	st->conn = MyceliumSqliteGetConnection(GetForeignServer(GetForeignTable(RelationGetRelid(rel))->serverid),
 										   false);
 	st->convs = palloc0(sizeof(MyceliumSqliteColumnConv) *
@@ -241,7 +342,8 @@ begin_modify(EState *estate, ResultRelInfo *rinfo, CmdType op, char *table,
 		if (!TupleDescAttr(RelationGetDescr(rel), i - 1)->attisdropped)
 			MyceliumSqliteInitConv(&st->convs[i - 1], rel, i);
 	if (op != CMD_INSERT)
-		st->sql = build_sql(rel, op, table, target_attrs, returning_attrs, 1);
+		st->sql = build_sql(rel, op, table, target_attrs, returning_attrs,
+							keys, 1);
 	st->temp_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "mycelium sqlite modify",
 										 ALLOCSET_SMALL_SIZES);
@@ -262,14 +364,28 @@ sqliteBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 		return;
 	st = begin_modify(mtstate->ps.state, rinfo, intVal(list_nth(fdw_private, 4)),
 					  strVal(lsecond(fdw_private)), lthird(fdw_private),
-					  lfourth(fdw_private));
+					  lfourth(fdw_private), list_nth(fdw_private, 5));
 	if (st->operation != CMD_INSERT)
 	{
 		Plan	   *subplan = outerPlanState(mtstate)->plan;
+		ListCell   *lc;
 
-		st->ctid_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "ctid");
-		if (!AttributeNumberIsValid(st->ctid_attno))
-			elog(ERROR, "could not find junk ctid column");
+		if (st->key_attrs == NIL)
+		{
+			st->ctid_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "ctid");
+			if (!AttributeNumberIsValid(st->ctid_attno))
+				elog(ERROR, "could not find junk ctid column");
+		}
+		st->key_junk = palloc0(sizeof(AttrNumber) * Max(1, list_length(st->key_attrs)));
+		foreach(lc, st->key_attrs)
+		{
+			char	   *name = psprintf("mycelium_key_%d", lfirst_int(lc));
+
+			st->key_junk[foreach_current_index(lc)] =
+				ExecFindJunkAttributeInTlist(subplan->targetlist, name);
+			if (!AttributeNumberIsValid(st->key_junk[foreach_current_index(lc)]))
+				elog(ERROR, "could not find junk column \"%s\"", name);
+		}
 	}
 }
 
@@ -346,7 +462,7 @@ exec_insert(SqliteModifyState *st, TupleTableSlot **slots, int n)
 		MemoryContext qcxt = GetMemoryChunkContext(st);
 
 		st->insert_sql = build_sql(st->rel, CMD_INSERT, st->table, st->target_attrs,
-								   st->returning_attrs, n);
+								   st->returning_attrs, NIL, n);
 		st->insert_sql = MemoryContextStrdup(qcxt, st->insert_sql);
 		st->insert_rows = n;
 	}
@@ -386,7 +502,7 @@ sqliteGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 	MyceliumSqliteServerOptions opts;
 	int			natts = Max(1, RelationGetDescr(rel)->natts);
 
-	if (rinfo->ri_projectReturning != NULL ||
+	if (rinfo->ri_projectReturning != NULL || RelationGetDescr(rel)->natts == 0 ||
 		(rinfo->ri_TrigDesc &&
 		 (rinfo->ri_TrigDesc->trig_insert_before_row ||
 		  rinfo->ri_TrigDesc->trig_insert_after_row)))
@@ -397,32 +513,58 @@ sqliteGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 }
 
 /*
- * exec_by_rowid runs the UPDATE or DELETE of the row whose rowid is in
- * planSlot's ctid; NULL if the row is gone.
+ * bind_row_match binds what finds the row again: the rowid kept in the
+ * ctid, or the old primary key values.
+ */
+static void
+bind_row_match(SqliteModifyState *st, sqlite3_stmt *stmt,
+			   TupleTableSlot *planSlot, int idx)
+{
+	bool		isnull;
+	ListCell   *lc;
+
+	if (st->key_attrs == NIL)
+	{
+		ItemPointer tid = (ItemPointer)
+		DatumGetPointer(ExecGetJunkAttribute(planSlot, st->ctid_attno, &isnull));
+
+		if (isnull)
+			elog(ERROR, "ctid is NULL");
+		sqlite3_bind_int64(stmt, idx,
+						   ((sqlite3_int64) ItemPointerGetBlockNumberNoCheck(tid) << 15) |
+						   (ItemPointerGetOffsetNumberNoCheck(tid) - 1));
+		return;
+	}
+	foreach(lc, st->key_attrs)
+	{
+		int			attnum = lfirst_int(lc);
+		Datum		d = ExecGetJunkAttribute(planSlot,
+											 st->key_junk[foreach_current_index(lc)],
+											 &isnull);
+
+		MyceliumSqliteBindDatum(stmt, idx++, d, isnull, st->convs[attnum - 1].typid,
+								&st->convs[attnum - 1].outflinfo);
+	}
+}
+
+/*
+ * exec_by_rowid runs the UPDATE or DELETE of the row planSlot identifies;
+ * NULL if the row is gone.
  */
 static TupleTableSlot *
 exec_by_rowid(SqliteModifyState *st, TupleTableSlot *slot,
 			  TupleTableSlot *planSlot)
 {
-	bool		isnull;
-	Datum		d = ExecGetJunkAttribute(planSlot, st->ctid_attno, &isnull);
-	ItemPointer tid;
-	sqlite3_int64 rowid;
 	sqlite3_stmt *stmt;
 	int			idx = 1;
 	MemoryContext old;
 	bool		found;
 
-	if (isnull)
-		elog(ERROR, "ctid is NULL");
-	tid = (ItemPointer) DatumGetPointer(d);
-	rowid = ((sqlite3_int64) ItemPointerGetBlockNumberNoCheck(tid) << 15) |
-		(ItemPointerGetOffsetNumberNoCheck(tid) - 1);
 	stmt = MyceliumSqliteAcquireStmt(st->conn, st->sql);
 	old = MemoryContextSwitchTo(st->temp_cxt);
 	if (st->operation == CMD_UPDATE)
 		bind_slot(st, stmt, slot, &idx);
-	sqlite3_bind_int64(stmt, idx, rowid);
+	bind_row_match(st, stmt, planSlot, idx);
 	MemoryContextSwitchTo(old);
 	found = finish_stmt(st, stmt, slot);
 	MemoryContextReset(st->temp_cxt);
@@ -464,7 +606,7 @@ sqliteBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 						RelationGetRelationName(rel))));
 	(void) begin_modify(mtstate->ps.state, rinfo, CMD_INSERT,
 						MyceliumSqliteTableName(RelationGetRelid(rel)),
-						attrs_of(rel, NULL, true), NIL);
+						attrs_of(rel, NULL, true), NIL, NIL);
 }
 
 static void

@@ -30,6 +30,7 @@
 
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "access/tupdesc.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
@@ -47,6 +48,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 
 #include "sqlite/sqlite_fdw.h"
 
@@ -70,6 +72,9 @@ typedef struct SqliteScanState
 	FmgrInfo   *param_out;
 	MyceliumSqliteColumnConv *convs;	/* by attnum - 1 */
 	MemoryContext tuple_cxt;	/* reset for every row */
+	bool		materialize;	/* read all rows before returning any */
+	Tuplestorestate *store;		/* ... kept here, with the rowid last */
+	TupleTableSlot *store_slot;
 } SqliteScanState;
 
 /*
@@ -400,6 +405,7 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	StringInfoData sql;
 	StringInfoData shown;
 	bool		with_rowid;
+	bool		materialize;
 	ListCell   *lc;
 
 	if (IS_UPPER_REL(baserel))
@@ -425,6 +431,15 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	with_rowid = bms_is_member(SelfItemPointerAttributeNumber -
 							   FirstLowInvalidHeapAttributeNumber,
 							   fpinfo->attrs_used);
+	/*
+	 * The scan below an UPDATE or DELETE of the same table reads every row
+	 * first: SQLite shows a statement the rows its own connection changes,
+	 * so an updated row that moves ahead in the table would be met again.
+	 */
+	materialize = bms_is_member(baserel->relid, root->all_result_relids) &&
+		(root->parse->commandType == CMD_UPDATE ||
+		 root->parse->commandType == CMD_DELETE);
+
 	/* what EXPLAIN shows, with the constants */
 	initStringInfo(&shown);
 	MyceliumSqliteDeparseSelect(&shown, baserel, with_rowid, remote_conds,
@@ -443,11 +458,12 @@ sqliteGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 		appendStringInfoString(&shown, strVal(linitial(best_path->fdw_private)));
 	}
 	return make_foreignscan(tlist, local_exprs, baserel->relid, params_list,
-							lappend(list_make5(makeString(sql.data), retrieved_attrs,
-											   makeBoolean(with_rowid),
-											   makeString(get_rel_name(foreigntableid)),
-											   NIL),
-									makeString(shown.data)),
+							list_concat(list_make5(makeString(sql.data), retrieved_attrs,
+												   makeBoolean(with_rowid),
+												   makeString(get_rel_name(foreigntableid)),
+												   NIL),
+										list_make2(makeString(shown.data),
+												   makeBoolean(materialize))),
 							NIL, NIL, outer_plan);
 }
 
@@ -471,6 +487,8 @@ sqliteBeginForeignScan(ForeignScanState *node, int eflags)
 	st->sql = strVal(linitial(fsplan->fdw_private));
 	st->retrieved_attrs = lsecond(fsplan->fdw_private);
 	st->with_rowid = boolVal(lthird(fsplan->fdw_private));
+	st->materialize = list_length(fsplan->fdw_private) >= 7 &&
+		boolVal(list_nth(fsplan->fdw_private, 6));
 	st->conn = MyceliumSqliteGetConnection(GetForeignServer(fsplan->fs_server),
 										   false);
 	if (rel)
@@ -563,6 +581,87 @@ store_rowid(TupleTableSlot *slot, sqlite3_int64 rowid)
 }
 
 /*
+ * convert_row converts the current row of the statement into values and
+ * nulls (by attnum - 1), in the per-tuple context.
+ */
+static void
+convert_row(SqliteScanState *st, Datum *values, bool *nulls, int natts)
+{
+	MemoryContext old;
+	ListCell   *lc;
+	int			col = st->with_rowid ? 1 : 0;
+
+	MemoryContextReset(st->tuple_cxt);
+	old = MemoryContextSwitchTo(st->tuple_cxt);
+	memset(nulls, true, sizeof(bool) * natts);
+	foreach(lc, st->retrieved_attrs)
+	{
+		int			attnum = lfirst_int(lc);
+
+		values[attnum - 1] =
+			MyceliumSqliteValueToDatum(st->stmt, col++, &st->convs[attnum - 1],
+									   &nulls[attnum - 1]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * fill_store reads every row of the scan into a tuplestore, the rowid in
+ * an extra last column, and ends the SQLite statement.
+ */
+static void
+fill_store(ForeignScanState *node, SqliteScanState *st)
+{
+	TupleDesc	scandesc = node->ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+	int			natts = scandesc->natts;
+	MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+	TupleDesc	desc = CreateTemplateTupleDesc(natts + 1);
+	Datum	   *values = palloc(sizeof(Datum) * (natts + 1));
+	bool	   *nulls = palloc(sizeof(bool) * (natts + 1));
+	int			i;
+
+	/* all of it lives as long as the scan: the caller's context is per row */
+	for (i = 1; i <= natts; i++)
+		TupleDescCopyEntry(desc, i, scandesc, i);
+	TupleDescInitEntry(desc, natts + 1, "rowid", INT8OID, -1, 0);
+	st->store = tuplestore_begin_heap(false, false, work_mem);
+	st->store_slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	MemoryContextSwitchTo(old);
+	while (MyceliumSqliteStep(st->conn, st->stmt) == SQLITE_ROW)
+	{
+		convert_row(st, values, nulls, natts);
+		values[natts] = Int64GetDatum(st->with_rowid ?
+									  sqlite3_column_int64(st->stmt, 0) : 0);
+		nulls[natts] = false;
+		tuplestore_putvalues(st->store, desc, values, nulls);
+	}
+	sqlite3_reset(st->stmt);
+}
+
+/*
+ * next_stored returns the next row of the tuplestore in the scan slot.
+ */
+static TupleTableSlot *
+next_stored(ForeignScanState *node, SqliteScanState *st)
+{
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	if (st->store == NULL)
+		fill_store(node, st);
+	ExecClearTuple(slot);
+	if (!tuplestore_gettupleslot(st->store, true, false, st->store_slot))
+		return slot;
+	slot_getallattrs(st->store_slot);
+	memcpy(slot->tts_values, st->store_slot->tts_values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, st->store_slot->tts_isnull, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(slot);
+	if (st->with_rowid)
+		store_rowid(slot, DatumGetInt64(st->store_slot->tts_values[natts]));
+	return slot;
+}
+
+/*
  * sqliteIterateForeignScan returns the next row, converted by the foreign
  * columns' types, or an empty slot at the end.
  */
@@ -571,29 +670,16 @@ sqliteIterateForeignScan(ForeignScanState *node)
 {
 	SqliteScanState *st = node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-	MemoryContext old;
-	ListCell   *lc;
-	int			col;
 
 	if (!st->bound)
 		bind_params(node, st);
+	if (st->materialize)
+		return next_stored(node, st);
 	ExecClearTuple(slot);
 	if (MyceliumSqliteStep(st->conn, st->stmt) != SQLITE_ROW)
 		return slot;
-
-	MemoryContextReset(st->tuple_cxt);
-	old = MemoryContextSwitchTo(st->tuple_cxt);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	col = st->with_rowid ? 1 : 0;
-	foreach(lc, st->retrieved_attrs)
-	{
-		int			attnum = lfirst_int(lc);
-
-		slot->tts_values[attnum - 1] =
-			MyceliumSqliteValueToDatum(st->stmt, col++, &st->convs[attnum - 1],
-									   &slot->tts_isnull[attnum - 1]);
-	}
-	MemoryContextSwitchTo(old);
+	convert_row(st, slot->tts_values, slot->tts_isnull,
+				slot->tts_tupleDescriptor->natts);
 	ExecStoreVirtualTuple(slot);
 	if (st->with_rowid)
 		store_rowid(slot, sqlite3_column_int64(st->stmt, 0));
@@ -612,6 +698,12 @@ sqliteReScanForeignScan(ForeignScanState *node)
 	sqlite3_reset(st->stmt);
 	sqlite3_clear_bindings(st->stmt);
 	st->bound = false;
+	if (st->store)
+	{
+		tuplestore_end(st->store);
+		ExecDropSingleTupleTableSlot(st->store_slot);
+		st->store = NULL;
+	}
 }
 
 /*

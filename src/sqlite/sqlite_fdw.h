@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "datatype/timestamp.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
@@ -55,6 +56,7 @@ typedef struct MyceliumSqliteConn
 	char		database[MAXPGPATH];
 	bool		readonly;
 	int			busy_timeout_ms;	/* busy handler's limit */
+	TimestampTz busy_since;		/* busy handler's first call */
 	uint32		server_hashvalue;	/* syscache hash of the server */
 	bool		invalidated;	/* server changed: close when idle */
 	int			xact_depth;		/* 0 none, 1 BEGIN, n>1 savepoints */

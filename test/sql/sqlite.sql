@@ -28,6 +28,8 @@ CREATE FOREIGN TABLE sq_opt (a int) SERVER sq OPTIONS (tabel 't');
 CREATE FOREIGN TABLE sq_opt (a int OPTIONS (name 'b')) SERVER sq;
 CREATE USER MAPPING FOR CURRENT_USER SERVER sq OPTIONS (user 'x');
 
+-- start from no file at all (a previous run leaves one behind)
+COPY (SELECT 1) TO PROGRAM 'rm -f /tmp/mycelium_sqlite_regress.db /tmp/mycelium_sqlite_regress.db-journal /tmp/mycelium_sqlite_regress_corrupt.db';
 -- build the SQLite file (created on first use by sqlite_execute)
 SELECT mycelium.sqlite_execute('sq', $$
   DROP TABLE IF EXISTS item; DROP TABLE IF EXISTS odd; DROP TABLE IF EXISTS kv;
@@ -266,6 +268,27 @@ DELETE FROM kv WHERE k % 2 = 0 RETURNING k;
 DELETE FROM kv WHERE k = 12345;
 SELECT * FROM kv ORDER BY k;
 INSERT INTO kv VALUES (3, 'dup');
+-- rows an UPDATE moves ahead in the table are not met again
+UPDATE kv SET k = k + 1000 WHERE k < 10;
+SELECT * FROM kv ORDER BY k;
+UPDATE kv SET k = k - 1000 WHERE k > 1000;
+SELECT count(*), sum(k) FROM kv;
+-- WITHOUT ROWID tables: by primary key, which the foreign table must have
+SELECT mycelium.sqlite_execute('sq', $$
+  DROP TABLE IF EXISTS pk2;
+  CREATE TABLE pk2 (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+  INSERT INTO pk2 VALUES ('x', 1, 'one'), ('x', 2, 'two'), ('y', 1, 'three');
+$$);
+CREATE FOREIGN TABLE pk2 (a text, b int8, v text) SERVER sq;
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE pk2 SET b = b + 10 WHERE v <> 'three';
+UPDATE pk2 SET b = b + 10 WHERE v <> 'three' RETURNING *;
+-- a key collision is SQLite's error, as it would be PostgreSQL's
+UPDATE pk2 SET b = 11 WHERE v = 'two';
+DELETE FROM pk2 WHERE a = 'y' RETURNING *;
+SELECT * FROM pk2 ORDER BY a, b;
+CREATE FOREIGN TABLE pk2_part (a text, v text) SERVER sq OPTIONS (table 'pk2');
+SELECT * FROM pk2_part ORDER BY v;
+UPDATE pk2_part SET v = 'no';
 COPY kv FROM STDIN;
 200	copied
 201	\N
@@ -367,3 +390,4 @@ SET client_min_messages = warning;
 DROP TABLE sq_local;
 DROP SERVER sq, sq2, sq_nofile, sq_dir, sq_corrupt CASCADE;
 RESET client_min_messages;
+COPY (SELECT 1) TO PROGRAM 'rm -f /tmp/mycelium_sqlite_regress.db /tmp/mycelium_sqlite_regress.db-journal /tmp/mycelium_sqlite_regress_corrupt.db';
