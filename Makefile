@@ -36,7 +36,6 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso \
 	--temp-config=test/mycelium.conf --host=127.0.0.1
 TAP_TESTS = 1
 PROVE_TESTS = $(or $(TAP),test/t/*.pl)
-PROVE_FLAGS = -I test/perl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -46,6 +45,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 override with_llvm = no
 
 include $(PGXS)
+
+# after the include: Makefile.global resets PROVE_FLAGS
+PROVE_FLAGS = -I test/perl
 
 $(DATA_built): $(SQL_PARTS)
 	cat $(SQL_PARTS) > $@

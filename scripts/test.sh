@@ -16,7 +16,7 @@ top=$PWD
 bash scripts/deps.sh || exit 1
 make -s -j2 || { echo "mycelium: build failed" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/mycelium-test.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/mycelium-test.XXXXXX")
 chmod 755 "$work"
 staged=$(bash scripts/stage.sh "$work/install") || { echo "mycelium: staging failed" >&2; exit 1; }
 mkdir -p "$work/src"

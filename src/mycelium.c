@@ -81,7 +81,7 @@ MyceliumRequirePreload(void)
 void
 _PG_init(void)
 {
-	MyceliumDefineGucs();
+	MyceliumDefineGucs(process_shared_preload_libraries_in_progress);
 	MyceliumRegisterXactCallbacks();
 
 	if (!process_shared_preload_libraries_in_progress)

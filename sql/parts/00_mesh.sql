@@ -83,17 +83,19 @@ GRANT USAGE ON SCHEMA mycelium TO PUBLIC;
 GRANT SELECT ON mycelium.nodes, mycelium.stat_connections TO PUBLIC;
 
 -- Register this node, if it has a name yet (otherwise the first mesh
--- function called after mycelium.node_name is set does it).
+-- function called after mycelium.node_name is set does it).  Extension
+-- scripts run with client_min_messages >= WARNING, hence a WARNING; it is
+-- only given where the mesh is in use (the library is preloaded).
 DO $$
 BEGIN
-	IF coalesce(current_setting('mycelium.node_name', true), '') = '' THEN
-		RAISE NOTICE 'mycelium.node_name is not set, so this node is not registered in the mesh yet'
-			USING HINT = 'Set mycelium.node_name in postgresql.conf and restart before adding nodes.';
-	ELSE
+	IF coalesce(current_setting('mycelium.node_name', true), '') <> '' THEN
 		INSERT INTO mycelium.node (node_id, node_name, host, port)
 		VALUES (1, current_setting('mycelium.node_name'),
 		        current_setting('mycelium.node_host'),
 		        current_setting('port')::int);
+	ELSIF current_setting('shared_preload_libraries') ~ '(^|[\s,])mycelium($|[\s,])' THEN
+		RAISE WARNING 'mycelium.node_name is not set, so this node is not registered in the mesh yet'
+			USING HINT = 'Set mycelium.node_name in postgresql.conf and restart before adding nodes.';
 	END IF;
 END
 $$;

@@ -35,7 +35,7 @@ extern Oid	MyceliumCatalogRelid(const char *relname);
 /* in cluster/metadata.c */
 extern MyceliumConnection **MyceliumConnectMembers(List *nodes, bool missing_ok);
 extern void MyceliumLockMembers(List *nodes, MyceliumConnection **conns);
-extern List *MyceliumRecheckMembers(List *locked);
+extern List *MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out);
 extern void MyceliumCopyMetadataTo(MyceliumConnection *conn);
 extern void MyceliumResetMetadataOf(MyceliumConnection *conn, const char *node_name);
 

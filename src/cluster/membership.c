@@ -25,6 +25,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "shmem/shmem.h"
+#include "txn/txn.h"
 
 PG_FUNCTION_INFO_V1(mycelium_add_node);
 PG_FUNCTION_INFO_V1(mycelium_remove_node);
@@ -209,14 +210,12 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 	nodes = MyceliumLoadNodes();
 	check_not_member(nodes, node_name, host, port);
 
-	/* reach everyone first: an unreachable member means nothing changes */
-	conns = MyceliumConnectMembers(nodes, false);
+	/* reach the new node, then every member: an unreachable one means nothing changes */
 	newconn = MyceliumGetConnection(node_name, host, port, MYCELIUM_CONN_XACT);
 	probe_new_node(newconn, node_name);
-
-	MyceliumLockMembers(nodes, conns);
+	MyceliumAddOutsideParticipant(node_name, host, port);
+	nodes = MyceliumLockMesh(NULL, &conns);
 	MyceliumExecCommand(newconn, "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE");
-	nodes = MyceliumRecheckMembers(nodes);
 	check_not_member(nodes, node_name, host, port);
 	foreach(lc, nodes)
 		new_id = Max(new_id, ((MyceliumNode *) lfirst(lc))->node_id + 1);
@@ -255,13 +254,11 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 {
 	char	   *node_name;
 	List	   *nodes;
-	List	   *others = NIL;
 	MyceliumNode *target;
 	MyceliumConnection **conns;
 	MyceliumConnection *tconn;
 	MyceliumConnection **remote;
 	int			nremote;
-	ListCell   *lc;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -282,11 +279,6 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 				 errmsg("cannot remove the local node \"%s\"", node_name),
 				 errhint("Run mycelium.remove_node on another member of the mesh.")));
 
-	foreach(lc, nodes)
-		if (lfirst(lc) != target)
-			others = lappend(others, lfirst(lc));
-
-	conns = MyceliumConnectMembers(others, false);
 	{
 		const char *tname = target->node_name;
 		const char *thost = target->host;
@@ -299,11 +291,14 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("node \"%s\" could not be reached; it is removed from the other members only", node_name),
 				 errdetail_internal("%s", tconn->connect_error ? tconn->connect_error : "")));
-
-	MyceliumLockMembers(others, conns);
+	nodes = MyceliumLockMesh(node_name, &conns);
 	if (MyceliumConnectionUsable(tconn))
 		MyceliumExecCommand(tconn, "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE");
-	MyceliumRecheckMembers(nodes);
+	if (MyceliumFindNode(nodes, node_name) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the mesh", node_name),
+				 errdetail("Another session removed it meanwhile.")));
 
 	SPI_connect();
 	{
@@ -316,7 +311,7 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	remote = remote_members(others, conns, &nremote);
+	remote = remote_members(nodes, conns, &nremote);
 	if (nremote > 0)
 	{
 		const char *params[1] = {node_name};
@@ -327,7 +322,10 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 			remote[i]->wrote = true;
 	}
 	if (MyceliumConnectionUsable(tconn))
+	{
+		MyceliumAddOutsideParticipant(node_name, target->host, target->port);
 		MyceliumResetMetadataOf(tconn, node_name);
+	}
 	MyceliumPeerForget(node_name);
 	PG_RETURN_VOID();
 }

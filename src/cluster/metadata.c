@@ -34,6 +34,7 @@ static const char *const metadata_tables[] = {
 };
 
 #define MESH_LOCK_SQL "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE"
+#define MESH_LOCK_ROUNDS 5
 
 /*
  * MyceliumConnectMembers opens, in parallel, transaction connections to
@@ -103,35 +104,86 @@ MyceliumLockMembers(List *nodes, MyceliumConnection **conns)
 }
 
 /*
- * MyceliumRecheckMembers re-reads the membership once the locks are held
- * and fails with 40001 if it is not the one that was locked (another change
- * committed in between); returns the fresh list.
+ * node_in_list says whether a node of that name is in the list.
+ */
+static bool
+node_in_list(List *nodes, const char *node_name)
+{
+	return MyceliumFindNode(nodes, node_name) != NULL;
+}
+
+/*
+ * MyceliumLockMesh connects to every member except skip_node (in parallel,
+ * in the current transaction) and locks their node catalogs in node_id
+ * order.  If the membership changed while it waited (another change
+ * committed first), it locks the members it had not seen too and looks
+ * again, a few times, then gives up with 40001.  Returns the membership as
+ * it is under the locks; *conns_out gets a parallel array of connections
+ * (NULL for the local node and for skip_node).
  */
 List *
-MyceliumRecheckMembers(List *locked)
+MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out)
 {
-	List	   *fresh = MyceliumLoadNodes();
-	ListCell   *a,
-			   *b;
-	bool		same = list_length(fresh) == list_length(locked);
+	List	   *locked = NIL;
+	List	   *nodes = MyceliumLoadNodes();
+	int			round;
 
-	if (same)
+	for (round = 0; round < MESH_LOCK_ROUNDS; round++)
 	{
-		forboth(a, fresh, b, locked)
-		{
-			MyceliumNode *x = lfirst(a);
-			MyceliumNode *y = lfirst(b);
+		List	   *to_lock = NIL;
+		List	   *fresh;
+		ListCell   *lc;
+		bool		complete = true;
 
-			if (x->node_id != y->node_id || strcmp(x->node_name, y->node_name) != 0)
-				same = false;
+		foreach(lc, nodes)
+		{
+			MyceliumNode *node = lfirst(lc);
+
+			if (!node_in_list(locked, node->node_name) &&
+				(skip_node == NULL || strcmp(node->node_name, skip_node) != 0))
+				to_lock = lappend(to_lock, node);
 		}
+		MyceliumLockMembers(to_lock, MyceliumConnectMembers(to_lock, false));
+		locked = list_concat(locked, to_lock);
+
+		fresh = MyceliumLoadNodes();
+		foreach(lc, fresh)
+		{
+			MyceliumNode *node = lfirst(lc);
+
+			if (!node_in_list(locked, node->node_name) &&
+				(skip_node == NULL || strcmp(node->node_name, skip_node) != 0))
+				complete = false;
+		}
+		if (complete)
+		{
+			List	   *reachable = NIL;
+			MyceliumConnection **sub;
+			MyceliumConnection **conns = palloc0(sizeof(MyceliumConnection *) * Max(list_length(fresh), 1));
+			int			i = 0,
+						k = 0;
+
+			foreach(lc, fresh)
+				if (skip_node == NULL || strcmp(((MyceliumNode *) lfirst(lc))->node_name, skip_node) != 0)
+					reachable = lappend(reachable, lfirst(lc));
+			/* already connected: this only collects the transaction's connections */
+			sub = MyceliumConnectMembers(reachable, false);
+			foreach(lc, fresh)
+			{
+				if (skip_node == NULL || strcmp(((MyceliumNode *) lfirst(lc))->node_name, skip_node) != 0)
+					conns[i] = sub[k++];
+				i++;
+			}
+			*conns_out = conns;
+			return fresh;
+		}
+		nodes = fresh;
 	}
-	if (!same)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("mesh membership changed while this metadata change waited for its locks"),
-				 errhint("Retry the command.")));
-	return fresh;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("mesh membership kept changing while this metadata change waited for its locks"),
+			 errhint("Retry the command.")));
+	return NIL;					/* keep compiler quiet */
 }
 
 /*
@@ -146,7 +198,8 @@ local_table_json(const char *table)
 	char	   *result;
 
 	SPI_connect();
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	/* not read-only: a fresh snapshot sees this transaction's own changes */
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read metadata table \"%s\"", table);
 	result = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc, 1));

@@ -63,7 +63,7 @@ extern int	mycelium_max_slot_lag_kb;
 extern int	mycelium_certificate_expiry_warning_s;
 extern int	mycelium_fault_injection;
 
-extern void MyceliumDefineGucs(void);
+extern void MyceliumDefineGucs(bool preloading);
 extern void MyceliumCheckServerSettings(void);
 extern const char *MyceliumSslModeName(int mode);
 

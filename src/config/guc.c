@@ -28,13 +28,14 @@
 
 #include "config/config.h"
 
-char	   *mycelium_database = NULL;
-char	   *mycelium_node_name = NULL;
-char	   *mycelium_node_host = NULL;
+/* initialised for processes that load the library without preloading it */
+char	   *mycelium_database = "postgres";
+char	   *mycelium_node_name = "";
+char	   *mycelium_node_host = "localhost";
 int			mycelium_ssl_mode = MYCELIUM_SSL_VERIFY_FULL;
-char	   *mycelium_ssl_ca_file = NULL;
-char	   *mycelium_ssl_cert_file = NULL;
-char	   *mycelium_ssl_key_file = NULL;
+char	   *mycelium_ssl_ca_file = "";
+char	   *mycelium_ssl_cert_file = "";
+char	   *mycelium_ssl_key_file = "";
 int			mycelium_connect_timeout_ms = 5000;
 int			mycelium_connect_attempts = 3;
 int			mycelium_max_connections_per_node = 32;
@@ -189,10 +190,12 @@ check_file_path(char **newval, void **extra, GucSource source)
 }
 
 /*
- * define_string_gucs defines the string-valued parameters.
+ * define_postmaster_gucs defines the parameters fixed at server start.  A
+ * backend that loads the library without preloading it (the SQLite FDW
+ * needs no preload) cannot define them, so they keep their defaults there.
  */
 static void
-define_string_gucs(void)
+define_postmaster_gucs(void)
 {
 	DefineCustomStringVariable("mycelium.database",
 							   "Sets the database whose mesh the background workers serve.",
@@ -203,6 +206,14 @@ define_string_gucs(void)
 							   "Required before the node joins a mesh; letters, digits, '_' and '-'.",
 							   &mycelium_node_name, "",
 							   PGC_POSTMASTER, 0, check_node_name, NULL, NULL);
+}
+
+/*
+ * define_string_gucs defines the string-valued parameters.
+ */
+static void
+define_string_gucs(void)
+{
 	DefineCustomStringVariable("mycelium.node_host",
 							   "Sets the address peers use to reach this node.",
 							   NULL, &mycelium_node_host, "localhost",
@@ -292,12 +303,16 @@ define_count_gucs(void)
 }
 
 /*
- * MyceliumDefineGucs defines every mycelium.* parameter and reserves the
- * prefix, so a misspelt mycelium.* setting is reported instead of ignored.
+ * MyceliumDefineGucs defines every mycelium.* parameter and, when
+ * preloading, reserves the prefix so a misspelt mycelium.* setting is
+ * reported instead of ignored.  Without preload only the parameters that
+ * can be defined after start-up are (see define_postmaster_gucs).
  */
 void
-MyceliumDefineGucs(void)
+MyceliumDefineGucs(bool preloading)
 {
+	if (preloading)
+		define_postmaster_gucs();
 	define_string_gucs();
 	define_time_gucs();
 	define_count_gucs();
@@ -317,7 +332,8 @@ MyceliumDefineGucs(void)
 							 NULL, &mycelium_fault_injection, MYCELIUM_FAULT_NONE, fault_options,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("mycelium");
+	if (preloading)
+		MarkGUCPrefixReserved("mycelium");
 }
 
 /*

@@ -204,6 +204,61 @@ cleanup_commit_records(List *still_prepared, List *unreachable)
 }
 
 /*
+ * add_outside_nodes adds to the nodes to visit the outside participants
+ * named by participants notes (see participants.c) that are not members.
+ */
+static List *
+add_outside_nodes(List *remote_nodes, List *notes)
+{
+	ListCell   *lc,
+			   *lc2;
+
+	foreach(lc, notes)
+	{
+		MyceliumOutsideNote *note = lfirst(lc);
+
+		foreach(lc2, note->nodes)
+		{
+			MyceliumNode *node = lfirst(lc2);
+
+			if (MyceliumFindNode(remote_nodes, node->node_name) == NULL &&
+				strcmp(node->node_name, mycelium_node_name) != 0)
+				remote_nodes = lappend(remote_nodes, node);
+		}
+	}
+	return remote_nodes;
+}
+
+/*
+ * cleanup_notes removes the participants notes of transactions that are
+ * over here and finished on every node the note names.
+ */
+static void
+cleanup_notes(List *notes, List *still_prepared, List *unreachable)
+{
+	ListCell   *lc,
+			   *lc2;
+
+	foreach(lc, notes)
+	{
+		MyceliumOutsideNote *note = lfirst(lc);
+		uint64		fxid;
+		const char *coordinator;
+		bool		finished;
+
+		if (!MyceliumParseGid(note->gid, &fxid, &coordinator))
+			continue;
+		finished = !coordinator_still_running(fxid) &&
+			!list_contains_str(still_prepared, note->gid);
+		foreach(lc2, note->nodes)
+			if (list_contains_str(unreachable, ((MyceliumNode *) lfirst(lc2))->node_name))
+				finished = false;
+		if (finished)
+			MyceliumRemoveOutsideNote(note->gid);
+	}
+}
+
+/*
  * MyceliumRecoverPreparedTransactions makes one recovery pass over every
  * reachable peer; returns the number of prepared transactions finished.
  */
@@ -221,13 +276,17 @@ MyceliumRecoverPreparedTransactions(void)
 				resolved = 0;
 	ListCell   *lc;
 
+	List	   *notes = MyceliumReadOutsideParticipants();
+
 	foreach(lc, nodes)
 		if (!((MyceliumNode *) lfirst(lc))->is_local)
 			remote_nodes = lappend(remote_nodes, lfirst(lc));
+	remote_nodes = add_outside_nodes(remote_nodes, notes);
 	n = list_length(remote_nodes);
 	if (n == 0)
 	{
 		cleanup_commit_records(NIL, NIL);
+		cleanup_notes(notes, NIL, NIL);
 		return 0;
 	}
 
@@ -264,6 +323,7 @@ MyceliumRecoverPreparedTransactions(void)
 		results[i] = NULL;
 	}
 	cleanup_commit_records(still_prepared, unreachable);
+	cleanup_notes(notes, still_prepared, unreachable);
 	for (i = 0; i < n; i++)
 		MyceliumReleaseConnection(conns[i]);
 	return resolved;

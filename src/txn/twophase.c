@@ -4,11 +4,12 @@
  *	  Committing the remote work of a transaction: one phase when a single
  *	  node wrote, two-phase commit when two or more did.
  *
- * At PRE_COMMIT, if more than one node wrote (counting this one), every
- * remote node that wrote gets PREPARE TRANSACTION 'mycelium_<fxid>_<node>'
- * in parallel (bounded by mycelium.prepare_timeout), then a commit record
- * (the gid and its participants) is inserted into mycelium.commit_record
- * inside the local transaction, which then commits.  The local commit is
+ * At PRE_COMMIT, if more than one node wrote (counting this one), a commit
+ * record (the gid and its participants) is inserted into
+ * mycelium.commit_record inside the local transaction and its WAL flushed,
+ * then every remote node that wrote gets PREPARE TRANSACTION
+ * 'mycelium_<fxid>_<node>' in parallel (bounded by
+ * mycelium.prepare_timeout), and the local transaction commits.  The local commit is
  * the decision: once it is durable, COMMIT PREPARED is sent to every
  * participant (failures are left to recovery); if anything fails before
  * it, the abort path rolls the prepared transactions back.  Recovery
@@ -33,11 +34,13 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "config/config.h"
@@ -130,11 +133,14 @@ insert_commit_record(const char *gid, List *writers)
 		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
 	vals[0] = CStringGetTextDatum(gid);
 	vals[1] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+	/* portals are closed at PRE_COMMIT, so provide the snapshot SPI needs */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
 							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert commit record");
 	SPI_finish();
+	PopActiveSnapshot();
 }
 
 /*
@@ -236,9 +242,19 @@ pre_commit(void)
 	commit_one_phase(readers);
 	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
 				   U64FromFullTransactionId(GetTopFullTransactionId()), mycelium_node_name);
+
+	/*
+	 * The commit record goes in first, and the WAL holding it is flushed
+	 * before any participant prepares: that makes this transaction's xid
+	 * durable, so after a crash it can neither be handed out again nor look
+	 * like one from the future to recovery.  The record itself stays
+	 * invisible unless the local commit happens.
+	 */
+	insert_commit_record(gid, writers);
+	XLogFlush(XactLastRecEnd);
+	MyceliumLogOutsideParticipants(gid);
 	prepare_all(writers, gid);
 	inject_fault(MYCELIUM_FAULT_CRASH_AFTER_PREPARE);
-	insert_commit_record(gid, writers);
 }
 
 /*
@@ -300,6 +316,7 @@ after_commit(void)
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
 		finish_prepared(conns, true);
 	}
+	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
 }
 
@@ -328,6 +345,7 @@ after_abort(void)
 			!MyceliumExecNoThrow(c, "ROLLBACK", CALLBACK_TIMEOUT_MS, NULL))
 			c->broken = true;
 	}
+	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
 }
 
@@ -362,6 +380,7 @@ xact_callback(XactEvent event, void *arg)
 			commit_one_phase(MyceliumXactConnections());
 			break;
 		case XACT_EVENT_PREPARE:
+			MyceliumForgetOutsideParticipants();
 			MyceliumTransportEndXact();
 			break;
 	}

@@ -6,9 +6,10 @@
  *
  * One worker per node.  Its loop sleeps on its latch until the next health
  * check (every mycelium.heartbeat_interval) or recovery pass (every
- * mycelium.recovery_interval) is due, runs it in its own transaction, and
- * catches errors per iteration so that one failure (a peer gone mid-query,
- * a catalog being changed) never stops the loop.  A memory context is
+ * mycelium.recovery_interval) is due and runs it in its own transaction,
+ * catching errors per iteration so that one failure (a peer gone mid-query,
+ * a catalog being changed) never stops the loop.  Once a day, and after
+ * each reload, it warns about configured certificates close to expiry.  A memory context is
  * reset every iteration.  While the extension is not installed in the
  * database, or this node has no name, the worker idles.
  *
@@ -36,11 +37,13 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "shmem/shmem.h"
+#include "tls/tls.h"
 #include "transport/transport.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
 
-#define IDLE_CHECK_MS 10000		/* re-check for the extension this often */
+#define IDLE_CHECK_MS 1000		/* re-check for the extension this often */
+#define CERT_CHECK_MS (86400 * 1000)	/* certificate expiry: daily */
 
 /*
  * MyceliumRegisterWorkers registers the maintenance worker; called from
@@ -167,6 +170,7 @@ MyceliumMaintenanceMain(Datum main_arg)
 	MemoryContext loop_ctx;
 	TimestampTz next_health = 0;
 	TimestampTz next_recovery = 0;
+	TimestampTz next_cert_check = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -212,6 +216,12 @@ MyceliumMaintenanceMain(Datum main_arg)
 				next_recovery = TimestampTzPlusMilliseconds(now, ready ? mycelium_recovery_interval_ms : IDLE_CHECK_MS);
 		}
 
+		if (now >= next_cert_check)
+		{
+			MyceliumTlsCheckExpiry();	/* logs, never raises */
+			next_cert_check = TimestampTzPlusMilliseconds(now, CERT_CHECK_MS);
+		}
+
 		timeout = (long) ((next_health - now) / 1000);
 		if (mycelium_recovery_interval_ms > 0)
 			timeout = Min(timeout, (long) ((next_recovery - now) / 1000));
@@ -225,6 +235,7 @@ MyceliumMaintenanceMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			next_recovery = 0;	/* apply a new interval at once */
+			next_cert_check = 0;	/* and look at rotated certificates */
 		}
 	}
 }
