@@ -4,7 +4,8 @@
 # reach the file exactly; a lock held by the CLI gives 55P03 after
 # busy_timeout; unreadable and corrupt files give clear errors and stay
 # untouched; statement_timeout stops a long SQLite statement quickly; the
-# handle is closed when the backend exits.
+# handle is closed when the backend exits; and all of it works without
+# shared_preload_libraries.
 use strict;
 use warnings;
 
@@ -236,4 +237,19 @@ is(cli($db, "BEGIN EXCLUSIVE; SELECT count(*) FROM w WHERE k = 2000; COMMIT;"), 
 	'backend exit rolled back and released the file');
 
 $node->stop;
+
+# the wrapper needs no shared_preload_libraries
+my $plain = PostgreSQL::Test::Cluster->new('nopreload');
+$plain->init;
+$plain->start;
+$plain->safe_psql('postgres', qq(
+CREATE EXTENSION mycelium;
+CREATE SERVER lite FOREIGN DATA WRAPPER mycelium_sqlite
+  OPTIONS (database '$db', readonly 'true');
+CREATE FOREIGN TABLE t (id int8, a int8, b float8, c text) SERVER lite;
+));
+is( $plain->safe_psql('postgres', 'SELECT count(*), sum(a), max(c) FROM t WHERE a > 0'),
+	cli($db, 'SELECT count(*), sum(a), max(c) FROM t WHERE a > 0'),
+	'works without shared_preload_libraries');
+$plain->stop;
 done_testing();
