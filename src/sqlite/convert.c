@@ -44,6 +44,8 @@
 
 #include "sqlite/sqlite_fdw.h"
 
+static void mismatch(MyceliumSqliteColumnConv *conv, int storage) pg_attribute_noreturn();
+
 /* what the error context callback reports */
 typedef struct ConvErrorInfo
 {
@@ -53,6 +55,9 @@ typedef struct ConvErrorInfo
 	int			storage;		/* SQLite storage class */
 } ConvErrorInfo;
 
+/*
+ * storage_name names a SQLite storage class.
+ */
 static const char *
 storage_name(int storage)
 {
@@ -166,7 +171,6 @@ MyceliumSqliteInitConvType(MyceliumSqliteColumnConv *conv, Oid typid,
  * mismatch raises the error for a storage class a type cannot take.
  */
 static void
-pg_attribute_noreturn()
 mismatch(MyceliumSqliteColumnConv *conv, int storage)
 {
 	ereport(ERROR,

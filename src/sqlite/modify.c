@@ -474,6 +474,9 @@ exec_insert(SqliteModifyState *st, TupleTableSlot **slots, int n)
 	MemoryContextReset(st->temp_cxt);
 }
 
+/*
+ * sqliteExecForeignInsert inserts one row (with RETURNING, or one by one).
+ */
 static TupleTableSlot *
 sqliteExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
@@ -482,6 +485,9 @@ sqliteExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	return slot;
 }
 
+/*
+ * sqliteExecForeignBatchInsert inserts *numSlots rows with one statement.
+ */
 static TupleTableSlot **
 sqliteExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							 TupleTableSlot **slots, TupleTableSlot **planSlots,
@@ -571,6 +577,9 @@ exec_by_rowid(SqliteModifyState *st, TupleTableSlot *slot,
 	return found ? slot : NULL;
 }
 
+/*
+ * sqliteExecForeignUpdate updates the row planSlot identifies.
+ */
 static TupleTableSlot *
 sqliteExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
@@ -578,6 +587,9 @@ sqliteExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	return exec_by_rowid(rinfo->ri_FdwState, slot, planSlot);
 }
 
+/*
+ * sqliteExecForeignDelete deletes the row planSlot identifies.
+ */
 static TupleTableSlot *
 sqliteExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
@@ -585,6 +597,10 @@ sqliteExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	return exec_by_rowid(rinfo->ri_FdwState, slot, planSlot);
 }
 
+/*
+ * sqliteEndForeignModify has nothing to do: statements go back to the
+ * cache after each row, memory goes with the query.
+ */
 static void
 sqliteEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
@@ -609,6 +625,9 @@ sqliteBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 						attrs_of(rel, NULL, true), NIL, NIL);
 }
 
+/*
+ * sqliteEndForeignInsert has nothing to do either.
+ */
 static void
 sqliteEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
 {
@@ -651,6 +670,10 @@ sqliteExecForeignTruncate(List *rels, DropBehavior behavior, bool restart_seqs)
 	}
 }
 
+/*
+ * sqliteIsForeignRelUpdatable allows every write: read-only tables and
+ * servers are refused with a message naming the option at planning.
+ */
 static int
 sqliteIsForeignRelUpdatable(Relation rel)
 {
