@@ -175,6 +175,36 @@ is(cli($db, "SELECT count(*), sum(v = 'u') FROM w"), '200|10', 'savepoint rolled
 $node->safe_psql('postgres', "BEGIN; TRUNCATE w; ROLLBACK;");
 is(cli($db, 'SELECT count(*) FROM w'), '200', 'rolled back TRUNCATE left the rows');
 
+# random writes in random transactions, mirrored in a local table: the
+# file (read by the CLI) must end up exactly like the mirror
+$node->safe_psql('postgres', q{
+CREATE TABLE mirror (k int8 PRIMARY KEY, v text);
+INSERT INTO mirror SELECT k, v FROM w;
+});
+my @script;
+for my $x (1 .. 60)
+{
+	my $k = int(rand(400));
+	my @ops = (
+		"INSERT INTO %s VALUES ($k + 1000, 'i$x') ON CONFLICT DO NOTHING",
+		"UPDATE %s SET v = v || '$x' WHERE k % 7 = " . int(rand(7)),
+		"DELETE FROM %s WHERE k BETWEEN $k AND $k + 5",
+		"UPDATE %s SET k = k + 100000 WHERE k = $k");
+	my $op = $ops[ int(rand(@ops)) ];
+	# foreign tables take no ON CONFLICT: insert only keys not there yet
+	my $fop = sprintf($op, 'w');
+	$fop =~ s/INSERT INTO w VALUES \((\d+) \+ 1000, '(\w+)'\) ON CONFLICT DO NOTHING/INSERT INTO w SELECT $1 + 1000, '$2' WHERE NOT EXISTS (SELECT FROM w WHERE k = $1 + 1000)/;
+	my $end = ('COMMIT', 'COMMIT', 'ROLLBACK')[ int(rand(3)) ];
+	my $sp = rand() < 0.3;
+	my $sql = "BEGIN; " . ($sp ? 'SAVEPOINT s; ' : '') . "$fop; "
+	  . sprintf($op, 'mirror') . "; "
+	  . ($sp && rand() < 0.5 ? 'ROLLBACK TO SAVEPOINT s; ' : '') . "$end;";
+	$node->safe_psql('postgres', $sql);
+}
+is( cli($db, "SELECT group_concat(k || '=' || v, ',') FROM (SELECT k, v FROM w ORDER BY k)"),
+	$node->safe_psql('postgres', "SELECT string_agg(k || '=' || v, ',' ORDER BY k) FROM mirror"),
+	'60 random write transactions reached the file exactly');
+
 # the CLI holds the write lock: 55P03 after busy_timeout, then success
 my ($in, $out, $err) = ('', '', '');
 my $holder = IPC::Run::start([ 'sqlite3', '-batch', $db ], \$in, \$out, \$err,
