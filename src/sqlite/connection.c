@@ -319,8 +319,8 @@ sqlstate_of(int rc, const char *msg)
 /*
  * MyceliumSqliteReportError raises the error of a failed SQLite call with
  * a SQLSTATE chosen from the (extended) result code; SQLite's text goes in
- * the detail.  An interrupted statement first gives CHECK_FOR_INTERRUPTS
- * the chance to report the cancel or timeout as PostgreSQL always does.
+ * the detail.  A pending interrupt (which is what makes the busy and
+ * progress handlers give up) is reported first, as PostgreSQL always does.
  */
 void
 MyceliumSqliteReportError(MyceliumSqliteConn *conn, int rc, const char *sql)
@@ -331,8 +331,8 @@ MyceliumSqliteReportError(MyceliumSqliteConn *conn, int rc, const char *sql)
 	/* an error may have ended the SQLite transaction behind our back */
 	if (conn->db && conn->xact_depth > 0 && sqlite3_get_autocommit(conn->db))
 		conn->xact_lost = true;
-	if (sqlstate == ERRCODE_QUERY_CANCELED)
-		CHECK_FOR_INTERRUPTS();
+	/* a cancel that made SQLite give up (busy wait, progress) wins */
+	CHECK_FOR_INTERRUPTS();
 
 	if (sqlstate == ERRCODE_LOCK_NOT_AVAILABLE)
 		ereport(ERROR,

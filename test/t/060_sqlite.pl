@@ -257,6 +257,43 @@ my $took = time() - $t0;
 like($stderr, qr/canceling statement due to statement timeout/, 'statement_timeout cancels');
 ok($took < 1.5, "cancelled promptly (${took}s for a 300 ms timeout)");
 
+# pg_cancel_backend stops a statement running in SQLite, and a wait for a
+# lock (busy_timeout of a minute here), within a fraction of a second
+sub cancel_time
+{
+	my ($sql) = @_;
+	my ($cin, $cout, $cerr) = ("SELECT pg_backend_pid();\n$sql;\n", '', '');
+	my $h = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres') ],
+		\$cin, \$cout, \$cerr, IPC::Run::timeout(60));
+	$h->pump until $cout =~ /^(\d+)$/m;
+	my $pid = $1;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $pid AND state = 'active'");
+	my $start = time();
+	$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+	$h->pump until $cerr =~ /canceling statement due to user request/;
+	my $took = time() - $start;
+	$cin .= "\\q\n";
+	$h->finish;
+	return $took;
+}
+$took = cancel_time('SELECT * FROM forever');
+ok($took < 1, "pg_cancel_backend stops a SQLite statement (${took}s)");
+$node->safe_psql('postgres', qq(
+CREATE SERVER patient FOREIGN DATA WRAPPER mycelium_sqlite
+  OPTIONS (database '$db', busy_timeout '60000');
+CREATE FOREIGN TABLE w_patient (k int8, v text) SERVER patient OPTIONS (table 'w');
+));
+($in, $out, $err) = ('', '', '');
+$holder = IPC::Run::start([ 'sqlite3', '-batch', $db ], \$in, \$out, \$err,
+	IPC::Run::timeout(60));
+$in .= "BEGIN EXCLUSIVE;\nSELECT 'locked';\n";
+$holder->pump until $out =~ /locked/;
+$took = cancel_time("INSERT INTO w_patient VALUES (3000, 'waits')");
+ok($took < 1, "pg_cancel_backend stops a wait for a SQLite lock (${took}s)");
+$in .= "ROLLBACK;\n.quit\n";
+$holder->finish;
+
 # a backend that exits closes its handle: its open transaction is gone
 my $bg = $node->background_psql('postgres');
 $bg->query_safe("BEGIN; INSERT INTO w VALUES (2000, 'never');");
