@@ -247,6 +247,10 @@ add_agg_path(PlannerInfo *root, RelOptInfo *input_rel,
 			if (attnum == 0 || fpinfo->colclass[attnum - 1] == COLCLASS_NONE ||
 				fpinfo->colclass[attnum - 1] != MyceliumSqliteTypeClass(exprType((Node *) e)))
 				return;
+			/* text groups by byte equality only under a deterministic collation */
+			if (OidIsValid(exprCollation((Node *) e)) &&
+				!get_collation_isdeterministic(exprCollation((Node *) e)))
+				return;
 			group_exprs = lappend(group_exprs, e);
 		}
 		else if (!IsA(e, Aggref) || agg_name((Aggref *) e, input_rel) == NULL)
