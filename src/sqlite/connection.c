@@ -429,6 +429,7 @@ acquire_stmt(MyceliumSqliteConn *conn, const char *sql, bool throw)
 		if (!s->in_use && strcmp(s->sql, sql) == 0)
 		{
 			s->in_use = true;
+			s->level = GetCurrentTransactionNestLevel();
 			s->last_used = ++stmt_clock;
 			return s->stmt;
 		}
@@ -471,6 +472,7 @@ acquire_stmt(MyceliumSqliteConn *conn, const char *sql, bool throw)
 	s->sql = strdup(sql);
 	s->stmt = stmt;
 	s->in_use = true;
+	s->level = GetCurrentTransactionNestLevel();
 	s->last_used = ++stmt_clock;
 	if (s->sql == NULL)
 	{
@@ -499,20 +501,33 @@ MyceliumSqliteReleaseStmt(MyceliumSqliteConn *conn, sqlite3_stmt *stmt)
 }
 
 /*
- * release_all_stmts resets every statement of a handle: at the end of a
- * transaction nothing may still be running, even after an error.
+ * release_stmts_from resets the statements taken at (sub)transaction
+ * nesting level "level" or deeper: at the end of a transaction nothing may
+ * still be running, even after an error, and a rolled-back subtransaction
+ * leaves no statement behind, while an outer cursor keeps its own.
  */
 static void
-release_all_stmts(MyceliumSqliteConn *conn)
+release_stmts_from(MyceliumSqliteConn *conn, int level)
 {
 	int			i;
 
 	for (i = 0; i < conn->nstmts; i++)
 	{
+		if (conn->stmts[i].in_use && conn->stmts[i].level < level)
+			continue;
 		sqlite3_reset(conn->stmts[i].stmt);
 		sqlite3_clear_bindings(conn->stmts[i].stmt);
 		conn->stmts[i].in_use = false;
 	}
+}
+
+/*
+ * release_all_stmts resets every statement of a handle.
+ */
+static void
+release_all_stmts(MyceliumSqliteConn *conn)
+{
+	release_stmts_from(conn, 0);
 }
 
 /*
@@ -647,13 +662,13 @@ sqlite_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		else if (event == SUBXACT_EVENT_ABORT_SUB && !conn->xact_lost &&
 				 !sqlite3_get_autocommit(conn->db))
 		{
-			release_all_stmts(conn);
+			release_stmts_from(conn, level);
 			snprintf(sql, sizeof(sql),
 					 "ROLLBACK TO SAVEPOINT s%d; RELEASE SAVEPOINT s%d",
 					 level, level);
 			exec_quietly(conn, sql);
 		}
-		else if (sqlite3_get_autocommit(conn->db))
+		if (sqlite3_get_autocommit(conn->db))
 			conn->xact_lost = true;
 		conn->xact_depth = level - 1;
 	}

@@ -44,6 +44,7 @@ typedef struct MyceliumSqliteStmt
 	char	   *sql;			/* malloc'd text, the cache key */
 	sqlite3_stmt *stmt;
 	bool		in_use;			/* taken by a scan or modify */
+	int			level;			/* transaction nesting level that took it */
 	uint64		last_used;		/* for least-recently-used eviction */
 } MyceliumSqliteStmt;
 
