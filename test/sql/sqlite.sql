@@ -166,6 +166,12 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE qty / 2 = 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE lower(name) = 'apple';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE amount > 1;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE day > '2000-01-01';
+-- text equality under a nondeterministic collation stays local
+CREATE COLLATION sq_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name = 'APPLE' COLLATE sq_ci;
+SELECT id FROM item WHERE name = 'APPLE' COLLATE sq_ci;
+SELECT name COLLATE sq_ci, count(*) FROM item GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1;
+DROP COLLATION sq_ci;
 SELECT id FROM item WHERE name LIKE 'b%';
 SELECT id FROM item WHERE name ILIKE 'b%';
 SELECT id FROM item WHERE qty * 1000000000 > 1;
