@@ -33,7 +33,7 @@ demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF)
   SELECT id, name FROM shop.product WHERE stock > 20 ORDER BY id DESC LIMIT 2"
 demo_sql 1 "SELECT id, name FROM shop.product WHERE stock > 20 ORDER BY id DESC LIMIT 2"
 demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*), min(stock), max(id) FROM shop.product"
-demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM shop.product WHERE name LIKE 'c%'"
+demo_sql 1 "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM shop.product WHERE name LIKE 'c%' OR name ILIKE 'T%'"
 
 say "Writes follow the PostgreSQL transaction: ROLLBACK undoes them in the file"
 demo_sql 1 "UPDATE shop.product SET price = price * 1.10 WHERE id = 2 RETURNING id, name, price"

@@ -14,12 +14,14 @@
  *	  affinity and BINARY collation (byte equality is then the same);
  *  - AND, OR, NOT, IS [NOT] NULL, = ANY / <> ALL of a constant array
  *	  (IN / NOT IN), hence BETWEEN and IN lists; SQL's three-valued logic is
- *	  the same in both.
+ *	  the same in both;
+ *  - text [NOT] LIKE a constant pattern on such a text column, as GLOB.
  *
  * Arithmetic is never sent: SQLite turns integer overflow into a REAL and
  * divides integers differently, where PostgreSQL raises an error.  Nor are
- * functions, casts other than binary-compatible relabelling, LIKE (SQLite's
- * is case-insensitive), or any operator that is not built in.  Everything
+ * functions, casts other than binary-compatible relabelling, ILIKE, LIKE
+ * as SQLite's LIKE (which ignores case), or any operator that is not built
+ * in.  Everything
  * else is evaluated locally.  ORDER BY is sent for integer and float8
  * columns and for text only under the "C" collation, always with explicit
  * NULLS FIRST/LAST.
@@ -405,6 +407,86 @@ deparse_in(ScalarArrayOpExpr *saop, DeparseCtx *ctx)
 }
 
 /*
+ * append_glob appends a LIKE pattern (escape character backslash) as the
+ * quoted GLOB pattern matching the same strings; false for a pattern
+ * PostgreSQL would reject (ending with the escape character).
+ */
+static bool
+append_glob(StringInfo buf, const char *like)
+{
+	const char *p;
+
+	appendStringInfoChar(buf, '\'');
+	for (p = like; *p; p++)
+	{
+		char		c = *p;
+
+		if (c == '%' || c == '_')
+		{
+			appendStringInfoChar(buf, c == '%' ? '*' : '?');
+			continue;
+		}
+		if (c == '\\')
+		{
+			if (*++p == '\0')
+				return false;
+			c = *p;
+		}
+		if (c == '*' || c == '?' || c == '[')
+			appendStringInfo(buf, "[%c]", c);
+		else if (c == '\'')
+			appendStringInfoString(buf, "''");
+		else
+			appendStringInfoChar(buf, c);
+	}
+	appendStringInfoChar(buf, '\'');
+	return true;
+}
+
+/*
+ * deparse_like appends text LIKE / NOT LIKE a constant pattern, on a
+ * column of the foreign table, as GLOB: SQLite's LIKE ignores ASCII case,
+ * its GLOB matches characters exactly, as PostgreSQL's LIKE does under a
+ * deterministic collation.
+ */
+static bool
+deparse_like(OpExpr *op, DeparseCtx *ctx)
+{
+	char	   *name = get_opname(op->opno);
+	Node	   *left = linitial(op->args);
+	Const	   *pat = lsecond(op->args);
+	bool		negate;
+	char	   *like;
+
+	if (op->opno >= FirstGenbkiObjectId || name == NULL ||
+		list_length(op->args) != 2)
+		return false;
+	if (strcmp(name, "~~") == 0)
+		negate = false;
+	else if (strcmp(name, "!~~") == 0)
+		negate = true;
+	else
+		return false;
+	while (IsA(left, RelabelType))
+		left = (Node *) ((RelabelType *) left)->arg;
+	if (!IsA(left, Var) || var_side((Var *) left, ctx) < 0 ||
+		!IsA(pat, Const) || pat->constisnull || pat->consttype != TEXTOID ||
+		!OidIsValid(op->inputcollid) ||
+		!get_collation_isdeterministic(op->inputcollid))
+		return false;
+	like = TextDatumGetCString(pat->constvalue);
+	like = pg_server_to_any(like, strlen(like), PG_UTF8);
+	appendStringInfoString(ctx->buf, negate ? "(NOT (" : "(");
+	if (!deparse_value(left, COLCLASS_TEXT, ctx))
+		return false;
+	appendStringInfoString(ctx->buf, " GLOB ");
+	if (!append_glob(ctx->buf, like))
+		return false;
+	appendStringInfoString(ctx->buf, negate ? "))" : ")");
+	return true;
+}
+
+/*
  * deparse_bool appends a boolean clause, or returns false if any part of
  * it may not be sent to SQLite.
  */
@@ -425,7 +507,7 @@ deparse_bool(Node *node, DeparseCtx *ctx)
 					return false;
 				cls = operator_class(op->opno, op->inputcollid, &opname);
 				if (cls == COLCLASS_NONE)
-					return false;
+					return deparse_like(op, ctx);
 				appendStringInfoChar(ctx->buf, '(');
 				if (!deparse_value(linitial(op->args), cls, ctx))
 					return false;

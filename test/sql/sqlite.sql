@@ -158,7 +158,7 @@ EXPLAIN (VERBOSE, COSTS OFF)
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE id <> ALL ('{1,2}');
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name = 'apple';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE note = 'Zeta';
--- not pushed: text order, LIKE, arithmetic, functions, numeric, dates
+-- not pushed: text order, arithmetic, functions, numeric, dates
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name < 'b';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name LIKE 'a%';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE qty * 1000000000 > 1;
@@ -166,6 +166,17 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE qty / 2 = 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE lower(name) = 'apple';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE amount > 1;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE day > '2000-01-01';
+-- LIKE is sent as GLOB (case-sensitive, like PostgreSQL's), ILIKE is not
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name LIKE 'B%' OR note NOT LIKE '_eta';
+SELECT id FROM item WHERE name LIKE 'B%' OR note NOT LIKE '_eta' ORDER BY id;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name LIKE 'a*[?''\%%';
+SELECT mycelium.sqlite_execute('sq', $$INSERT INTO kv VALUES (-1, 'a*[?''%x'), (-2, 'ab[?''%x'), (-3, 'a*[?''_x')$$);
+CREATE FOREIGN TABLE kv_like (k int8, v text) SERVER sq OPTIONS (table 'kv');
+SELECT k FROM kv_like WHERE v LIKE 'a*[?''\%%' ORDER BY k;
+SELECT k FROM kv_like WHERE v LIKE 'a_[?''_x' ORDER BY k;
+SELECT mycelium.sqlite_execute('sq', 'DELETE FROM kv WHERE k < 0');
+SELECT id FROM item WHERE name LIKE 'x\';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name ILIKE 'b%';
 -- text equality under a nondeterministic collation stays local
 CREATE COLLATION sq_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name = 'APPLE' COLLATE sq_ci;
@@ -197,8 +208,8 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item OFFSET 3;
 SELECT id FROM item ORDER BY id OFFSET 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT name FROM item ORDER BY name LIMIT 2;
 SELECT name FROM item ORDER BY name LIMIT 2;
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name LIKE '%a%' LIMIT 2;
-SELECT id FROM item WHERE name LIKE '%a%' LIMIT 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM item WHERE name ILIKE '%a%' LIMIT 2;
+SELECT id FROM item WHERE name ILIKE '%a%' LIMIT 2;
 -- aggregates: count, sum of int2/int4, min/max, GROUP BY plain columns
 EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM item;
 SELECT count(*) FROM item;
@@ -216,7 +227,7 @@ SELECT count(*), sum(qty), max(price) FROM item WHERE id > 100;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT sum(id), avg(qty) FROM item;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT qty, count(*) FROM item GROUP BY qty HAVING count(*) > 1;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT count(DISTINCT qty), count(*) + 1 FROM item;
-EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM item WHERE name LIKE 'a%';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT count(*) FROM item WHERE name ILIKE 'a%';
 SELECT sum(id), avg(qty), count(DISTINCT qty), count(*) + 1 FROM item;
 -- Params of prepared statements are bound
 PREPARE get_item(int8) AS SELECT id, name FROM item WHERE id = $1;
