@@ -389,6 +389,9 @@ deparse_in(ScalarArrayOpExpr *saop, DeparseCtx *ctx)
 	get_typlenbyvalalign(ARR_ELEMTYPE(array), &typlen, &typbyval, &typalign);
 	deconstruct_array(array, ARR_ELEMTYPE(array), typlen, typbyval, typalign,
 					  &elems, &nulls, &nelems);
+	/* each element becomes a parameter: stay far below SQLite's limit */
+	if (nelems > 1000)
+		return false;
 	appendStringInfoChar(ctx->buf, '(');
 	if (!deparse_value(linitial(saop->args), cls, ctx))
 		return false;
