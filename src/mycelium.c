@@ -44,6 +44,7 @@ mycelium_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	MyceliumShmemRequest();
+	MyceliumTxnRegistryRequest();
 }
 
 /*
@@ -56,6 +57,7 @@ mycelium_shmem_startup(void)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	MyceliumShmemStartup();
+	MyceliumTxnRegistryStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -106,3 +106,31 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Two-phase transactions seen from this node: those its backends are
+-- coordinating now, those it committed whose record is not yet cleaned up,
+-- and those it holds prepared for a coordinator (in doubt until resolved).
+CREATE FUNCTION mycelium.active_transactions()
+RETURNS TABLE(gid text, coordinator text, participants text[], state text, started_at timestamptz)
+AS 'MODULE_PATHNAME', 'mycelium_active_transactions'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION mycelium.gid_coordinator(gid text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'mycelium_gid_coordinator'
+LANGUAGE C IMMUTABLE STRICT;
+
+CREATE VIEW mycelium.distributed_transactions AS
+WITH active AS (SELECT * FROM mycelium.active_transactions())
+SELECT gid, coordinator, participants, state, started_at FROM active
+UNION ALL
+SELECT r.gid, current_setting('mycelium.node_name'), r.participants, 'committed', r.created_at
+  FROM mycelium.commit_record r
+ WHERE r.gid NOT IN (SELECT gid FROM active)
+UNION ALL
+SELECT p.gid, mycelium.gid_coordinator(p.gid), ARRAY[current_setting('mycelium.node_name')],
+       'prepared', p.prepared
+  FROM pg_prepared_xacts p
+ WHERE p.database = current_database() AND mycelium.gid_coordinator(p.gid) IS NOT NULL;
+COMMENT ON VIEW mycelium.distributed_transactions IS 'two-phase transactions in flight, committed but not cleaned up, or held prepared here';
+GRANT SELECT ON mycelium.distributed_transactions TO PUBLIC;

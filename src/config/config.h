@@ -37,7 +37,8 @@ typedef enum MyceliumFault
 	MYCELIUM_FAULT_NONE,
 	MYCELIUM_FAULT_SKIP_COMMIT_PREPARED,	/* commit locally, tell no one */
 	MYCELIUM_FAULT_CRASH_AFTER_PREPARE,	/* die after PREPARE, before commit record */
-	MYCELIUM_FAULT_CRASH_AFTER_COMMIT	/* die after local commit, before COMMIT PREPARED */
+	MYCELIUM_FAULT_CRASH_AFTER_COMMIT,	/* die after local commit, before COMMIT PREPARED */
+	MYCELIUM_FAULT_ERROR_AFTER_PREPARE	/* fail (ERROR) after PREPARE: the abort path */
 } MyceliumFault;
 
 /* in config/guc.c */

@@ -72,6 +72,7 @@ static const struct config_enum_entry fault_options[] = {
 	{"skip_commit_prepared", MYCELIUM_FAULT_SKIP_COMMIT_PREPARED, false},
 	{"crash_after_prepare", MYCELIUM_FAULT_CRASH_AFTER_PREPARE, false},
 	{"crash_after_commit", MYCELIUM_FAULT_CRASH_AFTER_COMMIT, false},
+	{"error_after_prepare", MYCELIUM_FAULT_ERROR_AFTER_PREPARE, false},
 	{NULL, 0, false}
 };
 

@@ -106,6 +106,7 @@ resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
 		if (MyceliumExecNoThrow(conn, sql, mycelium_peer_timeout_ms, &error))
 		{
 			resolved++;
+			MyceliumNotifyEvent("recovered", gid, conn->node_name);
 			ereport(LOG,
 					(errmsg("mycelium: recovery %s prepared transaction \"%s\" on node \"%s\"",
 							commit ? "committed" : "rolled back", gid, conn->node_name)));

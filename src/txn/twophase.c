@@ -18,6 +18,10 @@
  * record exists.  The gid carries the coordinator's name and full
  * transaction id, so nothing is ever guessed.
  *
+ * The backend's state (preparing, committing, aborting) is published in
+ * shared memory for mycelium.distributed_transactions, and mycelium_events
+ * notifications are queued (registry.c).
+ *
  * Read-only remote transactions, and a single writing node when this node
  * wrote nothing, commit in one phase.  Subtransactions map to remote
  * savepoints s<level>, created lazily when a connection is first used at
@@ -210,6 +214,17 @@ inject_fault(MyceliumFault point)
 }
 
 /*
+ * by_node_name orders connections by node name (list_sort comparator), so
+ * commit records, the registry and events list participants alike.
+ */
+static int
+by_node_name(const ListCell *a, const ListCell *b)
+{
+	return strcmp(((MyceliumConnection *) lfirst(a))->node_name,
+				  ((MyceliumConnection *) lfirst(b))->node_name);
+}
+
+/*
  * pre_commit ends the remote transactions before the local commit.
  */
 static void
@@ -244,6 +259,7 @@ pre_commit(void)
 	}
 
 	commit_one_phase(readers);
+	list_sort(writers, by_node_name);
 	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
 				   U64FromFullTransactionId(GetTopFullTransactionId()), mycelium_node_name);
 
@@ -257,8 +273,16 @@ pre_commit(void)
 	insert_commit_record(gid, writers);
 	XLogFlush(XactLastRecEnd);
 	MyceliumLogOutsideParticipants(gid);
+	MyceliumTxnRegistrySet(MYCELIUM_TXN_PREPARING, gid, writers);
 	prepare_all(writers, gid);
 	inject_fault(MYCELIUM_FAULT_CRASH_AFTER_PREPARE);
+	if (mycelium_fault_injection == MYCELIUM_FAULT_ERROR_AFTER_PREPARE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("mycelium: fault injection: error after PREPARE TRANSACTION")));
+	/* both are delivered with the local commit, and only if it happens */
+	MyceliumNotifyOwnEvent("prepared");
+	MyceliumNotifyOwnEvent("committed");
 }
 
 /*
@@ -317,9 +341,11 @@ after_commit(void)
 
 	if (conns != NIL && mycelium_fault_injection != MYCELIUM_FAULT_SKIP_COMMIT_PREPARED)
 	{
+		MyceliumTxnRegistrySet(MYCELIUM_TXN_COMMITTING, NULL, NIL);
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
 		finish_prepared(conns, true);
 	}
+	MyceliumTxnRegistrySet(MYCELIUM_TXN_IDLE, NULL, NIL);
 	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
 }
@@ -335,8 +361,16 @@ after_abort(void)
 {
 	List	   *conns = MyceliumXactConnections();
 	ListCell   *lc;
+	bool		any_prepared = false;
 
+	foreach(lc, conns)
+		any_prepared |= ((MyceliumConnection *) lfirst(lc))->prepared_gid[0] != '\0';
+	if (any_prepared)
+		MyceliumTxnRegistrySet(MYCELIUM_TXN_ABORTING, NULL, NIL);
 	finish_prepared(conns, false);
+	if (any_prepared)
+		MyceliumTxnRegistryDeferAborted();
+	MyceliumTxnRegistrySet(MYCELIUM_TXN_IDLE, NULL, NIL);
 	foreach(lc, conns)
 	{
 		MyceliumConnection *c = lfirst(lc);

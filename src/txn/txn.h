@@ -33,6 +33,24 @@ extern void MyceliumLogOutsideParticipants(const char *gid);
 extern List *MyceliumReadOutsideParticipants(void);
 extern void MyceliumRemoveOutsideNote(const char *gid);
 
+/* what a coordinating backend's two-phase commit is doing */
+typedef enum MyceliumTxnState
+{
+	MYCELIUM_TXN_IDLE,
+	MYCELIUM_TXN_PREPARING,
+	MYCELIUM_TXN_COMMITTING,
+	MYCELIUM_TXN_ABORTING
+} MyceliumTxnState;
+
+/* in txn/registry.c */
+extern void MyceliumTxnRegistryRequest(void);
+extern void MyceliumTxnRegistryStartup(void);
+extern void MyceliumTxnRegistrySet(MyceliumTxnState state, const char *gid, List *participants);
+extern void MyceliumNotifyEvent(const char *event, const char *gid, const char *nodes_csv);
+extern void MyceliumNotifyOwnEvent(const char *event);
+extern void MyceliumTxnRegistryDeferAborted(void);
+extern void MyceliumTxnRegistrySendDeferred(void);
+
 /* in txn/recovery.c */
 extern int	MyceliumRecoverPreparedTransactions(void);
 

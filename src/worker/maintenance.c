@@ -145,6 +145,8 @@ run_iteration(bool do_health, bool do_recovery)
 	pgstat_report_activity(STATE_RUNNING, "mycelium maintenance");
 	nodes = mesh_ready();
 	ready = nodes != NIL;
+	if (ready)
+		MyceliumTxnRegistrySendDeferred();	/* "aborted" events */
 	if (ready && do_health)
 		health_check(nodes);
 	if (ready && do_recovery)

@@ -7,7 +7,7 @@ RESET client_min_messages;
 \pset format unaligned
 \pset tuples_only on
 
-SELECT plan(43);
+SELECT plan(46);
 
 -- section 1: nodes and the mesh
 SELECT function_returns('mycelium', 'add_node', ARRAY['text', 'text', 'integer'], 'integer');
@@ -28,8 +28,14 @@ SELECT col_type_is('mycelium', 'nodes', 'status', 'text', 'nodes.status is text'
 SELECT columns_are('mycelium', 'stat_connections',
 	ARRAY['node', 'role', 'state', 'connections', 'opened', 'reused', 'failures']);
 
--- section 4: recovery
+-- section 4: recovery and the transactions view
 SELECT function_returns('mycelium', 'recover_prepared_transactions', ARRAY[]::text[], 'integer');
+SELECT columns_are('mycelium', 'distributed_transactions',
+	ARRAY['gid', 'coordinator', 'participants', 'state', 'started_at']);
+SELECT col_type_is('mycelium', 'distributed_transactions', 'participants', 'text[]',
+	'distributed_transactions.participants is text[]');
+SELECT is((SELECT count(*) FROM mycelium.distributed_transactions), 0::bigint,
+	'nothing in flight on a single node');
 
 -- section 2: certificates
 SELECT is((SELECT pg_get_function_arguments('mycelium.generate_ca(text,int)'::regprocedure)),

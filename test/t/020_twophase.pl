@@ -62,6 +62,35 @@ pass('pg_terminate_backend on the coordinator ends its remote transactions');
 is(members($_), 'n1,n2,n3', $_->name . ' unchanged after the terminated change') for $n1, $n2, $n3;
 ok($mesh->no_prepared_xacts($n4), 'nothing prepared after the terminated change');
 
+# a listener for mycelium_events on the coordinator
+my $listener = $n1->background_psql('postgres');
+$listener->query_safe('LISTEN mycelium_events');
+my $heard = '';
+
+# collect notifications until one matches $re (bounded)
+sub hear
+{
+	my ($re) = @_;
+	for (1 .. 100)
+	{
+		$heard .= $listener->query_safe('SELECT 1');
+		return 1 if $heard =~ $re;
+		$n1->safe_psql('postgres', 'SELECT pg_sleep(0.1)');
+	}
+	return 0;
+}
+
+# an error after every participant prepared: the abort path rolls the
+# prepared transactions back at once, and an "aborted" event follows
+my ($ret, $out, $err) = $n1->psql('postgres',
+	"SET mycelium.fault_injection = 'error_after_prepare'; "
+	  . "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
+like($err, qr/fault injection: error after PREPARE TRANSACTION/, 'the change failed after PREPARE');
+ok($mesh->no_prepared_xacts($n4), 'the abort path rolled back every prepared transaction');
+is(members($_), 'n1,n2,n3', $_->name . ' unchanged after the failed change') for $n1, $n2, $n3;
+ok(hear(qr/"event": "aborted", "gid": "mycelium_\d+_n1", "nodes": \["n2", "n3", "n4"\]/),
+	'an "aborted" event names the gid and the participants');
+
 # coordinator commits but never sends COMMIT PREPARED (as if it died then):
 # the participants hold prepared transactions until recovery commits them
 $n1->safe_psql('postgres', "SET mycelium.fault_injection = 'skip_commit_prepared'; "
@@ -73,6 +102,14 @@ like($n2->safe_psql('postgres', 'SELECT gid FROM pg_prepared_xacts'),
 	qr/^mycelium_\d+_n1$/, 'the gid names the coordinator and its transaction');
 is($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.commit_record'), '1',
 	'the coordinator holds a commit record');
+is($n1->safe_psql('postgres',
+		'SELECT coordinator, participants, state FROM mycelium.distributed_transactions'),
+	'n1|{n2,n3,n4}|committed', 'the coordinator shows the transaction as committed');
+is($n2->safe_psql('postgres',
+		'SELECT coordinator, participants, state FROM mycelium.distributed_transactions'),
+	'n1|{n2}|prepared', 'a participant shows it prepared, naming the coordinator');
+ok(hear(qr/"event": "prepared".*\n?.*"event": "committed", "gid": "mycelium_\d+_n1", "nodes": \["n2", "n3", "n4"\]/s),
+	'"prepared" and "committed" events arrive with the commit');
 
 # a participant crashes while prepared: the prepared transaction survives
 $n3->stop('immediate');
@@ -86,10 +123,15 @@ ok($mesh->no_prepared_xacts($n4), 'nothing prepared after recovery');
 is($n1->safe_psql('postgres', 'SELECT mycelium.recover_prepared_transactions(); '
 	  . 'SELECT count(*) FROM mycelium.commit_record'), "0\n0",
 	'commit records are cleaned up once every participant finished');
+is($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.distributed_transactions'), '0',
+	'nothing is in flight any more');
+ok(hear(qr/"event": "recovered", "gid": "mycelium_\d+_n1", "nodes": \["n3"\]/),
+	'recovery announces each transaction it finished');
+$listener->quit;
 
 # the coordinator crashes after PREPARE, before its commit record: the
 # change must roll back everywhere
-my ($ret, $out, $err) = $n1->psql('postgres',
+($ret, $out, $err) = $n1->psql('postgres',
 	"SET mycelium.fault_injection = 'crash_after_prepare'; SELECT mycelium.remove_node('n4')");
 isnt($ret, 0, 'the coordinator backend died after PREPARE');
 $n1->poll_query_until('postgres', 'SELECT true') or die 'n1 did not come back';

@@ -1,0 +1,323 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  What this node's two-phase transactions are doing, for the
+ *	  mycelium.distributed_transactions view, and the mycelium_events
+ *	  notifications about them.
+ *
+ * Shared memory holds one slot per backend (indexed by MyBackendId) with
+ * the gid, participants, state and start time of the two-phase commit it
+ * is coordinating, and a small ring of "aborted" events.  An aborting
+ * transaction cannot NOTIFY (its notifications are discarded with it), so
+ * the abort path leaves the event in the ring and the maintenance worker
+ * sends it from its next iteration.  Other events are queued with
+ * Async_Notify in the transaction they describe, so listeners receive
+ * them exactly when it commits.
+ *
+ * Locking: one LWLock guards the slots and the ring; every holder copies
+ * a few bytes and releases it.
+ *
+ * IDENTIFICATION
+ *	  src/txn/registry.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/async.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/backendid.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#include "config/config.h"
+#include "transport/transport.h"
+#include "txn/txn.h"
+
+#define PARTICIPANTS_SIZE 1024
+#define EVENT_RING_SIZE 64
+
+typedef struct MyceliumTxnSlot
+{
+	MyceliumTxnState state;
+	char		gid[MYCELIUM_GID_SIZE];
+	char		participants[PARTICIPANTS_SIZE];	/* names, comma-separated */
+	TimestampTz started_at;
+} MyceliumTxnSlot;
+
+typedef struct MyceliumTxnRegistry
+{
+	LWLock	   *lock;
+	int			ring_head;		/* next event to send */
+	int			ring_tail;		/* next free place */
+	char		ring[EVENT_RING_SIZE][MYCELIUM_GID_SIZE + PARTICIPANTS_SIZE];
+	MyceliumTxnSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} MyceliumTxnRegistry;
+
+static MyceliumTxnRegistry *registry = NULL;
+
+static const char *const state_names[] = {"idle", "preparing", "committing", "aborting"};
+
+PG_FUNCTION_INFO_V1(mycelium_active_transactions);
+PG_FUNCTION_INFO_V1(mycelium_gid_coordinator);
+
+/*
+ * registry_size is the size of the shared registry (MaxBackends is known
+ * when the shmem_request_hook runs).
+ */
+static Size
+registry_size(void)
+{
+	return add_size(offsetof(MyceliumTxnRegistry, slots),
+					mul_size(sizeof(MyceliumTxnSlot), MaxBackends));
+}
+
+/*
+ * MyceliumTxnRegistryRequest asks for the registry's shared memory.
+ */
+void
+MyceliumTxnRegistryRequest(void)
+{
+	RequestAddinShmemSpace(registry_size());
+	RequestNamedLWLockTranche("mycelium_txn", 1);
+}
+
+/*
+ * MyceliumTxnRegistryStartup attaches to (or creates) the registry; the
+ * caller holds AddinShmemInitLock.
+ */
+void
+MyceliumTxnRegistryStartup(void)
+{
+	bool		found;
+
+	registry = ShmemInitStruct("mycelium_txn", registry_size(), &found);
+	if (!found)
+	{
+		memset(registry, 0, registry_size());
+		registry->lock = &(GetNamedLWLockTranche("mycelium_txn"))->lock;
+	}
+}
+
+/*
+ * my_slot returns this backend's slot, or NULL where there is none.
+ */
+static MyceliumTxnSlot *
+my_slot(void)
+{
+	if (registry == NULL || MyBackendId == InvalidBackendId ||
+		MyBackendId < 1 || MyBackendId > MaxBackends)
+		return NULL;
+	return &registry->slots[MyBackendId - 1];
+}
+
+/*
+ * MyceliumTxnRegistrySet records this backend's two-phase commit: its gid
+ * and participants (a List of MyceliumConnection) when starting, then each
+ * change of state; MYCELIUM_TXN_IDLE clears it.
+ */
+void
+MyceliumTxnRegistrySet(MyceliumTxnState state, const char *gid, List *participants)
+{
+	MyceliumTxnSlot *slot = my_slot();
+	ListCell   *lc;
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	slot->state = state;
+	if (gid != NULL)
+	{
+		strlcpy(slot->gid, gid, sizeof(slot->gid));
+		slot->started_at = GetCurrentTimestamp();
+		slot->participants[0] = '\0';
+		foreach(lc, participants)
+		{
+			const char *name = ((MyceliumConnection *) lfirst(lc))->node_name;
+
+			if (strlen(slot->participants) + strlen(name) + 2 >= PARTICIPANTS_SIZE)
+				break;
+			if (slot->participants[0])
+				strcat(slot->participants, ",");
+			strcat(slot->participants, name);
+		}
+	}
+	LWLockRelease(registry->lock);
+}
+
+/*
+ * event_json builds the payload {"event": ..., "gid": ..., "nodes": [...]}
+ * from comma-separated node names.
+ */
+static char *
+event_json(const char *event, const char *gid, const char *nodes_csv)
+{
+	StringInfoData buf;
+	char	   *copy = pstrdup(nodes_csv ? nodes_csv : "");
+	char	   *tok;
+	char	   *save = NULL;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"event\": ");
+	escape_json(&buf, event);
+	appendStringInfoString(&buf, ", \"gid\": ");
+	escape_json(&buf, gid);
+	appendStringInfoString(&buf, ", \"nodes\": [");
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, tok);
+		first = false;
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+/*
+ * MyceliumNotifyEvent queues a mycelium_events notification in the current
+ * transaction (sent if and when it commits).
+ */
+void
+MyceliumNotifyEvent(const char *event, const char *gid, const char *nodes_csv)
+{
+	Async_Notify("mycelium_events", event_json(event, gid, nodes_csv));
+}
+
+/*
+ * MyceliumNotifyOwnEvent queues an event about this backend's registered
+ * two-phase commit, with its participants.
+ */
+void
+MyceliumNotifyOwnEvent(const char *event)
+{
+	MyceliumTxnSlot *slot = my_slot();
+	char		gid[MYCELIUM_GID_SIZE];
+	char		nodes[PARTICIPANTS_SIZE];
+
+	if (slot == NULL)
+		return;
+	LWLockAcquire(registry->lock, LW_SHARED);
+	strlcpy(gid, slot->gid, sizeof(gid));
+	strlcpy(nodes, slot->participants, sizeof(nodes));
+	LWLockRelease(registry->lock);
+	MyceliumNotifyEvent(event, gid, nodes);
+}
+
+/*
+ * MyceliumTxnRegistryDeferAborted leaves an "aborted" event for the
+ * maintenance worker; called from the abort path, where nothing may fail.
+ * When the ring is full the oldest event is dropped.
+ */
+void
+MyceliumTxnRegistryDeferAborted(void)
+{
+	MyceliumTxnSlot *slot = my_slot();
+	char	   *entry;
+
+	if (slot == NULL || slot->gid[0] == '\0')
+		return;
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	entry = registry->ring[registry->ring_tail];
+	snprintf(entry, sizeof(registry->ring[0]), "%s|%s", slot->gid, slot->participants);
+	registry->ring_tail = (registry->ring_tail + 1) % EVENT_RING_SIZE;
+	if (registry->ring_tail == registry->ring_head)
+		registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
+	LWLockRelease(registry->lock);
+}
+
+/*
+ * MyceliumTxnRegistrySendDeferred queues, in the current transaction, the
+ * notifications the abort path left behind.  Called by the maintenance
+ * worker every iteration.
+ */
+void
+MyceliumTxnRegistrySendDeferred(void)
+{
+	char		entry[MYCELIUM_GID_SIZE + PARTICIPANTS_SIZE];
+
+	if (registry == NULL)
+		return;
+	for (;;)
+	{
+		char	   *bar;
+
+		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+		if (registry->ring_head == registry->ring_tail)
+		{
+			LWLockRelease(registry->lock);
+			return;
+		}
+		memcpy(entry, registry->ring[registry->ring_head], sizeof(entry));
+		registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
+		LWLockRelease(registry->lock);
+		bar = strchr(entry, '|');
+		if (bar == NULL)
+			continue;
+		*bar = '\0';
+		MyceliumNotifyEvent("aborted", entry, bar + 1);
+	}
+}
+
+/*
+ * mycelium.active_transactions(): the two-phase commits this node's
+ * backends are coordinating right now.
+ */
+Datum
+mycelium_active_transactions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (registry == NULL)
+		return (Datum) 0;
+	for (i = 0; i < MaxBackends; i++)
+	{
+		MyceliumTxnSlot copy;
+		Datum		values[5];
+		bool		nulls[5] = {0};
+		Datum	   *names;
+		int			n = 0;
+		char	   *tok,
+				   *save = NULL;
+
+		LWLockAcquire(registry->lock, LW_SHARED);
+		memcpy(&copy, &registry->slots[i], sizeof(copy));
+		LWLockRelease(registry->lock);
+		if (copy.state == MYCELIUM_TXN_IDLE)
+			continue;
+		names = palloc(sizeof(Datum) * (PARTICIPANTS_SIZE / 2 + 1));
+		for (tok = strtok_r(copy.participants, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			names[n++] = CStringGetTextDatum(tok);
+		values[0] = CStringGetTextDatum(copy.gid);
+		values[1] = CStringGetTextDatum(mycelium_node_name);
+		values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[3] = CStringGetTextDatum(state_names[copy.state]);
+		values[4] = TimestampTzGetDatum(copy.started_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * mycelium.gid_coordinator(gid text) returns text: the coordinating node
+ * named in a Mycelium gid, NULL for any other gid.
+ */
+Datum
+mycelium_gid_coordinator(PG_FUNCTION_ARGS)
+{
+	char	   *gid = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	uint64		fxid;
+	const char *coordinator;
+
+	if (!MyceliumParseGid(gid, &fxid, &coordinator))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(coordinator));
+}
