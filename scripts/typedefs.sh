@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {
-	grep -rhoE '^\} ([A-Z][A-Za-z0-9_]+);' src | sed -E 's/^\} ([A-Za-z0-9_]+);/\1/'
-	grep -rhoE '^typedef [a-z_ ]+\(\*?([A-Za-z0-9_]+)\)' src | sed -E 's/.*\(\*?([A-Za-z0-9_]+)\)/\1/'
+	grep -rhoE '^\} ([A-Z][A-Za-z0-9_]+);' src | sed -E 's/^\} ([A-Za-z0-9_]+);/\1/' || true
+	grep -rhoE '^typedef [a-z_ ]+\(\*?([A-Za-z0-9_]+)\)' src | sed -E 's/.*\(\*?([A-Za-z0-9_]+)\)/\1/' || true
 } | sort -u >typedefs.list
