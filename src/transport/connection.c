@@ -34,6 +34,7 @@
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -570,8 +571,9 @@ MyceliumReleaseConnection(MyceliumConnection *conn)
 
 /*
  * MyceliumBeginRemoteXact makes the remote nesting level match the local
- * one: START TRANSACTION with the local isolation level the first time,
- * then one SAVEPOINT per local subtransaction level, in one round trip.
+ * one: START TRANSACTION with the local isolation level and lock_timeout
+ * the first time, then one SAVEPOINT per local subtransaction level, in one
+ * round trip.
  */
 void
 MyceliumBeginRemoteXact(MyceliumConnection *conn)
@@ -588,6 +590,13 @@ MyceliumBeginRemoteXact(MyceliumConnection *conn)
 						 XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" :
 						 XactIsoLevel == XACT_REPEATABLE_READ ? "REPEATABLE READ" :
 						 "READ COMMITTED");
+		/*
+		 * A lock wait on the peer is not a local lock wait, so the local
+		 * lock_timeout would never fire for it: forward it.
+		 * (statement_timeout needs no forwarding: it fires locally and the
+		 * abort cancels the remote command.)
+		 */
+		appendStringInfo(&sql, ";SET LOCAL lock_timeout = %d", LockTimeout);
 		conn->xact_depth = 1;
 	}
 	while (conn->xact_depth < level)

@@ -47,6 +47,13 @@ $n1->poll_query_until('postgres',
 	  . "WHERE NOT l.granted AND a.application_name = 'mycelium'")
   or die 'the change from n2 never waited for n1';
 pass('a change from n2 waits for the one open on n1');
+# lock_timeout reaches the remote lock wait: a third change, from n2 with
+# lock_timeout set, gives up on n1's lock instead of waiting
+my $t0 = time;
+my ($ret, $out, $err) = $n2->psql('postgres',
+	"SET lock_timeout = '300ms'; SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
+like($err, qr/canceling statement due to lock timeout/, 'lock_timeout applies to a remote lock wait');
+ok(time - $t0 < 20, 'and ends the wait early');
 $s1->query_safe('COMMIT');
 $s1->quit;
 $s2->quit;
