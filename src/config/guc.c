@@ -338,6 +338,25 @@ MyceliumDefineGucs(bool preloading)
 }
 
 /*
+ * check_output_plugin_libraries warns when the server only lets listed
+ * output plugins decode (PostgreSQL 15.19 and later) and mycelium is not
+ * listed: replication would fail when it creates its slots.
+ */
+static void
+check_output_plugin_libraries(void)
+{
+	const char *libs = GetConfigOption("output_plugin_libraries", true, false);
+
+	if (libs == NULL || strstr(libs, "mycelium") != NULL)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("output_plugin_libraries does not list mycelium, so mycelium replication cannot decode changes"),
+			 errdetail("output_plugin_libraries is \"%s\".", libs),
+			 errhint("Set output_plugin_libraries = '%s, mycelium' in postgresql.conf.", libs)));
+}
+
+/*
  * MyceliumCheckServerSettings warns, once at postmaster start, about core
  * settings too low for the mesh, naming the value each needs.
  */
@@ -361,6 +380,19 @@ MyceliumCheckServerSettings(void)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("mycelium conflict resolution needs track_commit_timestamp = on"),
 				 errhint("Set track_commit_timestamp = on in postgresql.conf and restart.")));
+	if (max_worker_processes < 4)
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mycelium needs max_worker_processes of at least 4, but it is %d",
+						max_worker_processes),
+				 errhint("Set max_worker_processes = 4 or more (one maintenance worker, plus one replication worker per peer) and restart.")));
+	if (max_replication_slots < 1 || max_wal_senders < 1)
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mycelium replication needs max_replication_slots and max_wal_senders of at least one per peer"),
+				 errdetail("max_replication_slots is %d and max_wal_senders is %d.",
+						   max_replication_slots, max_wal_senders)));
+	check_output_plugin_libraries();
 	if (mycelium_ssl_mode == MYCELIUM_SSL_DISABLE)
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -124,7 +124,6 @@ sub new_node
 	  . "mycelium.connect_timeout = '2s'\n"
 	  . "mycelium.heartbeat_interval = '200ms'\n"
 	  . "mycelium.peer_timeout = '2s'\n"
-	  . "log_min_messages = log\n"
 	  . "restart_after_crash = on\n";	# crash tests kill backends
 
 	$conf .= "shared_preload_libraries = 'mycelium'\n" if $preload;

@@ -101,6 +101,12 @@ like($err, qr/ERROR:  mycelium.node_name is not set/, 'a node without a name can
 	"SELECT mycelium.add_node('n6', '127.0.0.1', " . $n6->port . ")");
 like($err, qr/is not node "n6".*\n.*Its mycelium.node_name is ""/, 'a node without a name cannot join');
 
+# settings too low for the mesh are named at start: the test nodes do not
+# list mycelium in output_plugin_libraries
+ok($n1->log_contains(
+		qr/WARNING:  output_plugin_libraries does not list mycelium.*\n.*\n.*HINT:  Set output_plugin_libraries = '.*, mycelium'/),
+	'a missing output_plugin_libraries entry is named at start');
+
 # without shared_preload_libraries the mesh functions name the setting
 my $n7 = $mesh->new_node('n7', preload => 0);
 ($ret, $out, $err) = $n7->psql('postgres', "SELECT mycelium.add_node('n1', '127.0.0.1', " . $n1->port . ")");
