@@ -31,6 +31,31 @@ SELECT to_regclass('rc_t') IS NULL AS dropped;
 SELECT node, state, connections, opened >= 1 AS opened, reused >= 1 AS reused, failures
   FROM mycelium.stat_connections;
 
+-- the shared pool limit counts connections of all backends to one peer:
+-- with room for one, the loopback session of a fan-out cannot open a
+-- second connection for a nested fan-out
+ALTER SYSTEM SET mycelium.max_shared_pool_size = 1;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN current_setting('mycelium.max_shared_pool_size') = '1';
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT node_name, success, result FROM mycelium.run_command_on_nodes($$
+	SELECT success::text || ': ' || result FROM mycelium.run_command_on_nodes('SELECT 1')
+$$);
+ALTER SYSTEM RESET mycelium.max_shared_pool_size;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN current_setting('mycelium.max_shared_pool_size') = '0';
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+
 -- bad input to add_node
 SELECT mycelium.add_node('bad name', '127.0.0.1', 5432);
 \echo :LAST_ERROR_SQLSTATE
