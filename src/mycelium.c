@@ -21,6 +21,7 @@
 #include "storage/lwlock.h"
 
 #include "config/config.h"
+#include "ids/ids.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -44,6 +45,7 @@ mycelium_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	MyceliumShmemRequest();
+	MyceliumIdsShmemRequest();
 }
 
 /*
@@ -56,6 +58,7 @@ mycelium_shmem_startup(void)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	MyceliumShmemStartup();
+	MyceliumIdsShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
