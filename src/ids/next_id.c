@@ -15,14 +15,20 @@
  *
  *		new = max(last + 1, now_ms << 12)
  *
- * so the stamp strictly increases: a sequence that overflows within a
- * millisecond carries into the next millisecond, and when the clock goes
- * backwards we keep counting on from the last stamp instead of repeating.
- * Stamps issued ahead of the clock this way are caught up with as soon as
- * the clock passes them.
+ * so the stamp strictly increases: when the clock goes backwards we keep
+ * counting on from the last stamp instead of repeating, and a sequence
+ * that overflows carries into the next millisecond.
  *
- * The stamp lives in its own small shared memory segment ("mycelium ids")
- * and is not persisted: after a restart it starts again from the clock.
+ * The stamp is never allowed to run ahead of the clock: when "new" falls
+ * in a millisecond the clock has not reached yet (4096 ids were issued
+ * within the current millisecond, or the clock went back and the last
+ * millisecond's sequence is used up), the caller waits for the clock
+ * instead.  That caps a node at 4096 ids per millisecond, and is what
+ * makes the state safe to lose: it lives in its own small shared memory
+ * segment ("mycelium ids"), is not persisted, and after a restart starts
+ * again from the clock, which is past every id issued before as long as
+ * the clock did not go back across the restart.  A clock found more than
+ * MAX_CLOCK_BEHIND_MS behind the last stamp is an error rather than a wait.
  *
  * IDENTIFICATION
  *	  src/ids/next_id.c
@@ -35,8 +41,10 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -52,6 +60,9 @@ PG_FUNCTION_INFO_V1(mycelium_id_parts);
 #define ID_SEQUENCE_MASK	((UINT64CONST(1) << MYCELIUM_ID_SEQUENCE_BITS) - 1)
 #define ID_NODE_MASK		((UINT64CONST(1) << MYCELIUM_ID_NODE_BITS) - 1)
 #define ID_MAX_MS			((INT64CONST(1) << MYCELIUM_ID_TIME_BITS) - 1)
+
+/* how far back the clock may go before next_id fails instead of waiting */
+#define MAX_CLOCK_BEHIND_MS	1000
 
 typedef struct MyceliumIdState
 {
@@ -110,34 +121,77 @@ local_node_bits(void)
 }
 
 /*
- * next_stamp advances the shared stamp and returns the new value: the
- * next (millisecond, sequence) pair, never equal to or below one issued
- * before by any backend since the server started.
+ * clock_ms returns the clock as milliseconds since the id epoch.
  */
 static uint64
-next_stamp(void)
+clock_ms(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		floor;
-	uint64		old;
-	uint64		new;
 
 	if (now < MYCELIUM_ID_EPOCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("system clock is before the id epoch 2025-01-01"),
 				 errdetail("The clock reads %s.", timestamptz_to_str(now))));
-	floor = ((uint64) (now - MYCELIUM_ID_EPOCH) / 1000) << MYCELIUM_ID_SEQUENCE_BITS;
+	return (uint64) (now - MYCELIUM_ID_EPOCH) / 1000;
+}
 
-	old = pg_atomic_read_u64(&id_state->last_stamp);
+/*
+ * wait_for_clock waits until the clock reaches millisecond ms, or fails
+ * when it is too far behind (see the file header).  The wait is short, at
+ * most MAX_CLOCK_BEHIND_MS, and interruptible.
+ */
+static void
+wait_for_clock(uint64 ms)
+{
+	uint64		now_ms;
+
+	/* read the clock afresh: we may have been descheduled since */
+	while ((now_ms = clock_ms()) < ms)
+	{
+		if (ms - now_ms > MAX_CLOCK_BEHIND_MS)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("system clock is " UINT64_FORMAT " ms behind the last mesh-wide id issued",
+							ms - now_ms),
+					 errdetail("The clock went backwards, and ids are never issued ahead of the clock."),
+					 errhint("Ids are issued again once the clock catches up.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * next_stamp advances the shared stamp and returns the new value: the
+ * next (millisecond, sequence) pair, above every one issued before by any
+ * backend since the server started, and not in a millisecond the clock
+ * has not reached.
+ */
+static uint64
+next_stamp(void)
+{
+	uint64		now_ms = clock_ms();
+	uint64		old = pg_atomic_read_u64(&id_state->last_stamp);
+	uint64		new;
+
 	for (;;)
 	{
-		new = Max(old + 1, floor);
+		new = Max(old + 1, now_ms << MYCELIUM_ID_SEQUENCE_BITS);
 		if ((new >> MYCELIUM_ID_SEQUENCE_BITS) > (uint64) ID_MAX_MS)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 					 errmsg("mesh-wide ids are exhausted"),
 					 errdetail("The 41-bit millisecond field of an id ends in September 2094.")));
+		if ((new >> MYCELIUM_ID_SEQUENCE_BITS) > now_ms)
+		{
+			/* ahead of the clock: wait, then start over from a fresh stamp */
+			wait_for_clock(new >> MYCELIUM_ID_SEQUENCE_BITS);
+			now_ms = clock_ms();
+			old = pg_atomic_read_u64(&id_state->last_stamp);
+			continue;
+		}
 		/* on failure, old is reloaded with the current value */
 		if (pg_atomic_compare_exchange_u64(&id_state->last_stamp, &old, new))
 			return new;

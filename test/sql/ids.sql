@@ -10,7 +10,8 @@ RESET client_min_messages;
 --
 -- strictly increasing over many calls in one statement
 CREATE TEMP TABLE ids AS
-SELECT g, mycelium.next_id() AS id FROM generate_series(1, 100000) g;
+SELECT g, mycelium.next_id() AS id, clock_timestamp() AS issued_by
+  FROM generate_series(1, 100000) g;
 SELECT count(*) AS n, count(DISTINCT id) AS distinct_ids, bool_and(id > 0) AS positive
   FROM ids;
 SELECT count(*) AS out_of_order
@@ -18,8 +19,10 @@ SELECT count(*) AS out_of_order
  WHERE id <= prev;
 -- and across statements (and transactions)
 SELECT mycelium.next_id() > (SELECT max(id) FROM ids) AS later_is_larger;
--- 100000 ids in well under 100000 ms: some milliseconds hold many ids
-SELECT max(sequence) > 0 AS sequence_used
+-- 100000 ids in well under 100000 ms: some milliseconds hold many ids,
+-- but none is stamped ahead of the clock
+SELECT max(sequence) > 0 AS sequence_used,
+       bool_and(created_at <= issued_by) AS never_ahead_of_clock
   FROM ids, mycelium.id_parts(id);
 
 -- decoding: node_id of 'regress', creation time close to now

@@ -58,6 +58,21 @@ for my $n (@nodes)
 is($n1->safe_psql('postgres', 'SELECT count(*), count(DISTINCT id) FROM all_ids'),
 	(3 * $want) . '|' . (3 * $want), 'no id is shared by two nodes');
 
+# bursts from several backends at once, asking for ids faster than 4096
+# per millisecond: at the end of each burst the last id is not stamped
+# with a millisecond the clock has not reached (what keeps ids unique
+# across a restart)
+$n1->safe_psql('postgres', 'CREATE TABLE ahead (lead_ms bigint)');
+$n1->pgbench(
+	'--no-vacuum --client=4 --jobs=4 --transactions=2',
+	0, [qr/processed: 8\//], [qr/^$/],
+	'bursts of next_id() from 4 backends',
+	{ '070_ids_burst' => q{INSERT INTO ahead
+SELECT (max(i) >> 22) - (floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint - 1735689600000)
+  FROM (SELECT mycelium.next_id() AS i FROM generate_series(1, 1000000) g) s;} });
+is($n1->safe_psql('postgres', 'SELECT count(*), max(lead_ms) <= 0 FROM ahead'),
+	'8|t', 'no id is stamped ahead of the clock');
+
 # a restart starts the shared stamp from the clock: still increasing
 my $before = $n1->safe_psql('postgres', 'SELECT max(id) FROM ids');
 $n1->restart;
