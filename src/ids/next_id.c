@@ -121,13 +121,12 @@ local_node_bits(void)
 }
 
 /*
- * clock_ms returns the clock as milliseconds since the id epoch.
+ * ms_since_epoch converts a timestamp read from the clock to milliseconds
+ * since the id epoch.
  */
 static uint64
-clock_ms(void)
+ms_since_epoch(TimestampTz now)
 {
-	TimestampTz now = GetCurrentTimestamp();
-
 	if (now < MYCELIUM_ID_EPOCH)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -137,28 +136,47 @@ clock_ms(void)
 }
 
 /*
+ * clock_ms returns the clock as milliseconds since the id epoch.
+ */
+static uint64
+clock_ms(void)
+{
+	return ms_since_epoch(GetCurrentTimestamp());
+}
+
+/*
  * wait_for_clock waits until the clock reaches millisecond ms, or fails
- * when it is too far behind (see the file header).  The wait is short, at
- * most MAX_CLOCK_BEHIND_MS, and interruptible.
+ * when it is too far behind (see the file header).  The usual wait, for
+ * the rest of the current millisecond, is a sub-millisecond pause like a
+ * spinlock's delay (a latch timeout cannot be shorter than 1 ms, which
+ * would halve a busy node's rate); longer waits sleep on the latch.  Both
+ * are interruptible.
  */
 static void
 wait_for_clock(uint64 ms)
 {
-	uint64		now_ms;
+	TimestampTz now;
 
 	/* read the clock afresh: we may have been descheduled since */
-	while ((now_ms = clock_ms()) < ms)
+	while (ms_since_epoch(now = GetCurrentTimestamp()) < ms)
 	{
-		if (ms - now_ms > MAX_CLOCK_BEHIND_MS)
+		int64		wait_us = MYCELIUM_ID_EPOCH + (int64) ms * 1000 - now;
+
+		if (wait_us > (int64) MAX_CLOCK_BEHIND_MS * 1000)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("system clock is " UINT64_FORMAT " ms behind the last mesh-wide id issued",
-							ms - now_ms),
+					 errmsg("system clock is " INT64_FORMAT " ms behind the last mesh-wide id issued",
+							wait_us / 1000),
 					 errdetail("The clock went backwards, and ids are never issued ahead of the clock."),
 					 errhint("Ids are issued again once the clock catches up.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		if (wait_us <= 1000)
+			pg_usleep(wait_us);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 (long) Min(wait_us / 1000, 100), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 		CHECK_FOR_INTERRUPTS();
 	}
 }
