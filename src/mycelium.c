@@ -21,6 +21,7 @@
 #include "storage/lwlock.h"
 
 #include "config/config.h"
+#include "ids/ids.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -45,6 +46,7 @@ mycelium_shmem_request(void)
 		prev_shmem_request_hook();
 	MyceliumShmemRequest();
 	MyceliumTxnRegistryRequest();
+	MyceliumIdsShmemRequest();
 }
 
 /*
@@ -58,6 +60,7 @@ mycelium_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	MyceliumShmemStartup();
 	MyceliumTxnRegistryStartup();
+	MyceliumIdsShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
