@@ -7,7 +7,7 @@ RESET client_min_messages;
 \pset format unaligned
 \pset tuples_only on
 
-SELECT plan(46);
+SELECT plan(49);
 
 -- section 1: nodes and the mesh
 SELECT function_returns('mycelium', 'add_node', ARRAY['text', 'text', 'integer'], 'integer');
@@ -57,6 +57,12 @@ SELECT is((SELECT pg_get_function_arguments('mycelium.verify_certificate(text,te
 SELECT is((SELECT pg_get_function_result('mycelium.check_certificates()'::regprocedure)),
 	'TABLE(node_name text, subject text, not_after timestamp with time zone, days_left integer, valid boolean, error text)',
 	'check_certificates columns');
+
+-- section 5: mesh-wide ids and checksums
+SELECT function_returns('mycelium', 'next_id', ARRAY[]::text[], 'bigint');
+SELECT is((SELECT pg_get_function_result('mycelium.id_parts(bigint)'::regprocedure)),
+	'TABLE(created_at timestamp with time zone, node_id integer, sequence integer)', 'id_parts columns');
+SELECT function_returns('mycelium', 'table_checksum', ARRAY['regclass'], 'text');
 
 -- only superusers change the mesh
 SELECT ok(NOT has_function_privilege('public', 'mycelium.add_node(text,text,int)', 'EXECUTE'),
