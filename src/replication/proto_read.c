@@ -19,6 +19,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xlogdefs.h"
+#include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
 #include "utils/memutils.h"
 
@@ -97,7 +100,8 @@ get_u64(ReplReader *r, const char *what)
 /*
  * get_bytes returns a NUL-terminated palloc'd copy of the next len bytes,
  * refusing embedded zero bytes (no name or value text can contain one, and
- * the receiver handles them as C strings).
+ * the receiver handles them as C strings) and bytes that are not valid in
+ * the database encoding (type input functions trust their input to be).
  */
 static char *
 get_bytes(ReplReader *r, int64 len, const char *what)
@@ -107,6 +111,9 @@ get_bytes(ReplReader *r, int64 len, const char *what)
 	need(r, len, what);
 	if (memchr(r->buf + r->pos, '\0', len) != NULL)
 		malformed("%s message has a zero byte inside %s.", r->msgname, what);
+	if (!pg_verifymbstr(r->buf + r->pos, len, true))
+		malformed("%s message has %s that is not valid in encoding \"%s\".",
+				  r->msgname, what, GetDatabaseEncodingName());
 	s = palloc(len + 1);
 	memcpy(s, r->buf + r->pos, len);
 	s[len] = '\0';
@@ -146,6 +153,46 @@ get_count(ReplReader *r, bool wide, int64 max, int min_size, const char *what)
 		malformed("%s message declares %lld %s, but only %d bytes remain.",
 				  r->msgname, (long long) n, what, r->len - r->pos);
 	return (int) n;
+}
+
+/*
+ * get_time reads a commit time and insists it is a timestamp PostgreSQL
+ * can represent, so no consumer trips over it later.
+ */
+static TimestampTz
+get_time(ReplReader *r, const char *what)
+{
+	TimestampTz t = (TimestampTz) get_u64(r, what);
+
+	if (!IS_VALID_TIMESTAMP(t))
+		malformed("%s message has %s out of range.", r->msgname, what);
+	return t;
+}
+
+/*
+ * get_lsn reads an LSN, which cannot be InvalidXLogRecPtr.
+ */
+static XLogRecPtr
+get_lsn(ReplReader *r, const char *what)
+{
+	XLogRecPtr	lsn = (XLogRecPtr) get_u64(r, what);
+
+	if (XLogRecPtrIsInvalid(lsn))
+		malformed("%s message has 0 as %s.", r->msgname, what);
+	return lsn;
+}
+
+/*
+ * get_relid reads a relation OID, which cannot be InvalidOid.
+ */
+static uint32
+get_relid(ReplReader *r, const char *what)
+{
+	uint32		relid = get_u32(r, what);
+
+	if (relid == InvalidOid)
+		malformed("%s message has 0 as %s.", r->msgname, what);
+	return relid;
 }
 
 /*
@@ -197,9 +244,11 @@ parse_begin(ReplReader *r, MyceliumReplMessage *out)
 	if (out->u.begin.proto_version != MYCELIUM_REPL_PROTO_VERSION)
 		malformed("BEGIN message has protocol version %u; this server speaks version %d.",
 				  out->u.begin.proto_version, MYCELIUM_REPL_PROTO_VERSION);
-	out->u.begin.final_lsn = (XLogRecPtr) get_u64(r, "the final LSN");
-	out->u.begin.commit_time = (TimestampTz) get_u64(r, "the commit time");
+	out->u.begin.final_lsn = get_lsn(r, "the final LSN");
+	out->u.begin.commit_time = get_time(r, "the commit time");
 	out->u.begin.xid = get_u32(r, "the transaction ID");
+	if (out->u.begin.xid == InvalidTransactionId)
+		malformed("BEGIN message has 0 as the transaction ID.");
 }
 
 /*
@@ -211,11 +260,11 @@ parse_commit(ReplReader *r, MyceliumReplMessage *out)
 	out->u.commit.flags = get_u8(r, "the flags");
 	if (out->u.commit.flags != 0)
 		malformed("COMMIT message has unknown flags 0x%02x.", out->u.commit.flags);
-	out->u.commit.commit_lsn = (XLogRecPtr) get_u64(r, "the commit LSN");
-	out->u.commit.end_lsn = (XLogRecPtr) get_u64(r, "the end LSN");
+	out->u.commit.commit_lsn = get_lsn(r, "the commit LSN");
+	out->u.commit.end_lsn = get_lsn(r, "the end LSN");
 	if (out->u.commit.end_lsn < out->u.commit.commit_lsn)
 		malformed("COMMIT message has an end LSN before its commit LSN.");
-	out->u.commit.commit_time = (TimestampTz) get_u64(r, "the commit time");
+	out->u.commit.commit_time = get_time(r, "the commit time");
 	out->u.commit.origin = get_bytes(r, get_u16(r, "the origin name"),
 									 "the origin name");
 	if (strlen(out->u.commit.origin) >= NAMEDATALEN)
@@ -232,7 +281,7 @@ parse_relation(ReplReader *r, MyceliumReplMessage *out)
 {
 	int			i;
 
-	out->u.relation.relid = get_u32(r, "the relation OID");
+	out->u.relation.relid = get_relid(r, "the relation OID");
 	out->u.relation.nspname = get_name(r, "the schema name");
 	out->u.relation.relname = get_name(r, "the table name");
 	out->u.relation.natts = get_count(r, false, MaxHeapAttributeNumber, 5,
@@ -265,7 +314,7 @@ parse_change(ReplReader *r, MyceliumReplMessage *out)
 {
 	char		marker;
 
-	out->u.change.relid = get_u32(r, "the relation OID");
+	out->u.change.relid = get_relid(r, "the relation OID");
 	marker = (char) get_u8(r, "a tuple marker");
 
 	if (out->type != MYCELIUM_REPL_MSG_INSERT &&
@@ -308,7 +357,7 @@ parse_truncate(ReplReader *r, MyceliumReplMessage *out)
 		malformed("TRUNCATE message names no relations.");
 	out->u.truncate.relids = palloc(out->u.truncate.nrelids * sizeof(uint32));
 	for (i = 0; i < out->u.truncate.nrelids; i++)
-		out->u.truncate.relids[i] = get_u32(r, "a relation OID");
+		out->u.truncate.relids[i] = get_relid(r, "the relation OID");
 }
 
 /*

@@ -69,7 +69,7 @@ SELECT * FROM pg_temp.consume();
 
 -- BEGIN and COMMIT agree with the server: xid, commit time, LSNs
 CREATE TEMP TABLE msg AS
-  SELECT n, lsn, xid, mycelium.decode_replication_message(data) AS j FROM stream;
+  SELECT n, lsn, xid, data, mycelium.decode_replication_message(data) AS j FROM stream;
 SELECT b.n AS begin_n, c.n AS commit_n,
        (b.j->>'xid')::xid = b.xid AS xid_ok,
        (b.j->>'commit_time')::timestamptz = pg_xact_commit_timestamp(b.xid) AS time_ok,
@@ -128,6 +128,19 @@ INSERT INTO other VALUES (4, 'after');
 COMMIT;
 DELETE FROM mycelium.replicated_table WHERE relid = 'other'::regclass;
 INSERT INTO other VALUES (5, 'no longer');
+SELECT * FROM pg_temp.consume();
+
+-- a prepared transaction is captured once, at COMMIT PREPARED; a rolled
+-- back one never
+BEGIN;
+INSERT INTO rep VALUES (40, 'prepared', NULL);
+PREPARE TRANSACTION 'capture_2pc_commit';
+BEGIN;
+INSERT INTO rep VALUES (41, 'rolled back', NULL);
+PREPARE TRANSACTION 'capture_2pc_rollback';
+SELECT * FROM pg_temp.consume();
+COMMIT PREPARED 'capture_2pc_commit';
+ROLLBACK PREPARED 'capture_2pc_rollback';
 SELECT * FROM pg_temp.consume();
 
 -- option node_name names the origin in COMMIT
@@ -221,6 +234,17 @@ SELECT mycelium.decode_replication_message(pg_temp.msg('49 00000008 00004000 4b 
 SELECT mycelium.decode_replication_message(pg_temp.msg('44 00000008 00004000 4e 0001 6e'));
 SELECT mycelium.decode_replication_message(pg_temp.msg(
   '55 0000000c 00004000 4b 0001 6e 4f 0001 6e'));
+-- a value that is not valid in the database encoding (UTF8 here)
+SELECT getdatabaseencoding();
+SELECT mycelium.decode_replication_message(pg_temp.msg('49 0000000e 00004000 4e 0001 74 00000002 c328'));
+-- zero as OID, LSN, xid; a commit time PostgreSQL cannot represent
+SELECT mycelium.decode_replication_message(pg_temp.msg('49 00000007 00000000 4e 0000'));
+SELECT mycelium.decode_replication_message(pg_temp.msg(
+  '42 00000015 01 0000000000000000 0000000000000000 000001f4'));
+SELECT mycelium.decode_replication_message(pg_temp.msg(
+  '42 00000015 01 0000000001000000 0000000000000000 00000000'));
+SELECT mycelium.decode_replication_message(pg_temp.msg(
+  '42 00000015 01 0000000001000000 7fffffffffffffff 000001f4'));
 -- TRUNCATE: huge relation count, none, unknown flags
 SELECT mycelium.decode_replication_message(pg_temp.msg('54 00000009 00 ffffffff 00004000'));
 SELECT mycelium.decode_replication_message(pg_temp.msg('54 00000009 00 000003e8 00004000'));
@@ -240,6 +264,35 @@ BEGIN
     END;
   END LOOP;
   RAISE NOTICE 'refused % of % prefixes', refused, length(m);
+END
+$$;
+
+-- random corruption of real messages: each one either parses or is refused
+-- with protocol_violation; nothing else happens
+SELECT setseed(0.42);
+DO $$
+DECLARE
+  m bytea;
+  parsed int := 0;
+  refused int := 0;
+BEGIN
+  FOR i IN 1 .. 3000 LOOP
+    SELECT data INTO m FROM msg ORDER BY n OFFSET i % (SELECT count(*) FROM msg) LIMIT 1;
+    FOR k IN 1 .. 1 + (random() * 3)::int LOOP
+      m := set_byte(m, (random() * (length(m) - 1))::int, (random() * 255)::int);
+    END LOOP;
+    IF random() < 0.2 THEN
+      m := substring(m FROM 1 FOR (random() * length(m))::int);
+    END IF;
+    BEGIN
+      PERFORM mycelium.decode_replication_message(m);
+      parsed := parsed + 1;
+    EXCEPTION WHEN protocol_violation THEN
+      refused := refused + 1;
+    END;
+  END LOOP;
+  RAISE NOTICE 'corrupted messages: % parsed or refused, % refused at least once',
+    parsed + refused, CASE WHEN refused > 0 THEN 'some' ELSE 'none' END;
 END
 $$;
 
