@@ -13,8 +13,9 @@ COMMENT ON TABLE mycelium.replicated_table IS 'tables replicated between peers (
 
 -- Render one message of the replication protocol (the output of the
 -- "mycelium" output plugin) as jsonb, through the apply side's parser.
+-- STABLE, not IMMUTABLE: times are rendered in the session's TimeZone.
 CREATE FUNCTION mycelium.decode_replication_message(message bytea)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'mycelium_decode_replication_message'
-LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mycelium.decode_replication_message(bytea) IS 'render a replication protocol message as jsonb';
