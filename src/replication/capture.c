@@ -80,6 +80,7 @@ typedef struct CaptureRelEntry
 	uint64		checked_generation; /* membership valid in this generation */
 	bool		replicated;		/* listed and has a usable primary key */
 	bool		schema_sent;	/* RELATION sent since last invalidation */
+	bool		warned;			/* unusable key reported since then */
 } CaptureRelEntry;
 
 /*
@@ -111,6 +112,7 @@ capture_relcache_callback(Datum arg, Oid relid)
 		if (entry != NULL)
 		{
 			entry->schema_sent = false;
+			entry->warned = false;
 			entry->checked_generation = 0;
 		}
 		return;
@@ -119,6 +121,7 @@ capture_relcache_callback(Datum arg, Oid relid)
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
 		entry->schema_sent = false;
+		entry->warned = false;
 		entry->checked_generation = 0;
 	}
 }
@@ -292,37 +295,44 @@ capture_is_listed(CaptureData *data, Oid relid)
  * capture_has_usable_key says whether rel's changes identify rows by its
  * primary key: it needs one, and a replica identity of DEFAULT, FULL or
  * USING that same index, so WAL carries the old key of updates and deletes.
- * Otherwise the table is skipped, with a WARNING each transaction.
+ * Otherwise the table is skipped, with a WARNING once per session and again
+ * after the table's definition changes (*warned tracks that), so a busy
+ * table does not flood the log.
  */
 static bool
-capture_has_usable_key(Relation rel)
+capture_has_usable_key(Relation rel, bool *warned)
 {
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
 	char		ident = rel->rd_rel->relreplident;
+	bool		usable = true;
 
 	if (!OidIsValid(pkey))
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("skipping changes of replicated table \"%s.%s\", which has no primary key",
-						get_namespace_name(RelationGetNamespace(rel)),
-						RelationGetRelationName(rel)),
-				 errdetail("Peers identify replicated rows by primary key."),
-				 errhint("Add a primary key to the table.")));
-		return false;
+		usable = false;
+		if (!*warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("skipping changes of replicated table \"%s.%s\", which has no primary key",
+							get_namespace_name(RelationGetNamespace(rel)),
+							RelationGetRelationName(rel)),
+					 errdetail("Peers identify replicated rows by primary key."),
+					 errhint("Add a primary key to the table.")));
 	}
-	if (ident != REPLICA_IDENTITY_DEFAULT && ident != REPLICA_IDENTITY_FULL &&
-		!(ident == REPLICA_IDENTITY_INDEX && RelationGetReplicaIndex(rel) == pkey))
+	else if (ident != REPLICA_IDENTITY_DEFAULT && ident != REPLICA_IDENTITY_FULL &&
+			 !(ident == REPLICA_IDENTITY_INDEX && RelationGetReplicaIndex(rel) == pkey))
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("skipping changes of replicated table \"%s.%s\", whose replica identity is not its primary key",
-						get_namespace_name(RelationGetNamespace(rel)),
-						RelationGetRelationName(rel)),
-				 errhint("Use ALTER TABLE ... REPLICA IDENTITY DEFAULT.")));
-		return false;
+		usable = false;
+		if (!*warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("skipping changes of replicated table \"%s.%s\", whose replica identity is not its primary key",
+							get_namespace_name(RelationGetNamespace(rel)),
+							RelationGetRelationName(rel)),
+					 errhint("Use ALTER TABLE ... REPLICA IDENTITY DEFAULT.")));
 	}
-	return true;
+	if (!usable)
+		*warned = true;
+	return usable;
 }
 
 /*
@@ -342,11 +352,12 @@ capture_rel_entry(CaptureData *data, Relation rel)
 		entry->checked_generation = 0;
 		entry->replicated = false;
 		entry->schema_sent = false;
+		entry->warned = false;
 	}
 	if (entry->checked_generation != capture_generation)
 	{
 		entry->replicated = capture_is_listed(data, relid) &&
-			capture_has_usable_key(rel);
+			capture_has_usable_key(rel, &entry->warned);
 		entry->checked_generation = capture_generation;
 	}
 	return entry;

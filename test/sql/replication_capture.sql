@@ -65,6 +65,7 @@ UPDATE rep SET name = 'uno' WHERE id = 1;
 UPDATE rep SET id = 10 WHERE id = 2;
 DELETE FROM rep WHERE id = 10;
 INSERT INTO other VALUES (2, 'nothing to send');
+INSERT INTO nokey VALUES (2, 'warned once per session');
 SELECT * FROM pg_temp.consume();
 
 -- BEGIN and COMMIT agree with the server: xid, commit time, LSNs
@@ -110,6 +111,9 @@ INSERT INTO ident_full VALUES (1, 'a');
 UPDATE ident_full SET v = 'b';
 DELETE FROM ident_full;
 INSERT INTO ident_nothing VALUES (1, 'a');
+-- a primary key added later makes a table capturable from then on
+ALTER TABLE nokey ADD PRIMARY KEY (id);
+INSERT INTO nokey VALUES (3, 'keyed now');
 SELECT * FROM pg_temp.consume();
 
 -- changes applied under a replication origin came from a peer: filtered
