@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "ids/ids.h"
+#include "replication/peer_state.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -47,6 +48,7 @@ mycelium_shmem_request(void)
 	MyceliumShmemRequest();
 	MyceliumTxnRegistryRequest();
 	MyceliumIdsShmemRequest();
+	MyceliumReplShmemRequest();
 }
 
 /*
@@ -61,6 +63,7 @@ mycelium_shmem_startup(void)
 	MyceliumShmemStartup();
 	MyceliumTxnRegistryStartup();
 	MyceliumIdsShmemStartup();
+	MyceliumReplShmemStartup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -1,0 +1,214 @@
+/*-------------------------------------------------------------------------
+ *
+ * peer_state.c
+ *	  Shared memory for per-peer replication state (see peer_state.h).
+ *
+ * Locking protocol: one LWLock (tranche "mycelium_repl") guards the peer
+ * array and the launcher's latch pointer.  Every access is a short copy or
+ * an update callback that must not allocate, wait or raise.
+ *
+ * IDENTIFICATION
+ *	  src/replication/peer_state.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+#include "replication/peer_state.h"
+
+typedef struct MyceliumReplShared
+{
+	LWLock	   *lock;
+	Latch	   *launcher_latch;
+	MyceliumReplPeer peers[MYCELIUM_REPL_MAX_PEERS];
+} MyceliumReplShared;
+
+static MyceliumReplShared *repl = NULL;
+
+/*
+ * MyceliumReplShmemRequest asks for the segment; from shmem_request_hook.
+ */
+void
+MyceliumReplShmemRequest(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(MyceliumReplShared)));
+	RequestNamedLWLockTranche("mycelium_repl", 1);
+}
+
+/*
+ * MyceliumReplShmemStartup attaches to (or creates) the segment; the caller
+ * holds AddinShmemInitLock.
+ */
+void
+MyceliumReplShmemStartup(void)
+{
+	bool		found;
+
+	repl = ShmemInitStruct("mycelium_repl", sizeof(MyceliumReplShared), &found);
+	if (!found)
+	{
+		memset(repl, 0, sizeof(MyceliumReplShared));
+		repl->lock = &(GetNamedLWLockTranche("mycelium_repl"))->lock;
+	}
+}
+
+/*
+ * find_peer returns the slot of a peer, creating it when asked and a slot
+ * is free; the caller holds the lock (exclusively to create).
+ */
+static MyceliumReplPeer *
+find_peer(const char *node_name, bool create)
+{
+	MyceliumReplPeer *free_slot = NULL;
+	int			i;
+
+	for (i = 0; i < MYCELIUM_REPL_MAX_PEERS; i++)
+	{
+		MyceliumReplPeer *p = &repl->peers[i];
+
+		if (p->node_name[0] == '\0')
+		{
+			if (free_slot == NULL)
+				free_slot = p;
+		}
+		else if (strcmp(p->node_name, node_name) == 0)
+			return p;
+	}
+	if (create && free_slot)
+	{
+		memset(free_slot, 0, sizeof(*free_slot));
+		strlcpy(free_slot->node_name, node_name, sizeof(free_slot->node_name));
+		return free_slot;
+	}
+	return NULL;
+}
+
+/*
+ * MyceliumReplPeerGet copies a peer's state into *out; false if unknown.
+ */
+bool
+MyceliumReplPeerGet(const char *node_name, MyceliumReplPeer *out)
+{
+	MyceliumReplPeer *p;
+
+	if (repl == NULL)
+		return false;
+	LWLockAcquire(repl->lock, LW_SHARED);
+	p = find_peer(node_name, false);
+	if (p)
+		memcpy(out, p, sizeof(*out));
+	LWLockRelease(repl->lock);
+	return p != NULL;
+}
+
+/*
+ * MyceliumReplPeerUpdate runs update(peer, arg) on a peer's state (created
+ * if new) under the lock.  update must only assign fields.
+ */
+void
+MyceliumReplPeerUpdate(const char *node_name,
+					   void (*update) (MyceliumReplPeer *peer, void *arg), void *arg)
+{
+	MyceliumReplPeer *p;
+
+	if (repl == NULL)
+		return;
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	p = find_peer(node_name, true);
+	if (p)
+		update(p, arg);
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplPeerSnapshot copies up to max known peers into out; returns
+ * how many.
+ */
+int
+MyceliumReplPeerSnapshot(MyceliumReplPeer *out, int max)
+{
+	int			n = 0;
+	int			i;
+
+	if (repl == NULL)
+		return 0;
+	LWLockAcquire(repl->lock, LW_SHARED);
+	for (i = 0; i < MYCELIUM_REPL_MAX_PEERS && n < max; i++)
+		if (repl->peers[i].node_name[0] != '\0')
+			memcpy(&out[n++], &repl->peers[i], sizeof(MyceliumReplPeer));
+	LWLockRelease(repl->lock);
+	return n;
+}
+
+/*
+ * MyceliumReplPeerForget frees the state of a peer that left the mesh.
+ */
+void
+MyceliumReplPeerForget(const char *node_name)
+{
+	MyceliumReplPeer *p;
+
+	if (repl == NULL)
+		return;
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	p = find_peer(node_name, false);
+	if (p)
+		memset(p, 0, sizeof(*p));
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplSetLauncherLatch publishes the launcher's latch (NULL when it
+ * exits).
+ */
+void
+MyceliumReplSetLauncherLatch(Latch *latch)
+{
+	if (repl == NULL)
+		return;
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	repl->launcher_latch = latch;
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplWakeLauncher wakes the launcher (after the set of replicated
+ * tables or peers changed, or a pause was lifted).
+ */
+void
+MyceliumReplWakeLauncher(void)
+{
+	Latch	   *latch;
+
+	if (repl == NULL)
+		return;
+	LWLockAcquire(repl->lock, LW_SHARED);
+	latch = repl->launcher_latch;
+	LWLockRelease(repl->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * MyceliumReplSlotName: the slot on a source node for the consumer with
+ * this node_id (slot names allow only [a-z0-9_], node names more).
+ */
+void
+MyceliumReplSlotName(int consumer_node_id, char *buf, int buflen)
+{
+	snprintf(buf, buflen, "mycelium_node_%d", consumer_node_id);
+}
+
+/*
+ * MyceliumReplOriginName: the replication origin on a consumer that tracks
+ * what it applied from this source node.
+ */
+void
+MyceliumReplOriginName(const char *source_node_name, char *buf, int buflen)
+{
+	snprintf(buf, buflen, "mycelium_%s", source_node_name);
+}
