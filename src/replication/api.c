@@ -1,0 +1,887 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  mycelium.replicate_table, mycelium.stop_replicating_table and
+ *	  mycelium.replication_ready: choosing which tables peers replicate.
+ *
+ * Both table functions are metadata changes (see cluster/metadata.c): every
+ * member is connected and locked in node_id order, and every write commits
+ * together with two-phase commit at the end of the caller's transaction, so
+ * a refusal on any member leaves nothing changed anywhere.
+ *
+ * replicate_table creates the table on the members that lack it, copies
+ * this node's rows there, and then lists it in mycelium.replicated_table on
+ * every member.  On a member the rows are written before the listing in the
+ * same transaction: the output plugin captures a table from its listing on,
+ * so copied rows are never streamed back.  This node holds a SHARE lock on
+ * the table from before the copy until commit, so no local write falls
+ * between the copy and the start of capture.  Members that already have a
+ * table of that name must have the same columns, types and primary key;
+ * their rows are kept as they are.
+ *
+ * IDENTIFICATION
+ *	  src/replication/api.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/snapmgr.h"
+
+#include "cluster/cluster.h"
+#include "config/config.h"
+#include "replication/peer_state.h"
+
+PG_FUNCTION_INFO_V1(mycelium_replication_ready);
+PG_FUNCTION_INFO_V1(mycelium_replicate_table);
+PG_FUNCTION_INFO_V1(mycelium_stop_replicating_table);
+
+/* rows per batch when copying a table to the members that lacked it */
+#define COPY_BATCH_ROWS 10000
+
+#define SHAPE_SQL "SELECT column_name, column_type, in_primary_key, relkind, replicated " \
+	"FROM mycelium.replication_table_shape($1)"
+#define SLOTS_SQL "SELECT slot_name::text FROM pg_catalog.pg_replication_slots " \
+	"WHERE plugin = 'mycelium' AND slot_type = 'logical' " \
+	"AND database = pg_catalog.current_database()"
+
+/* the conflict resolution policies replicate_table accepts */
+static const char *const supported_policies[] = {"last_writer_wins"};
+
+/* one column of a table, as mycelium.replication_table_shape shows it */
+typedef struct ShapeColumn
+{
+	char	   *name;
+	char	   *type;
+	bool		in_pk;
+} ShapeColumn;
+
+/* a table (or whatever has its name) on one member */
+typedef struct TableShape
+{
+	bool		present;		/* a relation of that name exists */
+	char		relkind;
+	bool		replicated;		/* listed in mycelium.replicated_table */
+	int			ncols;
+	ShapeColumn *cols;			/* ordered by name */
+} TableShape;
+
+/* wake the launcher when the current transaction commits */
+static bool wake_launcher_at_commit = false;
+static bool xact_callback_registered = false;
+
+/*
+ * api_xact_callback wakes the replication launcher once a transaction that
+ * changed the set of replicated tables has committed, so that it (and the
+ * apply workers) see the change without waiting for their next poll.
+ */
+static void
+api_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (wake_launcher_at_commit)
+				MyceliumReplWakeLauncher();
+			wake_launcher_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_launcher_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * wake_launcher_after_commit arranges for api_xact_callback to wake the
+ * launcher at the end of the current transaction if it commits.
+ */
+static void
+wake_launcher_after_commit(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(api_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_launcher_at_commit = true;
+}
+
+/*
+ * remote_conns compacts the usable connections of a MyceliumLockMesh
+ * array (NULL for the local node) into a new array; *n gets their number.
+ */
+static MyceliumConnection **
+remote_conns(List *nodes, MyceliumConnection **conns, int *n)
+{
+	MyceliumConnection **out = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
+	int			i;
+
+	*n = 0;
+	for (i = 0; i < list_length(nodes); i++)
+		if (conns[i] && MyceliumConnectionUsable(conns[i]))
+			out[(*n)++] = conns[i];
+	return out;
+}
+
+/*
+ * slots_of_member returns the names of the mycelium logical slots of this
+ * database on one member: locally through SPI, else from res (a result of
+ * SLOTS_SQL on that member).
+ */
+static List *
+slots_of_member(MyceliumNode *node, PGresult *res)
+{
+	List	   *slots = NIL;
+	uint64		i;
+
+	if (!node->is_local)
+	{
+		for (i = 0; i < (uint64) PQntuples(res); i++)
+			slots = lappend(slots, pstrdup(PQgetvalue(res, (int) i, 0)));
+		return slots;
+	}
+	{
+		MemoryContext caller = CurrentMemoryContext;
+
+		SPI_connect();
+		if (SPI_execute(SLOTS_SQL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pg_replication_slots");
+		for (i = 0; i < SPI_processed; i++)
+			slots = lappend(slots, MemoryContextStrdup(caller,
+													   SPI_getvalue(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1)));
+		SPI_finish();
+	}
+	return slots;
+}
+
+/*
+ * check_member_slots says whether a source member has the slot of every
+ * other member; if not and raise, it raises 55000 naming the pair.
+ */
+static bool
+check_member_slots(List *nodes, MyceliumNode *source, List *slots, bool raise)
+{
+	ListCell   *lc;
+
+	foreach(lc, nodes)
+	{
+		MyceliumNode *consumer = lfirst(lc);
+		char		slot[NAMEDATALEN];
+		bool		found = false;
+		ListCell   *ls;
+
+		if (consumer->node_id == source->node_id)
+			continue;
+		MyceliumReplSlotName(consumer->node_id, slot, sizeof(slot));
+		foreach(ls, slots)
+			if (strcmp((char *) lfirst(ls), slot) == 0)
+				found = true;
+		if (found)
+			continue;
+		if (!raise)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication between nodes \"%s\" and \"%s\" is not set up yet",
+						source->node_name, consumer->node_name),
+				 errdetail("Node \"%s\" has no replication slot \"%s\" for node \"%s\".",
+						   source->node_name, slot, consumer->node_name),
+				 errhint("The apply workers create the slots within seconds of a node joining; "
+						 "retry when mycelium.replication_ready() returns true.")));
+	}
+	return true;
+}
+
+/*
+ * replication_slots_ready checks that every member, as a source, has the
+ * logical slot "mycelium_node_<id>" of every other member, asking all of
+ * them in parallel in autocommit connections.  Without raise it returns
+ * false on a missing slot or an unreachable member; with raise, either is
+ * an ERROR.
+ */
+static bool
+replication_slots_ready(bool raise)
+{
+	List	   *nodes = MyceliumLoadNodes();
+	int			n = list_length(nodes);
+	MyceliumConnection **conns;
+	PGresult  **results;
+	bool		ready = true;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (n <= 1)
+		return true;
+	conns = MyceliumConnectNodes(nodes, MYCELIUM_CONN_AUTOCOMMIT, !raise, false, NULL);
+	results = palloc0(sizeof(PGresult *) * n);
+	for (i = 0; i < n; i++)
+		if (conns[i] && MyceliumConnectionUsable(conns[i]))
+			MyceliumSendQuery(conns[i], SLOTS_SQL, 0, NULL);
+	MyceliumWaitResults(conns, n, results, 0, true);
+	i = 0;
+	foreach(lc, nodes)
+	{
+		MyceliumNode *node = lfirst(lc);
+		PGresult   *res = results[i];
+
+		if (!node->is_local && (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK))
+		{
+			if (raise)
+				MyceliumReportResultError(ERROR, res, conns[i], SLOTS_SQL);
+			ready = false;
+		}
+		else if (ready)
+			ready = check_member_slots(nodes, node, slots_of_member(node, res), raise);
+		PQclear(res);
+		results[i] = NULL;
+		MyceliumReleaseConnection(conns[i]);
+		i++;
+	}
+	return ready;
+}
+
+/*
+ * mycelium.replication_ready() returns bool
+ *
+ * True when every ordered pair of members has its replication slot (see
+ * replication/peer_state.h for the naming), i.e. replicate_table can run.
+ * A member that cannot be reached makes it false.
+ */
+Datum
+mycelium_replication_ready(PG_FUNCTION_ARGS)
+{
+	MyceliumEnsureLocalNode();
+	PG_RETURN_BOOL(replication_slots_ready(false));
+}
+
+/*
+ * resolve_policy returns the conflict resolution policy to record: the
+ * argument, or mycelium.conflict_resolution when it is NULL; only the
+ * supported policies are accepted (22023).
+ */
+static const char *
+resolve_policy(FunctionCallInfo fcinfo)
+{
+	const char *policy;
+	int			i;
+
+	if (PG_ARGISNULL(1))
+		policy = GetConfigOption("mycelium.conflict_resolution", false, false);
+	else
+		policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	for (i = 0; i < lengthof(supported_policies); i++)
+		if (strcmp(policy, supported_policies[i]) == 0)
+			return supported_policies[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unsupported conflict resolution policy \"%s\"", policy),
+			 errdetail("The supported policies are: last_writer_wins."),
+			 PG_ARGISNULL(1) ?
+			 errhint("Pass conflict_resolution, or set mycelium.conflict_resolution to a supported policy.") : 0));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * check_replicable raises unless rel is a permanent ordinary user table
+ * with a primary key.
+ */
+static void
+check_replicable(Relation rel)
+{
+	const char *name = RelationGetRelationName(rel);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot replicate \"%s\"", name),
+				 errdetail("Only ordinary tables can be replicated."),
+				 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ?
+				 errhint("Replicate its partitions.") : 0));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot replicate temporary or unlogged table \"%s\"", name),
+				 errdetail("Changes are read from the WAL, which does not hold them.")));
+	if (IsCatalogRelation(rel) ||
+		RelationGetNamespace(rel) == get_namespace_oid("mycelium", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot replicate system table \"%s\"", name)));
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" has no primary key", name),
+				 errdetail("Peers identify replicated rows by primary key."),
+				 errhint("Add a primary key to the table, then retry.")));
+}
+
+/*
+ * shape_from_spi fills a TableShape from the rows of SHAPE_SQL in
+ * SPI_tuptable, allocating in the current memory context.
+ */
+static void
+shape_from_spi(TableShape *shape)
+{
+	uint64		i;
+
+	memset(shape, 0, sizeof(*shape));
+	shape->ncols = (int) SPI_processed;
+	shape->present = SPI_processed > 0;
+	shape->cols = palloc0(sizeof(ShapeColumn) * Max(shape->ncols, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		shape->cols[i].name = SPI_getvalue(tup, desc, 1);
+		shape->cols[i].type = SPI_getvalue(tup, desc, 2);
+		shape->cols[i].in_pk = strcmp(SPI_getvalue(tup, desc, 3), "t") == 0;
+		shape->relkind = SPI_getvalue(tup, desc, 4)[0];
+		shape->replicated = strcmp(SPI_getvalue(tup, desc, 5), "t") == 0;
+	}
+}
+
+/*
+ * shape_from_result fills a TableShape from a PGresult of SHAPE_SQL.
+ */
+static void
+shape_from_result(TableShape *shape, PGresult *res)
+{
+	int			i;
+
+	memset(shape, 0, sizeof(*shape));
+	shape->ncols = PQntuples(res);
+	shape->present = shape->ncols > 0;
+	shape->cols = palloc0(sizeof(ShapeColumn) * Max(shape->ncols, 1));
+	for (i = 0; i < shape->ncols; i++)
+	{
+		shape->cols[i].name = pstrdup(PQgetvalue(res, i, 0));
+		shape->cols[i].type = pstrdup(PQgetvalue(res, i, 1));
+		shape->cols[i].in_pk = strcmp(PQgetvalue(res, i, 2), "t") == 0;
+		shape->relkind = PQgetvalue(res, i, 3)[0];
+		shape->replicated = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+	}
+}
+
+/*
+ * local_shape reads the table's shape here, with the latest snapshot (a
+ * concurrent replicate_table that committed before our locks is seen).
+ */
+static void
+local_shape(const char *qualname, TableShape *shape)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext old;
+
+	values[0] = CStringGetTextDatum(qualname);
+	SPI_connect();
+	MyceliumSpiExecLatest(SHAPE_SQL, 1, types, values, true);
+	old = MemoryContextSwitchTo(caller);
+	shape_from_spi(shape);
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+}
+
+/*
+ * shape_difference describes, as a sentence for errdetail, how a member's
+ * table differs from the local one, or returns NULL when they match.
+ * Columns are compared by name (both lists are ordered by name).
+ */
+static char *
+shape_difference(const TableShape *here, const TableShape *there, const char *member)
+{
+	int			i = 0,
+				j = 0;
+
+	if (there->relkind != RELKIND_RELATION)
+		return psprintf("On node \"%s\" it is not an ordinary table.", member);
+	while (i < here->ncols || j < there->ncols)
+	{
+		int			cmp = (i >= here->ncols) ? 1 : (j >= there->ncols) ? -1 :
+			strcmp(here->cols[i].name, there->cols[j].name);
+
+		if (cmp < 0)
+			return psprintf("Column \"%s\" is missing on node \"%s\".",
+							here->cols[i].name, member);
+		if (cmp > 0)
+			return psprintf("Column \"%s\" exists only on node \"%s\".",
+							there->cols[j].name, member);
+		if (strcmp(here->cols[i].type, there->cols[j].type) != 0)
+			return psprintf("Column \"%s\" has type %s on node \"%s\" but %s here.",
+							here->cols[i].name, there->cols[j].type, member,
+							here->cols[i].type);
+		if (here->cols[i].in_pk != there->cols[j].in_pk)
+			return psprintf("Column \"%s\" is %spart of the primary key on node \"%s\" but %s here.",
+							here->cols[i].name, there->cols[j].in_pk ? "" : "not ",
+							member, here->cols[i].in_pk ? "is" : "is not");
+		i++;
+		j++;
+	}
+	return NULL;
+}
+
+/*
+ * column_default returns the SQL text of a column's default (or, for a
+ * generated column, its generation expression) when it calls no mutable
+ * function, else NULL: defaults such as nextval() or now() are left out on
+ * peers, where they would not mean the same thing.
+ */
+static char *
+column_default(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	int			i;
+
+	if (constr == NULL)
+		return NULL;
+	for (i = 0; i < constr->num_defval; i++)
+	{
+		Node	   *expr;
+
+		if (constr->defval[i].adnum != attnum)
+			continue;
+		expr = stringToNode(constr->defval[i].adbin);
+		if (!generated && contain_mutable_functions(expr))
+			return NULL;
+		return deparse_expression(expr, dpcontext, false, false);
+	}
+	return NULL;
+}
+
+/*
+ * append_primary_key appends ", CONSTRAINT <name> PRIMARY KEY (...)" for
+ * the table's primary key (which check_replicable made sure exists).
+ */
+static void
+append_primary_key(StringInfo sql, Relation rel)
+{
+	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	int			k;
+
+	appendStringInfo(sql, ", CONSTRAINT %s PRIMARY KEY (",
+					 quote_identifier(RelationGetRelationName(idx)));
+	for (k = 0; k < IndexRelationGetNumberOfKeyAttributes(idx); k++)
+		appendStringInfo(sql, "%s%s", k > 0 ? ", " : "",
+						 quote_identifier(get_attname(RelationGetRelid(rel),
+													  idx->rd_index->indkey.values[k],
+													  false)));
+	appendStringInfoChar(sql, ')');
+	index_close(idx, AccessShareLock);
+}
+
+/*
+ * create_table_sql builds the CREATE TABLE that reproduces rel on a peer:
+ * columns with their types (and typmods), non-default collations, NOT
+ * NULL, defaults free of mutable functions, stored generated columns, and
+ * the primary key.  Identity and serial defaults are left out (sequences
+ * do not replicate).  Names are printed under search_path = pg_catalog so
+ * they resolve the same way on the peer.  *cols gets the list of columns a
+ * copy inserts (all but generated ones).
+ */
+static char *
+create_table_sql(Relation rel, const char *qualname, StringInfo cols)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *dpcontext = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
+	StringInfoData sql;
+	int			nest = NewGUCNestLevel();
+	bool		first = true;
+	int			i;
+
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s (", qualname);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		generated = att->attgenerated == ATTRIBUTE_GENERATED_STORED;
+		const char *name = quote_identifier(NameStr(att->attname));
+		char	   *def;
+
+		if (att->attisdropped)
+			continue;
+		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", name,
+						 format_type_with_typemod(att->atttypid, att->atttypmod));
+		first = false;
+		if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
+			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(att->attcollation));
+		def = column_default(rel, att->attnum, dpcontext, generated);
+		if (generated)
+			appendStringInfo(&sql, " GENERATED ALWAYS AS (%s) STORED", def);
+		else if (def)
+			appendStringInfo(&sql, " DEFAULT %s", def);
+		if (att->attnotnull)
+			appendStringInfoString(&sql, " NOT NULL");
+		if (!generated)
+			appendStringInfo(cols, "%s%s", cols->len > 0 ? ", " : "", name);
+	}
+	append_primary_key(&sql, rel);
+	appendStringInfoChar(&sql, ')');
+	AtEOXact_GUC(true, nest);
+	return sql.data;
+}
+
+/*
+ * copy_rows sends every row of the table to the members in conns (which
+ * created it in this transaction), COPY_BATCH_ROWS rows per statement as a
+ * JSON array read back with json_populate_recordset, to all of them at
+ * once.  Rows are read with the latest snapshot: the caller holds a SHARE
+ * lock, so that is every committed row, at any isolation level.
+ */
+static void
+copy_rows(const char *qualname, const char *cols, MyceliumConnection **conns, int n)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"mycelium replicate_table batch",
+													ALLOCSET_DEFAULT_SIZES);
+	char	   *insert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM "
+									  "pg_catalog.json_populate_recordset(NULL::%s, $1::pg_catalog.json)",
+									  qualname, cols, cols, qualname);
+	SPIPlanPtr	plan;
+	Portal		portal;
+
+	SPI_connect();
+	plan = SPI_prepare(psprintf("SELECT pg_catalog.row_to_json(t)::text FROM ONLY %s t", qualname),
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the copy of %s", qualname);
+	PushActiveSnapshot(GetLatestSnapshot());
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	PopActiveSnapshot();
+	for (;;)
+	{
+		MemoryContext old;
+		StringInfoData json;
+		const char *param;
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, COPY_BATCH_ROWS);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(batch_cxt);
+		initStringInfo(&json);
+		appendStringInfoChar(&json, '[');
+		for (i = 0; i < SPI_processed; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(&json, ',');
+			appendStringInfoString(&json, SPI_getvalue(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 1));
+		}
+		appendStringInfoChar(&json, ']');
+		param = json.data;
+		MyceliumExecParallel(conns, n, insert_sql, 1, &param);
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(batch_cxt);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	MemoryContextDelete(batch_cxt);
+}
+
+/*
+ * members_to_create reads the table's shape on every remote member (in
+ * parallel) and returns those that lack it; *ncreate gets their number.
+ * A member where it is already replicated, or where it differs from here,
+ * is an ERROR naming the member.  Members that have it get a SHARE lock on
+ * it, so its definition cannot change before commit.
+ */
+static MyceliumConnection **
+members_to_create(MyceliumConnection **remote, int n, const char *qualname,
+				  const TableShape *here, int *ncreate)
+{
+	PGresult  **results = palloc0(sizeof(PGresult *) * Max(n, 1));
+	TableShape *there = palloc0(sizeof(TableShape) * Max(n, 1));
+	MyceliumConnection **create = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
+	MyceliumConnection **keep = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
+	const char *param = qualname;
+	int			nkeep = 0;
+	int			i;
+
+	*ncreate = 0;
+	for (i = 0; i < n; i++)
+		if (!MyceliumSendQuery(remote[i], SHAPE_SQL, 1, &param))
+			MyceliumReportConnError(ERROR, remote[i], "send a command");
+	MyceliumWaitResults(remote, n, results, 0, true);
+	for (i = 0; i < n; i++)
+		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_TUPLES_OK)
+			MyceliumReportResultError(ERROR, results[i], remote[i], SHAPE_SQL);
+	for (i = 0; i < n; i++)
+	{
+		shape_from_result(&there[i], results[i]);
+		PQclear(results[i]);
+	}
+	for (i = 0; i < n; i++)
+	{
+		char	   *diff;
+
+		if (!there[i].present)
+		{
+			create[(*ncreate)++] = remote[i];
+			continue;
+		}
+		if (there[i].replicated)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table %s is already replicated on node \"%s\"",
+							qualname, remote[i]->node_name),
+					 errhint("The mesh metadata differs between nodes; run mycelium.stop_replicating_table first.")));
+		diff = shape_difference(here, &there[i], remote[i]->node_name);
+		if (diff)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("table %s has a different definition on node \"%s\"",
+							qualname, remote[i]->node_name),
+					 errdetail_internal("%s", diff),
+					 errhint("Make the definitions match, or drop the table on that node so that it is created there with this node's rows.")));
+		keep[nkeep++] = remote[i];
+	}
+	if (nkeep > 0)
+		MyceliumExecParallel(keep, nkeep, psprintf("LOCK TABLE %s IN SHARE MODE", qualname),
+							 0, NULL);
+	return create;
+}
+
+/*
+ * create_on_members creates the table (and its schema if needed) on the
+ * members in conns and copies this node's rows there.
+ */
+static void
+create_on_members(Relation rel, const char *qualname, MyceliumConnection **conns, int n)
+{
+	StringInfoData cols;
+	char	   *create_sql;
+	int			i;
+
+	if (n == 0)
+		return;
+	initStringInfo(&cols);
+	create_sql = create_table_sql(rel, qualname, &cols);
+	MyceliumExecParallel(conns, n,
+						 psprintf("CREATE SCHEMA IF NOT EXISTS %s",
+								  quote_identifier(get_namespace_name(RelationGetNamespace(rel)))),
+						 0, NULL);
+	MyceliumExecParallel(conns, n, create_sql, 0, NULL);
+	for (i = 0; i < n; i++)
+		conns[i]->wrote = true;
+	copy_rows(qualname, cols.data, conns, n);
+}
+
+/*
+ * list_everywhere inserts the table's row into mycelium.replicated_table
+ * here and on every remote member.
+ */
+static void
+list_everywhere(Oid relid, const char *qualname, const char *policy,
+				MyceliumConnection **remote, int n)
+{
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	const char *params[2] = {qualname, policy};
+	int			i;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(policy);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
+							  "VALUES ($1, $2)", 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into mycelium.replicated_table");
+	SPI_finish();
+	if (n == 0)
+		return;
+	MyceliumExecParallel(remote, n,
+						 "INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
+						 "VALUES ($1::pg_catalog.regclass, $2)", 2, params);
+	for (i = 0; i < n; i++)
+		remote[i]->wrote = true;
+}
+
+/*
+ * open_table opens the relation behind a regclass argument (which may name
+ * a relation dropped since) and returns it with AccessShareLock held until
+ * the end of the transaction; *qualname gets its quoted qualified name.
+ */
+static Relation
+open_table(Oid relid, char **qualname)
+{
+	Relation	rel = try_relation_open(relid, AccessShareLock);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	*qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+	return rel;
+}
+
+/*
+ * already_replicated raises 42710 when the shape says the table is listed.
+ */
+static void
+already_replicated(const TableShape *here, const char *qualname)
+{
+	if (here->replicated)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table %s is already replicated", qualname)));
+}
+
+/*
+ * mycelium.replicate_table(table_name regclass, conflict_resolution text
+ * DEFAULT NULL) returns void
+ *
+ * Replicates a table between all members, in one distributed transaction:
+ * created (and filled with this node's rows) where missing, checked where
+ * present, and listed in mycelium.replicated_table everywhere.  Refused
+ * until mycelium.replication_ready() holds.  The launcher is woken at
+ * commit.
+ */
+Datum
+mycelium_replicate_table(PG_FUNCTION_ARGS)
+{
+	const char *policy;
+	Relation	rel;
+	char	   *qualname;
+	TableShape	here;
+	List	   *nodes;
+	MyceliumConnection **conns;
+	MyceliumConnection **remote;
+	MyceliumConnection **create;
+	int			nremote;
+	int			ncreate;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table name must not be null")));
+	MyceliumEnsureLocalNode();
+	policy = resolve_policy(fcinfo);
+	rel = open_table(PG_GETARG_OID(0), &qualname);
+	check_replicable(rel);
+	local_shape(qualname, &here);
+	already_replicated(&here, qualname);
+	replication_slots_ready(true);
+
+	nodes = MyceliumLockMesh(NULL, &conns);
+	LockRelationOid(RelationGetRelid(rel), ShareLock);
+	local_shape(qualname, &here);
+	already_replicated(&here, qualname);
+	remote = remote_conns(nodes, conns, &nremote);
+	create = members_to_create(remote, nremote, qualname, &here, &ncreate);
+	create_on_members(rel, qualname, create, ncreate);
+	list_everywhere(RelationGetRelid(rel), qualname, policy, remote, nremote);
+	relation_close(rel, NoLock);
+	wake_launcher_after_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * is_listed says whether a table is in mycelium.replicated_table, read
+ * with the latest snapshot.
+ */
+static bool
+is_listed(Oid relid)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		listed;
+
+	SPI_connect();
+	MyceliumSpiExecLatest("SELECT 1 FROM mycelium.replicated_table WHERE relid = $1",
+						  1, types, values, true);
+	listed = SPI_processed > 0;
+	SPI_finish();
+	return listed;
+}
+
+/*
+ * not_listed_error raises 42704 for a table that is not replicated.
+ */
+static void
+not_listed_error(const char *qualname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("table %s is not replicated", qualname),
+			 errhint("SELECT relid FROM mycelium.replicated_table lists the replicated tables.")));
+}
+
+/*
+ * mycelium.stop_replicating_table(table_name regclass) returns void
+ *
+ * Removes the table from mycelium.replicated_table on every member in one
+ * distributed transaction; the tables and their rows stay.
+ */
+Datum
+mycelium_stop_replicating_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	char	   *qualname;
+	List	   *nodes;
+	MyceliumConnection **conns;
+	MyceliumConnection **remote;
+	int			nremote;
+
+	MyceliumEnsureLocalNode();
+	rel = open_table(relid, &qualname);
+	relation_close(rel, NoLock);
+	if (!is_listed(relid))
+		not_listed_error(qualname);
+	nodes = MyceliumLockMesh(NULL, &conns);
+	if (!is_listed(relid))
+		not_listed_error(qualname);
+
+	SPI_connect();
+	{
+		Oid			types[1] = {REGCLASSOID};
+		Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+		if (SPI_execute_with_args("DELETE FROM mycelium.replicated_table WHERE relid = $1",
+								  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete from mycelium.replicated_table");
+	}
+	SPI_finish();
+	remote = remote_conns(nodes, conns, &nremote);
+	if (nremote > 0)
+	{
+		const char *params[1] = {qualname};
+
+		MyceliumExecParallel(remote, nremote,
+							 "DELETE FROM mycelium.replicated_table "
+							 "WHERE relid = pg_catalog.to_regclass($1)", 1, params);
+		for (int i = 0; i < nremote; i++)
+			remote[i]->wrote = true;
+	}
+	wake_launcher_after_commit();
+	PG_RETURN_VOID();
+}
