@@ -61,7 +61,7 @@ COMMENT ON FUNCTION mycelium.resume_replication(text) IS 'apply changes from a p
 CREATE FUNCTION mycelium.wait_for_sync(timeout interval DEFAULT '30s')
 RETURNS bool
 AS 'MODULE_PATHNAME', 'mycelium_wait_for_sync'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog;
 COMMENT ON FUNCTION mycelium.wait_for_sync(interval) IS 'wait until every peer has applied what this node committed before the call; false at timeout';
 
 CREATE FUNCTION mycelium.stat_replication_internal()
@@ -69,13 +69,15 @@ RETURNS TABLE(peer text, state text, lag_bytes bigint, lag_seconds float8,
               last_heartbeat timestamptz, applied_transactions bigint,
               conflicts bigint, retries bigint)
 AS 'MODULE_PATHNAME', 'mycelium_stat_replication'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog;
 
 CREATE VIEW mycelium.stat_replication AS
 SELECT * FROM mycelium.stat_replication_internal();
 COMMENT ON VIEW mycelium.stat_replication IS 'replication from each peer into this node: state, lag and counters';
 
--- Only superusers change what is replicated or pause it; anyone may look.
+-- Only superusers change what is replicated or pause it; anyone may look
+-- and wait (the two are SECURITY DEFINER to read the node catalog, which
+-- only the view mycelium.nodes exposes to everyone).
 REVOKE ALL ON FUNCTION mycelium.replicate_table(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.stop_replicating_table(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.pause_replication(text) FROM PUBLIC;

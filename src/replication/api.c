@@ -310,10 +310,8 @@ resolve_policy(FunctionCallInfo fcinfo)
  * with a primary key.
  */
 static void
-check_replicable(Relation rel)
+check_replicable(Relation rel, const char *name)
 {
-	const char *name = RelationGetRelationName(rel);
-
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -616,7 +614,7 @@ copy_rows(const char *qualname, const char *cols, MyceliumConnection **conns, in
  */
 static MyceliumConnection **
 members_to_create(MyceliumConnection **remote, int n, const char *qualname,
-				  const TableShape *here, int *ncreate)
+				  const char *display, const TableShape *here, int *ncreate)
 {
 	PGresult  **results = palloc0(sizeof(PGresult *) * Max(n, 1));
 	TableShape *there = palloc0(sizeof(TableShape) * Max(n, 1));
@@ -651,15 +649,15 @@ members_to_create(MyceliumConnection **remote, int n, const char *qualname,
 		if (there[i].replicated)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("table %s is already replicated on node \"%s\"",
-							qualname, remote[i]->node_name),
+					 errmsg("table \"%s\" is already replicated on node \"%s\"",
+							display, remote[i]->node_name),
 					 errhint("The mesh metadata differs between nodes; run mycelium.stop_replicating_table first.")));
 		diff = shape_difference(here, &there[i], remote[i]->node_name);
 		if (diff)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-					 errmsg("table %s has a different definition on node \"%s\"",
-							qualname, remote[i]->node_name),
+					 errmsg("table \"%s\" has a different definition on node \"%s\"",
+							display, remote[i]->node_name),
 					 errdetail_internal("%s", diff),
 					 errhint("Make the definitions match, or drop the table on that node so that it is created there with this node's rows.")));
 		keep[nkeep++] = remote[i];
@@ -727,10 +725,11 @@ list_everywhere(Oid relid, const char *qualname, const char *policy,
 /*
  * open_table opens the relation behind a regclass argument (which may name
  * a relation dropped since) and returns it with AccessShareLock held until
- * the end of the transaction; *qualname gets its quoted qualified name.
+ * the end of the transaction; *qualname gets its quoted qualified name (for
+ * SQL), *display the unquoted one (for messages).
  */
 static Relation
-open_table(Oid relid, char **qualname)
+open_table(Oid relid, char **qualname, char **display)
 {
 	Relation	rel = try_relation_open(relid, AccessShareLock);
 
@@ -740,6 +739,10 @@ open_table(Oid relid, char **qualname)
 				 errmsg("relation with OID %u does not exist", relid)));
 	*qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										   RelationGetRelationName(rel));
+	/* a temporary schema's name varies from session to session */
+	*display = RelationUsesLocalBuffers(rel) ? pstrdup(RelationGetRelationName(rel)) :
+		psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
+				 RelationGetRelationName(rel));
 	return rel;
 }
 
@@ -747,12 +750,12 @@ open_table(Oid relid, char **qualname)
  * already_replicated raises 42710 when the shape says the table is listed.
  */
 static void
-already_replicated(const TableShape *here, const char *qualname)
+already_replicated(const TableShape *here, const char *display)
 {
 	if (here->replicated)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("table %s is already replicated", qualname)));
+				 errmsg("table \"%s\" is already replicated", display)));
 }
 
 /*
@@ -771,6 +774,7 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 	const char *policy;
 	Relation	rel;
 	char	   *qualname;
+	char	   *display;
 	TableShape	here;
 	List	   *nodes;
 	MyceliumConnection **conns;
@@ -785,18 +789,18 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 				 errmsg("table name must not be null")));
 	MyceliumEnsureLocalNode();
 	policy = resolve_policy(fcinfo);
-	rel = open_table(PG_GETARG_OID(0), &qualname);
-	check_replicable(rel);
+	rel = open_table(PG_GETARG_OID(0), &qualname, &display);
+	check_replicable(rel, display);
 	local_shape(qualname, &here);
-	already_replicated(&here, qualname);
+	already_replicated(&here, display);
 	replication_slots_ready(true);
 
 	nodes = MyceliumLockMesh(NULL, &conns);
 	LockRelationOid(RelationGetRelid(rel), ShareLock);
 	local_shape(qualname, &here);
-	already_replicated(&here, qualname);
+	already_replicated(&here, display);
 	remote = remote_conns(nodes, conns, &nremote);
-	create = members_to_create(remote, nremote, qualname, &here, &ncreate);
+	create = members_to_create(remote, nremote, qualname, display, &here, &ncreate);
 	create_on_members(rel, qualname, create, ncreate);
 	list_everywhere(RelationGetRelid(rel), qualname, policy, remote, nremote);
 	relation_close(rel, NoLock);
@@ -827,11 +831,11 @@ is_listed(Oid relid)
  * not_listed_error raises 42704 for a table that is not replicated.
  */
 static void
-not_listed_error(const char *qualname)
+not_listed_error(const char *display)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("table %s is not replicated", qualname),
+			 errmsg("table \"%s\" is not replicated", display),
 			 errhint("SELECT relid FROM mycelium.replicated_table lists the replicated tables.")));
 }
 
@@ -847,19 +851,20 @@ mycelium_stop_replicating_table(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	Relation	rel;
 	char	   *qualname;
+	char	   *display;
 	List	   *nodes;
 	MyceliumConnection **conns;
 	MyceliumConnection **remote;
 	int			nremote;
 
 	MyceliumEnsureLocalNode();
-	rel = open_table(relid, &qualname);
+	rel = open_table(relid, &qualname, &display);
 	relation_close(rel, NoLock);
 	if (!is_listed(relid))
-		not_listed_error(qualname);
+		not_listed_error(display);
 	nodes = MyceliumLockMesh(NULL, &conns);
 	if (!is_listed(relid))
-		not_listed_error(qualname);
+		not_listed_error(display);
 
 	SPI_connect();
 	{
