@@ -1,0 +1,212 @@
+# The SQL API of peer replication across a 3-node TLS mesh:
+# replicate_table refuses to run before the replication slots exist;
+# creates the table (schema, columns, typmods, NOT NULL, constant defaults,
+# generated columns, primary key) with its rows on members that lack it,
+# keeps the rows of a member that has it, and lists it on every node, in
+# one distributed transaction; a conflicting definition or a member that is
+# down is refused with nothing changed anywhere; stop_replicating_table
+# removes it everywhere and keeps the rows; pause/resume flip the state
+# shown in stat_replication; wait_for_sync waits for the peers' slots.
+#
+# The slots "mycelium_node_<id>" are made by hand when the apply workers
+# have not made them (they need output_plugin_libraries to list mycelium).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MyceliumMesh;
+
+my $mesh = MyceliumMesh->new(
+	nodes => 3,
+	conf => "output_plugin_libraries = 'pgoutput, test_decoding, mycelium'\n");
+my ($n1, $n2, $n3) = $mesh->nodes;
+my %id = map { $_->name => $_->safe_psql('postgres',
+		'SELECT node_id FROM mycelium.nodes WHERE is_local') } $mesh->nodes;
+
+# fails($node, $sql): the error text of a statement that must fail
+sub fails
+{
+	my ($node, $sql) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql);
+	return $rc == 0 ? "unexpected success: $out" : $err;
+}
+
+# on_all($sql): "name=result" of $sql on every node, joined by spaces
+sub on_all
+{
+	my ($sql) = @_;
+	my $r = $mesh->query_all($sql);
+	return join(' ', map { "$_=" . $r->{$_} } sort keys %$r);
+}
+
+$n1->safe_psql('postgres', 'CREATE TABLE early (id int PRIMARY KEY)');
+
+# --- before the slots exist (skipped if apply workers made them already)
+SKIP:
+{
+	skip 'the apply workers created the slots already', 2
+	  if $n1->safe_psql('postgres', 'SELECT mycelium.replication_ready()') eq 't';
+	like(fails($n1, "SELECT mycelium.replicate_table('early')"),
+		qr/replication between nodes "n\d" and "n\d" is not set up yet/,
+		'replicate_table refuses to run before the slots exist');
+	is(on_all('SELECT count(*) FROM mycelium.replicated_table'),
+		'n1=0 n2=0 n3=0', 'nothing was listed');
+}
+
+# every node (source) gets the slot of every other node (consumer)
+for my $source ($mesh->nodes)
+{
+	for my $consumer ($mesh->nodes)
+	{
+		next if $source == $consumer;
+		my $slot = "mycelium_node_$id{ $consumer->name }";
+		$source->safe_psql('postgres',
+			"SELECT pg_create_logical_replication_slot('$slot', 'mycelium') "
+			  . "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$slot')");
+	}
+}
+is(on_all('SELECT mycelium.replication_ready()'), 'n1=t n2=t n3=t',
+	'replication_ready once every pair has its slot');
+
+# --- replicate_table: created with its rows on n2, kept on n3
+my $table_sql = q{CREATE TABLE accounts (
+	id bigint PRIMARY KEY,
+	owner varchar(20) NOT NULL DEFAULT 'nobody',
+	balance numeric(12,2) DEFAULT 0,
+	created timestamptz NOT NULL DEFAULT now(),
+	tags text[],
+	doubled numeric GENERATED ALWAYS AS (balance * 2) STORED,
+	counter serial,
+	"Odd Col" jsonb)};
+$n1->safe_psql('postgres', $table_sql);
+$n1->safe_psql('postgres', q{INSERT INTO accounts (id, owner, balance, tags, "Odd Col")
+	SELECT g, 'owner ' || g, g / 7.0, ARRAY['a', g::text],
+	       CASE WHEN g % 3 = 0 THEN NULL ELSE jsonb_build_object('g', g) END
+	  FROM generate_series(1, 25000) g});
+$n3->safe_psql('postgres', $table_sql);
+$n3->safe_psql('postgres', q{INSERT INTO accounts (id, owner) VALUES (-1, 'only n3')});
+
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('accounts')");
+is($n2->safe_psql('postgres', "SELECT mycelium.table_checksum('accounts')"),
+	$n1->safe_psql('postgres', "SELECT mycelium.table_checksum('accounts')"),
+	'n2 holds the rows of n1 (25000 rows, three batches)');
+is($n3->safe_psql('postgres', 'SELECT string_agg(owner, \',\') FROM accounts'),
+	'only n3', 'n3 had the table: its rows are kept, nothing copied');
+is(on_all('SELECT relid::text || \'/\' || conflict_resolution FROM mycelium.replicated_table'),
+	'n1=accounts/last_writer_wins n2=accounts/last_writer_wins n3=accounts/last_writer_wins',
+	'the catalog row is on every node');
+my $columns_sql = q{SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod)
+	|| CASE WHEN attnotnull THEN ' not null' ELSE '' END
+	|| coalesce(' default ' || pg_get_expr(adbin, adrelid), ''), ', ' ORDER BY attnum)
+	FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+	WHERE attrelid = 'accounts'::regclass AND attnum > 0 AND NOT attisdropped};
+is($n2->safe_psql('postgres', $columns_sql),
+	q{id bigint not null, owner character varying(20) not null default 'nobody'::character varying, }
+	  . q{balance numeric(12,2) default 0, created timestamp with time zone not null, tags text[], }
+	  . q{doubled numeric default (balance * (2)::numeric), counter integer not null, Odd Col jsonb},
+	'n2 got the columns, typmods, NOT NULL, constant defaults only, the generated column');
+is($n2->safe_psql('postgres',
+		"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'accounts'::regclass"),
+	'PRIMARY KEY (id)', 'n2 got the primary key');
+like(fails($n2, "SELECT mycelium.replicate_table('accounts')"),
+	qr/table "public.accounts" is already replicated/, 'replicating it twice is refused');
+ok($mesh->no_prepared_xacts, 'no prepared transaction is left behind');
+
+# a table in a schema only n1 has
+$n1->safe_psql('postgres', q{CREATE SCHEMA sales;
+	CREATE TABLE sales."Orders" (region text, no int, amount numeric, PRIMARY KEY (region, no));
+	INSERT INTO sales."Orders" VALUES ('north', 1, 10), ('south', 1, 20)});
+$n1->safe_psql('postgres', q{SELECT mycelium.replicate_table('sales."Orders"', 'last_writer_wins')});
+my $orders = $n1->safe_psql('postgres', q{SELECT mycelium.table_checksum('sales."Orders"')});
+is(on_all(q{SELECT mycelium.table_checksum('sales."Orders"')}),
+	"n1=$orders n2=$orders n3=$orders",
+	'a table in a new schema is created with its rows everywhere');
+
+# --- a conflicting definition on one member: refused, nothing changes
+$n1->safe_psql('postgres',
+	'CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, \'x\')');
+$n3->safe_psql('postgres', 'CREATE TABLE items (id int PRIMARY KEY, v integer)');
+like(fails($n1, "SELECT mycelium.replicate_table('items')"),
+	qr/table "public.items" has a different definition on node "n3".*Column "v" has type integer on node "n3" but text here/s,
+	'a different column type on n3 is refused, naming the node and the column');
+is(on_all(q{SELECT to_regclass('items') IS NOT NULL || '/' || count(r.*)
+	FROM (SELECT 1) x LEFT JOIN mycelium.replicated_table r ON r.relid::text = 'items'}),
+	'n1=true/0 n2=false/0 n3=true/0', 'nothing was created or listed anywhere');
+$n1->safe_psql('postgres', 'CREATE TABLE keyed (a int, b int, PRIMARY KEY (a))');
+$n2->safe_psql('postgres', 'CREATE TABLE keyed (a int, b int, PRIMARY KEY (a, b))');
+like(fails($n1, "SELECT mycelium.replicate_table('keyed')"),
+	qr/different definition on node "n2".*Column "b" is part of the primary key on node "n2" but is not here/s,
+	'a different primary key is refused');
+$n1->safe_psql('postgres', 'CREATE TABLE extra (a int PRIMARY KEY)');
+$n3->safe_psql('postgres', 'CREATE TABLE extra (a int PRIMARY KEY, b int)');
+like(fails($n1, "SELECT mycelium.replicate_table('extra')"),
+	qr/Column "b" exists only on node "n3"/, 'an extra column is refused');
+ok($mesh->no_prepared_xacts, 'no prepared transaction is left behind');
+
+# --- a member that is down: refused before anything is written
+$n1->safe_psql('postgres', 'CREATE TABLE while_down (id int PRIMARY KEY)');
+$n3->stop;
+like(fails($n1, "SELECT mycelium.replicate_table('while_down')"),
+	qr/n3/, 'replicate_table fails while n3 is down, naming it');
+is($n2->safe_psql('postgres', "SELECT to_regclass('while_down') IS NULL"), 't',
+	'nothing was created on n2');
+$n3->start;
+
+# --- stop_replicating_table: removed everywhere, tables and rows stay
+like(fails($n3, "SELECT mycelium.stop_replicating_table('items')"),
+	qr/table "public.items" is not replicated/, 'stopping an unreplicated table is refused');
+$n2->safe_psql('postgres', "SELECT mycelium.stop_replicating_table('accounts')");
+is(on_all(q{SELECT count(*) FILTER (WHERE relid::text = 'accounts') || '/'
+	|| (SELECT count(*) FROM accounts) FROM mycelium.replicated_table}),
+	'n1=0/25000 n2=0/25000 n3=0/1', 'the catalog row is gone everywhere, the rows stay');
+
+# --- pause and resume flip the state in stat_replication
+my $states = q{SELECT string_agg(peer || ':' || (state = 'paused'), ',' ORDER BY peer)
+	FROM mycelium.stat_replication};
+is($n1->safe_psql('postgres', $states), 'n2:false,n3:false', 'nothing paused at first');
+$n1->safe_psql('postgres', "SELECT mycelium.pause_replication('n2')");
+is($n1->safe_psql('postgres', $states), 'n2:true,n3:false', 'pause_replication(n2) pauses n2 only');
+$n1->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
+is($n1->safe_psql('postgres', $states), 'n2:true,n3:true', 'pause_replication() pauses every peer');
+$n1->safe_psql('postgres', "SELECT mycelium.resume_replication('n2')");
+is($n1->safe_psql('postgres', $states), 'n2:false,n3:true', 'resume_replication(n2) resumes n2 only');
+$n1->safe_psql('postgres', 'SELECT mycelium.resume_replication()');
+is($n1->safe_psql('postgres', $states), 'n2:false,n3:false', 'resume_replication() resumes all');
+like(fails($n1, "SELECT mycelium.pause_replication('n1')"), qr/cannot pause replication from the local node/,
+	'the local node cannot be paused');
+is($n2->safe_psql('postgres', $states), 'n1:false,n3:false', 'a pause is local to the node that made it');
+
+# --- wait_for_sync: false while the peers consume nothing, true once they do
+$n2->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
+$n3->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
+$n1->safe_psql('postgres', 'INSERT INTO early VALUES (1)');
+is($n1->safe_psql('postgres', "SELECT mycelium.wait_for_sync('300ms')"), 'f',
+	'wait_for_sync times out while the peers do not confirm');
+$n2->safe_psql('postgres', 'SELECT mycelium.resume_replication()');
+$n3->safe_psql('postgres', 'SELECT mycelium.resume_replication()');
+SKIP:
+{
+	skip 'apply workers consume the slots', 1
+	  if $n1->safe_psql('postgres',
+		"SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'mycelium_node_%' AND active") ne '0';
+
+	# stand in for the peers: read n1's slots while wait_for_sync waits
+	my $bg = $n1->background_psql('postgres');
+	$bg->query_until(qr/waiting/, "\\echo waiting\nSELECT mycelium.wait_for_sync('60s');\n");
+	my $waiting = q{SELECT count(*) FROM pg_stat_activity
+		WHERE state = 'active' AND query LIKE '%wait_for_sync(''60s'')%' AND pid <> pg_backend_pid()};
+	$n1->poll_query_until('postgres', "SELECT ($waiting) = 1") or die 'wait_for_sync did not start';
+	# a MATERIALIZED CTE, so both slots are read on every round
+	my $consume = join(' + ', map {
+		"(SELECT count(*) FROM pg_logical_slot_get_binary_changes('mycelium_node_$id{$_}', "
+		  . "NULL, NULL, 'proto_version', '1'))" } qw(n2 n3));
+	$n1->poll_query_until('postgres',
+		"WITH c AS MATERIALIZED (SELECT $consume AS n) SELECT n >= 0 AND ($waiting) = 0 FROM c")
+	  or die 'wait_for_sync did not return';
+	is($bg->query('SELECT 1'), "t\n1", 'wait_for_sync returns true once both slots confirmed');
+	$bg->quit;
+}
+
+done_testing();
