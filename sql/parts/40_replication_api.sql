@@ -75,9 +75,11 @@ CREATE VIEW mycelium.stat_replication AS
 SELECT * FROM mycelium.stat_replication_internal();
 COMMENT ON VIEW mycelium.stat_replication IS 'replication from each peer into this node: state, lag and counters';
 
--- Only superusers change what is replicated or pause it; anyone may look
+-- Only superusers change what is replicated, pause it, or ask every member
+-- about its slots; anyone may look
 -- and wait (the two are SECURITY DEFINER to read the node catalog, which
 -- only the view mycelium.nodes exposes to everyone).
+REVOKE ALL ON FUNCTION mycelium.replication_ready() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.replicate_table(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.stop_replicating_table(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mycelium.pause_replication(text) FROM PUBLIC;

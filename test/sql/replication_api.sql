@@ -116,6 +116,8 @@ SELECT mycelium.pause_replication();
 \echo :LAST_ERROR_SQLSTATE
 SELECT mycelium.resume_replication();
 \echo :LAST_ERROR_SQLSTATE
+SELECT mycelium.replication_ready();
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM mycelium.stat_replication;
 SELECT mycelium.wait_for_sync('0');
 RESET ROLE;
