@@ -25,10 +25,10 @@ typedef enum MyceliumSslMode
 	MYCELIUM_SSL_VERIFY_FULL
 } MyceliumSslMode;
 
+/* default policy of replicated tables ("custom" needs a function per table) */
 typedef enum MyceliumConflictResolution
 {
-	MYCELIUM_CONFLICT_LAST_WRITER_WINS,
-	MYCELIUM_CONFLICT_FIRST_WRITER_WINS
+	MYCELIUM_CONFLICT_LAST_WRITER_WINS
 } MyceliumConflictResolution;
 
 /* test-only fault injection points of the 2PC core (see txn/twophase.c) */

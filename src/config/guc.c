@@ -63,7 +63,6 @@ static const struct config_enum_entry ssl_mode_options[] = {
 
 static const struct config_enum_entry conflict_options[] = {
 	{"last_writer_wins", MYCELIUM_CONFLICT_LAST_WRITER_WINS, false},
-	{"first_writer_wins", MYCELIUM_CONFLICT_FIRST_WRITER_WINS, false},
 	{NULL, 0, false}
 };
 

@@ -21,7 +21,7 @@ SET mycelium.connect_attempts = 101;
 -- enums list the values they accept
 SET mycelium.conflict_resolution = 'coin_toss';
 \echo :LAST_ERROR_SQLSTATE
-SET mycelium.conflict_resolution = 'first_writer_wins';
+SET mycelium.conflict_resolution = 'last_writer_wins';
 SHOW mycelium.conflict_resolution;
 RESET mycelium.conflict_resolution;
 -- the prefix is reserved: misspelt names are refused
