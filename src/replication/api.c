@@ -145,8 +145,9 @@ remote_conns(List *nodes, MyceliumConnection **conns, int *n)
 
 /*
  * resolve_policy returns the conflict resolution policy to record: the
- * argument, or mycelium.conflict_resolution when it is NULL; only the
- * supported policies are accepted (22023).
+ * argument, or mycelium.conflict_resolution when it is NULL (which only
+ * takes supported values); only the supported policies are accepted
+ * (22023).
  */
 static const char *
 resolve_policy(FunctionCallInfo fcinfo)
@@ -164,9 +165,7 @@ resolve_policy(FunctionCallInfo fcinfo)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unsupported conflict resolution policy \"%s\"", policy),
-			 errdetail("The supported policies are: last_writer_wins."),
-			 PG_ARGISNULL(1) ?
-			 errhint("Pass conflict_resolution, or set mycelium.conflict_resolution to a supported policy.") : 0));
+			 errdetail("The supported policies are: last_writer_wins.")));
 	return NULL;				/* keep compiler quiet */
 }
 

@@ -43,10 +43,8 @@ SELECT mycelium.replicate_table('rep', 'first_writer_wins');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mycelium.replicate_table('rep', 'bogus');
 \echo :LAST_ERROR_SQLSTATE
-SET mycelium.conflict_resolution = first_writer_wins;
-SELECT mycelium.replicate_table('rep');
+SELECT mycelium.replicate_table('rep', '');
 \echo :LAST_ERROR_SQLSTATE
-RESET mycelium.conflict_resolution;
 SELECT count(*) FROM mycelium.replicated_table;
 
 -- a rolled-back replicate_table leaves nothing behind
@@ -57,7 +55,9 @@ ROLLBACK;
 SELECT count(*) FROM mycelium.replicated_table;
 
 -- replicated once, not twice; the default policy comes from the GUC
+SET mycelium.conflict_resolution = last_writer_wins;
 SELECT mycelium.replicate_table('rep');
+RESET mycelium.conflict_resolution;
 SELECT relid, conflict_resolution FROM mycelium.replicated_table;
 SELECT mycelium.replicate_table('rep');
 \echo :LAST_ERROR_SQLSTATE
