@@ -430,8 +430,9 @@ copy_rows(const char *qualname, const char *cols, MyceliumConnection **conns, in
 	Portal		portal;
 
 	SPI_connect();
-	plan = SPI_prepare(psprintf("SELECT pg_catalog.row_to_json(t)::text FROM ONLY %s t", qualname),
-					   0, NULL);
+	/* alias.*, not a bare alias, which a column of that name would shadow */
+	plan = SPI_prepare(psprintf("SELECT pg_catalog.row_to_json(r.*)::pg_catalog.text "
+								"FROM ONLY %s r", qualname), 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the copy of %s", qualname);
 	PushActiveSnapshot(GetLatestSnapshot());

@@ -124,6 +124,24 @@ is(on_all(q{SELECT mycelium.table_checksum('sales."Orders"')}),
 	"n1=$orders n2=$orders n3=$orders",
 	'a table in a new schema is created with its rows everywhere');
 
+# values that must survive the trip through JSON, and a collation
+$n1->safe_psql('postgres', q{CREATE TABLE kinds (id int PRIMARY KEY, b bytea, f float8,
+	i interval, t text COLLATE "C", ts timestamptz, n numeric, a int[], c "char",
+	bits bit varying(8), d date, u uuid);
+	INSERT INTO kinds VALUES
+	(1, '\x00ff', 'NaN', '1 day 2 hours', E'quote '' "dq" \\ back\nnew line é ✓',
+	 '2020-01-01 00:00:00.123456+05', 1.000000000000000000001, '{{1,2},{3,4}}', 'x',
+	 B'101', '2020-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),
+	(2, NULL, '-Infinity', NULL, NULL, 'infinity', 'NaN', NULL, NULL, NULL, '-infinity', NULL),
+	(3, '', 1.0000000000000002, '-1 mon', '', NULL, -0.0, '{}', NULL, B'', NULL, NULL)});
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('kinds')");
+my $kinds = $n1->safe_psql('postgres', "SELECT mycelium.table_checksum('kinds')");
+is(on_all("SELECT mycelium.table_checksum('kinds')"), "n1=$kinds n2=$kinds n3=$kinds",
+	'bytea, NaN and infinities, intervals, odd text, arrays, bit strings copy exactly');
+is($n3->safe_psql('postgres', q{SELECT collname FROM pg_attribute a JOIN pg_collation c
+	ON c.oid = a.attcollation WHERE attrelid = 'kinds'::regclass AND attname = 't'}),
+	'C', 'a non-default collation is reproduced');
+
 # --- a conflicting definition on one member: refused, nothing changes
 $n1->safe_psql('postgres',
 	'CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items VALUES (1, \'x\')');
