@@ -163,6 +163,13 @@ like(fails($n1, "SELECT mycelium.replicate_table('extra')"),
 	qr/Column "b" exists only on node "n3"/, 'an extra column is refused');
 ok($mesh->no_prepared_xacts, 'no prepared transaction is left behind');
 
+# --- rolled back by the caller: nothing anywhere
+$n1->safe_psql('postgres', 'CREATE TABLE undone (id int PRIMARY KEY); INSERT INTO undone VALUES (1)');
+$n1->safe_psql('postgres', "BEGIN; SELECT mycelium.replicate_table('undone'); ROLLBACK");
+is(on_all(q{SELECT to_regclass('undone') IS NOT NULL || '/'
+	|| (SELECT count(*) FROM mycelium.replicated_table WHERE relid::text = 'undone')}),
+	'n1=true/0 n2=false/0 n3=false/0', 'a rolled-back replicate_table leaves nothing on any node');
+
 # --- a member that is down: refused before anything is written
 $n1->safe_psql('postgres', 'CREATE TABLE while_down (id int PRIMARY KEY)');
 $n3->stop;
