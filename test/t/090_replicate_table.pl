@@ -170,6 +170,24 @@ is(on_all(q{SELECT to_regclass('undone') IS NOT NULL || '/'
 	|| (SELECT count(*) FROM mycelium.replicated_table WHERE relid::text = 'undone')}),
 	'n1=true/0 n2=false/0 n3=false/0', 'a rolled-back replicate_table leaves nothing on any node');
 
+# --- the same table replicated from two nodes at once: the mesh locks
+# serialize them, the second sees the first's result and is refused
+$_->safe_psql('postgres', 'CREATE TABLE raced (id int PRIMARY KEY)') for ($n1, $n2);
+my $holder = $n1->background_psql('postgres');
+$holder->query("BEGIN; SELECT mycelium.replicate_table('raced')");
+my $racer = $n2->background_psql('postgres', on_error_stop => 0);
+$racer->query_until(qr/racing/, "\\echo racing\nSELECT mycelium.replicate_table('raced');\n");
+$n1->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'mycelium.node'::regclass")
+  or die 'the second replicate_table did not wait for the mesh lock';
+$holder->query('COMMIT');
+$racer->query('SELECT 1');
+like($racer->{stderr}, qr/table "public.raced" is already replicated/,
+	'the second replicate_table waits, then is refused');
+is(on_all(q{SELECT count(*) FROM mycelium.replicated_table WHERE relid::text = 'raced'}),
+	'n1=1 n2=1 n3=1', 'the table is listed once on every node');
+$_->quit for ($holder, $racer);
+
 # --- a member that is down: refused before anything is written
 $n1->safe_psql('postgres', 'CREATE TABLE while_down (id int PRIMARY KEY)');
 $n3->stop;
