@@ -673,6 +673,82 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* a row of mycelium.replicated_table */
+typedef struct ListedTable
+{
+	Oid			relid;
+	char	   *policy;
+} ListedTable;
+
+/*
+ * listed_tables returns this node's mycelium.replicated_table (latest
+ * snapshot), oldest first, as a List of ListedTable.
+ */
+static List *
+listed_tables(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	SPI_connect();
+	MyceliumSpiExecLatest("SELECT relid::pg_catalog.oid, conflict_resolution "
+						  "FROM mycelium.replicated_table ORDER BY added_at, relid",
+						  0, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		ListedTable *t = palloc(sizeof(ListedTable));
+		bool		isnull;
+
+		t->relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		t->policy = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		result = lappend(result, t);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * MyceliumReplCopyTablesTo gives the node behind conn every table this
+ * node replicates, within the current distributed transaction: created and
+ * filled with this node's rows where it lacks one, checked where it has
+ * one (its rows kept), and listed in its mycelium.replicated_table with
+ * the same policy.  Meant for add_node, once the node catalog is copied
+ * (mycelium.replicated_table cannot be copied as plain metadata: its
+ * regclass values only resolve where the tables exist).  Each table gets a
+ * SHARE lock here until commit.  It does not check replication slots: the
+ * new node's slots do not exist yet.
+ */
+void
+MyceliumReplCopyTablesTo(MyceliumConnection *conn)
+{
+	ListCell   *lc;
+
+	foreach(lc, listed_tables())
+	{
+		ListedTable *t = lfirst(lc);
+		char	   *qualname;
+		char	   *display;
+		Relation	rel = open_table(t->relid, &qualname, &display);
+		TableShape	here;
+		MyceliumConnection **create;
+		int			ncreate;
+		const char *params[2] = {qualname, t->policy};
+
+		LockRelationOid(t->relid, ShareLock);
+		local_shape(qualname, &here);
+		create = members_to_create(&conn, 1, qualname, display, &here, &ncreate);
+		create_on_members(rel, qualname, create, ncreate);
+		PQclear(MyceliumExec(conn, "INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
+							 "VALUES ($1::pg_catalog.regclass, $2)", 2, params));
+		conn->wrote = true;
+		relation_close(rel, NoLock);
+	}
+}
+
 /*
  * is_listed says whether a table is in mycelium.replicated_table, read
  * with the latest snapshot.

@@ -12,6 +12,11 @@
 #ifndef MYCELIUM_REPL_API_INTERNAL_H
 #define MYCELIUM_REPL_API_INTERNAL_H
 
+#include "transport/transport.h"
+
+/* in replication/api.c (for add_node: belongs in replication/replication.h) */
+extern void MyceliumReplCopyTablesTo(MyceliumConnection *conn);
+
 /* in replication/api_slots.c */
 extern bool MyceliumReplSlotsReady(bool raise);
 
