@@ -58,29 +58,8 @@ PG_FUNCTION_INFO_V1(mycelium_stop_replicating_table);
 /* rows per batch when copying a table to the members that lacked it */
 #define COPY_BATCH_ROWS 10000
 
-#define SHAPE_SQL "SELECT column_name, column_type, in_primary_key, relkind, replicated " \
-	"FROM mycelium.replication_table_shape($1)"
-
 /* the conflict resolution policies replicate_table accepts */
 static const char *const supported_policies[] = {"last_writer_wins"};
-
-/* one column of a table, as mycelium.replication_table_shape shows it */
-typedef struct ShapeColumn
-{
-	char	   *name;
-	char	   *type;
-	bool		in_pk;
-} ShapeColumn;
-
-/* a table (or whatever has its name) on one member */
-typedef struct TableShape
-{
-	bool		present;		/* a relation of that name exists */
-	char		relkind;
-	bool		replicated;		/* listed in mycelium.replicated_table */
-	int			ncols;
-	ShapeColumn *cols;			/* ordered by name */
-} TableShape;
 
 /* wake the launcher when the current transaction commits */
 static bool wake_launcher_at_commit = false;
@@ -199,113 +178,6 @@ check_replicable(Relation rel, const char *name)
 				 errmsg("table \"%s\" has no primary key", name),
 				 errdetail("Peers identify replicated rows by primary key."),
 				 errhint("Add a primary key to the table, then retry.")));
-}
-
-/*
- * shape_from_spi fills a TableShape from the rows of SHAPE_SQL in
- * SPI_tuptable, allocating in the current memory context.
- */
-static void
-shape_from_spi(TableShape *shape)
-{
-	uint64		i;
-
-	memset(shape, 0, sizeof(*shape));
-	shape->ncols = (int) SPI_processed;
-	shape->present = SPI_processed > 0;
-	shape->cols = palloc0(sizeof(ShapeColumn) * Max(shape->ncols, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		shape->cols[i].name = SPI_getvalue(tup, desc, 1);
-		shape->cols[i].type = SPI_getvalue(tup, desc, 2);
-		shape->cols[i].in_pk = strcmp(SPI_getvalue(tup, desc, 3), "t") == 0;
-		shape->relkind = SPI_getvalue(tup, desc, 4)[0];
-		shape->replicated = strcmp(SPI_getvalue(tup, desc, 5), "t") == 0;
-	}
-}
-
-/*
- * shape_from_result fills a TableShape from a PGresult of SHAPE_SQL.
- */
-static void
-shape_from_result(TableShape *shape, PGresult *res)
-{
-	int			i;
-
-	memset(shape, 0, sizeof(*shape));
-	shape->ncols = PQntuples(res);
-	shape->present = shape->ncols > 0;
-	shape->cols = palloc0(sizeof(ShapeColumn) * Max(shape->ncols, 1));
-	for (i = 0; i < shape->ncols; i++)
-	{
-		shape->cols[i].name = pstrdup(PQgetvalue(res, i, 0));
-		shape->cols[i].type = pstrdup(PQgetvalue(res, i, 1));
-		shape->cols[i].in_pk = strcmp(PQgetvalue(res, i, 2), "t") == 0;
-		shape->relkind = PQgetvalue(res, i, 3)[0];
-		shape->replicated = strcmp(PQgetvalue(res, i, 4), "t") == 0;
-	}
-}
-
-/*
- * local_shape reads the table's shape here, with the latest snapshot (a
- * concurrent replicate_table that committed before our locks is seen).
- */
-static void
-local_shape(const char *qualname, TableShape *shape)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	MemoryContext old;
-
-	values[0] = CStringGetTextDatum(qualname);
-	SPI_connect();
-	MyceliumSpiExecLatest(SHAPE_SQL, 1, types, values, true);
-	old = MemoryContextSwitchTo(caller);
-	shape_from_spi(shape);
-	MemoryContextSwitchTo(old);
-	SPI_finish();
-}
-
-/*
- * shape_difference describes, as a sentence for errdetail, how a member's
- * table differs from the local one, or returns NULL when they match.
- * Columns are compared by name (both lists are ordered by name).
- */
-static char *
-shape_difference(const TableShape *here, const TableShape *there, const char *member)
-{
-	int			i = 0,
-				j = 0;
-
-	if (there->relkind != RELKIND_RELATION)
-		return psprintf("On node \"%s\" it is not an ordinary table.", member);
-	while (i < here->ncols || j < there->ncols)
-	{
-		int			cmp = (i >= here->ncols) ? 1 : (j >= there->ncols) ? -1 :
-			strcmp(here->cols[i].name, there->cols[j].name);
-
-		if (cmp < 0)
-			return psprintf("Column \"%s\" is missing on node \"%s\".",
-							here->cols[i].name, member);
-		if (cmp > 0)
-			return psprintf("Column \"%s\" exists only on node \"%s\".",
-							there->cols[j].name, member);
-		if (strcmp(here->cols[i].type, there->cols[j].type) != 0)
-			return psprintf("Column \"%s\" has type %s on node \"%s\" but %s here.",
-							here->cols[i].name, there->cols[j].type, member,
-							here->cols[i].type);
-		if (here->cols[i].in_pk != there->cols[j].in_pk)
-			return psprintf("Column \"%s\" is %spart of the primary key on node \"%s\" but %s here.",
-							here->cols[i].name, there->cols[j].in_pk ? "" : "not ",
-							member, here->cols[i].in_pk ? "is" : "is not");
-		i++;
-		j++;
-	}
-	return NULL;
 }
 
 /*
@@ -471,69 +343,6 @@ copy_rows(const char *qualname, const char *cols, MyceliumConnection **conns, in
 }
 
 /*
- * members_to_create reads the table's shape on every remote member (in
- * parallel) and returns those that lack it; *ncreate gets their number.
- * A member where it is already replicated, or where it differs from here,
- * is an ERROR naming the member.  Members that have it get a SHARE lock on
- * it, so its definition cannot change before commit.
- */
-static MyceliumConnection **
-members_to_create(MyceliumConnection **remote, int n, const char *qualname,
-				  const char *display, const TableShape *here, int *ncreate)
-{
-	PGresult  **results = palloc0(sizeof(PGresult *) * Max(n, 1));
-	TableShape *there = palloc0(sizeof(TableShape) * Max(n, 1));
-	MyceliumConnection **create = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
-	MyceliumConnection **keep = palloc0(sizeof(MyceliumConnection *) * Max(n, 1));
-	const char *param = qualname;
-	int			nkeep = 0;
-	int			i;
-
-	*ncreate = 0;
-	for (i = 0; i < n; i++)
-		if (!MyceliumSendQuery(remote[i], SHAPE_SQL, 1, &param))
-			MyceliumReportConnError(ERROR, remote[i], "send a command");
-	MyceliumWaitResults(remote, n, results, 0, true);
-	for (i = 0; i < n; i++)
-		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_TUPLES_OK)
-			MyceliumReportResultError(ERROR, results[i], remote[i], SHAPE_SQL);
-	for (i = 0; i < n; i++)
-	{
-		shape_from_result(&there[i], results[i]);
-		PQclear(results[i]);
-	}
-	for (i = 0; i < n; i++)
-	{
-		char	   *diff;
-
-		if (!there[i].present)
-		{
-			create[(*ncreate)++] = remote[i];
-			continue;
-		}
-		if (there[i].replicated)
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("table \"%s\" is already replicated on node \"%s\"",
-							display, remote[i]->node_name),
-					 errhint("The mesh metadata differs between nodes; run mycelium.stop_replicating_table first.")));
-		diff = shape_difference(here, &there[i], remote[i]->node_name);
-		if (diff)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-					 errmsg("table \"%s\" has a different definition on node \"%s\"",
-							display, remote[i]->node_name),
-					 errdetail_internal("%s", diff),
-					 errhint("Make the definitions match, or drop the table on that node so that it is created there with this node's rows.")));
-		keep[nkeep++] = remote[i];
-	}
-	if (nkeep > 0)
-		MyceliumExecParallel(keep, nkeep, psprintf("LOCK TABLE %s IN SHARE MODE", qualname),
-							 0, NULL);
-	return create;
-}
-
-/*
  * create_on_members creates the table (and its schema if needed) on the
  * members in conns and copies this node's rows there.
  */
@@ -656,16 +465,16 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 	policy = resolve_policy(fcinfo);
 	rel = open_table(PG_GETARG_OID(0), &qualname, &display);
 	check_replicable(rel, display);
-	local_shape(qualname, &here);
+	MyceliumReplLocalShape(qualname, &here);
 	already_replicated(&here, display);
 	MyceliumReplSlotsReady(true);
 
 	nodes = MyceliumLockMesh(NULL, &conns);
 	LockRelationOid(RelationGetRelid(rel), ShareLock);
-	local_shape(qualname, &here);
+	MyceliumReplLocalShape(qualname, &here);
 	already_replicated(&here, display);
 	remote = remote_conns(nodes, conns, &nremote);
-	create = members_to_create(remote, nremote, qualname, display, &here, &ncreate);
+	create = MyceliumReplMembersToCreate(remote, nremote, qualname, display, &here, &ncreate);
 	create_on_members(rel, qualname, create, ncreate);
 	list_everywhere(RelationGetRelid(rel), qualname, policy, remote, nremote);
 	relation_close(rel, NoLock);
@@ -739,8 +548,8 @@ MyceliumReplCopyTablesTo(MyceliumConnection *conn)
 		const char *params[2] = {qualname, t->policy};
 
 		LockRelationOid(t->relid, ShareLock);
-		local_shape(qualname, &here);
-		create = members_to_create(&conn, 1, qualname, display, &here, &ncreate);
+		MyceliumReplLocalShape(qualname, &here);
+		create = MyceliumReplMembersToCreate(&conn, 1, qualname, display, &here, &ncreate);
 		create_on_members(rel, qualname, create, ncreate);
 		PQclear(MyceliumExec(conn, "INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
 							 "VALUES ($1::pg_catalog.regclass, $2)", 2, params));
