@@ -224,7 +224,7 @@ is($n2->safe_psql('postgres', $states), 'n1:false,n3:false', 'a pause is local t
 # --- wait_for_sync: false while the peers consume nothing, true once they do
 $n2->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
 $n3->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
-$n1->safe_psql('postgres', 'INSERT INTO early VALUES (1)');
+$n1->safe_psql('postgres', 'INSERT INTO kinds (id) VALUES (4)');	# a replicated table
 is($n1->safe_psql('postgres', "SELECT mycelium.wait_for_sync('300ms')"), 'f',
 	'wait_for_sync times out while the peers do not confirm');
 $n2->safe_psql('postgres', 'SELECT mycelium.resume_replication()');
