@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * api.c
- *	  mycelium.replicate_table, mycelium.stop_replicating_table and
- *	  mycelium.replication_ready: choosing which tables peers replicate.
+ *	  mycelium.replicate_table and mycelium.stop_replicating_table:
+ *	  choosing which tables peers replicate; and the same for a node that
+ *	  joins the mesh (MyceliumReplCopyTablesTo).
  *
  * Both table functions are metadata changes (see cluster/metadata.c): every
  * member is connected and locked in node_id order, and every write commits
@@ -17,7 +18,7 @@
  * the table from before the copy until commit, so no local write falls
  * between the copy and the start of capture.  Members that already have a
  * table of that name must have the same columns, types and primary key;
- * their rows are kept as they are.
+ * their rows are kept as they are (the comparison is in api_shape.c).
  *
  * IDENTIFICATION
  *	  src/replication/api.c
