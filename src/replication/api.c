@@ -523,10 +523,10 @@ listed_tables(void)
 
 /*
  * MyceliumReplCopyTablesTo gives the node behind conn every table this
- * node replicates, within the current distributed transaction: created and
- * filled with this node's rows where it lacks one, checked where it has
- * one (its rows kept), and listed in its mycelium.replicated_table with
- * the same policy.  Meant for add_node, once the node catalog is copied
+ * node replicates, and only those (its own list is emptied first), within
+ * the current distributed transaction: created and filled with this node's
+ * rows where it lacks one, checked where it has one (its rows kept), and
+ * listed in its mycelium.replicated_table with the same policy.  Meant for add_node, once the node catalog is copied
  * (mycelium.replicated_table cannot be copied as plain metadata: its
  * regclass values only resolve where the tables exist).  Each table gets a
  * SHARE lock here until commit.  It does not check replication slots: the
@@ -537,6 +537,9 @@ MyceliumReplCopyTablesTo(MyceliumConnection *conn)
 {
 	ListCell   *lc;
 
+	/* the joining node adopts the mesh's set, as it adopts its node catalog */
+	MyceliumExecCommand(conn, "DELETE FROM mycelium.replicated_table");
+	conn->wrote = true;
 	foreach(lc, listed_tables())
 	{
 		ListedTable *t = lfirst(lc);
