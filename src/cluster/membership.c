@@ -24,6 +24,7 @@
 
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "replication/replication.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 
@@ -249,6 +250,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 			remote[i]->wrote = true;
 	}
 	MyceliumCopyMetadataTo(newconn);
+	MyceliumReplCopyTablesTo(newconn);
 	MyceliumPeerForget(node_name);
 
 	PG_RETURN_INT32(new_id);

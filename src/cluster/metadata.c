@@ -248,5 +248,7 @@ MyceliumResetMetadataOf(MyceliumConnection *conn, const char *node_name)
 		MyceliumExecCommand(conn, psprintf("DELETE FROM mycelium.%s",
 										   quote_identifier(metadata_tables[i])));
 	PQclear(MyceliumExec(conn, "DELETE FROM mycelium.node WHERE node_name <> $1", 1, &param));
+	/* a node that leaves stops capturing changes for the mesh */
+	MyceliumExecCommand(conn, "DELETE FROM mycelium.replicated_table");
 	conn->wrote = true;
 }

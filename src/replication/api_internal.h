@@ -41,7 +41,6 @@ extern MyceliumConnection **MyceliumReplMembersToCreate(MyceliumConnection **rem
 														int *ncreate);
 
 /* in replication/api.c (for add_node: belongs in replication/replication.h) */
-extern void MyceliumReplCopyTablesTo(MyceliumConnection *conn);
 
 /* in replication/api_slots.c */
 extern bool MyceliumReplSlotsReady(bool raise);

@@ -136,4 +136,8 @@ extern void MyceliumReplParseMessage(const char *buf, int len,
 									 MyceliumReplMessage *out);
 extern const char *MyceliumReplMsgTypeName(MyceliumReplMsgType type);
 
+/* in replication/api.c: give a joining node the replicated tables */
+struct MyceliumConnection;
+extern void MyceliumReplCopyTablesTo(struct MyceliumConnection *conn);
+
 #endif							/* MYCELIUM_REPLICATION_H */

@@ -252,4 +252,22 @@ SKIP:
 	$bg->quit;
 }
 
+# --- a node that joins later gets every replicated table, with its rows,
+# and lists them; a node that leaves stops listing them
+$n1->safe_psql('postgres', 'CREATE TABLE joiners (id int PRIMARY KEY, v text); '
+	  . "INSERT INTO joiners SELECT g, 'v' || g FROM generate_series(1, 500) g");
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('joiners')");
+my $n4 = $mesh->new_node('n4');
+$n1->safe_psql('postgres', "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
+is($n4->safe_psql('postgres', "SELECT mycelium.table_checksum('joiners')"),
+	$n1->safe_psql('postgres', "SELECT mycelium.table_checksum('joiners')"),
+	'a joining node gets a replicated table with its rows');
+is($n4->safe_psql('postgres', 'SELECT string_agg(relid::text, \',\' ORDER BY relid::text) FROM mycelium.replicated_table'),
+	$n1->safe_psql('postgres', 'SELECT string_agg(relid::text, \',\' ORDER BY relid::text) FROM mycelium.replicated_table'),
+	'and lists the same replicated tables');
+$n2->safe_psql('postgres', "SELECT mycelium.remove_node('n4')");
+is($n4->safe_psql('postgres', 'SELECT count(*) FROM mycelium.replicated_table'), '0',
+	'a removed node lists no replicated table any more');
+ok($mesh->no_prepared_xacts($n4), 'no prepared transaction is left behind');
+
 done_testing();
