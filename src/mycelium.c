@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "ids/ids.h"
+#include "replication/apply_internal.h"
 #include "replication/peer_state.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
@@ -104,4 +105,5 @@ _PG_init(void)
 	shmem_startup_hook = mycelium_shmem_startup;
 
 	MyceliumRegisterWorkers();
+	MyceliumRegisterReplicationLauncher();
 }
