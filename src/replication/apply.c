@@ -446,6 +446,7 @@ handle_insert(MyceliumReplMessage *m)
 	open_target(m->u.change.relid, &t);
 	fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
 	ExecCopySlot(t.search, t.remote);
+	slot_getallattrs(t.search);	/* the key scan reads tts_values */
 	if (!find_local(&t))
 		ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
 	else if (remote_wins(&t, &local_ts, local_node, &concurrent))

@@ -194,6 +194,49 @@ load_setup(void)
 }
 
 /*
+ * ensure_slot creates our slot on the peer unless it exists (asked first,
+ * so the peer's log is not filled with "already exists" errors).
+ */
+static void
+ensure_slot(const char *slot)
+{
+	char		sql[256];
+	PGresult   *res;
+	bool		exists;
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = '%s'", slot);
+	res = MyceliumWalExec(w.conn, sql);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		PQclear(res);
+		MyceliumWalConnError(w.conn, "look up the replication slot", w.args.node_name);
+	}
+	exists = PQntuples(res) > 0;
+	PQclear(res);
+	if (exists)
+		return;
+
+	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL mycelium NOEXPORT_SNAPSHOT", slot);
+	res = MyceliumWalExec(w.conn, sql);
+	if (res == NULL)
+		MyceliumWalConnError(w.conn, "create a replication slot", w.args.node_name);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		char	   *msg = pchomp(PQresultErrorMessage(res));
+
+		PQclear(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create replication slot \"%s\" on node \"%s\"", slot, w.args.node_name),
+				 errdetail_internal("%s", msg)));
+	}
+	PQclear(res);
+	ereport(LOG,
+			(errmsg("mycelium: created replication slot \"%s\" on node \"%s\"", slot, w.args.node_name)));
+}
+
+/*
  * start_stream connects, makes sure our slot exists on the peer and starts
  * streaming from the origin's progress.
  */
@@ -209,23 +252,7 @@ start_stream(void)
 	snprintf(appname, sizeof(appname), "mycelium apply %s", mycelium_node_name);
 	w.conn = MyceliumWalConnect(w.host, w.port, w.user, appname);
 
-	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" LOGICAL mycelium NOEXPORT_SNAPSHOT", slot);
-	res = MyceliumWalExec(w.conn, sql);
-	if (res == NULL)
-		MyceliumWalConnError(w.conn, "create a replication slot", w.args.node_name);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK &&
-		strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "", "42710") != 0)
-	{
-		char	   *msg = pchomp(PQresultErrorMessage(res));
-
-		PQclear(res);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not create replication slot \"%s\" on node \"%s\"", slot, w.args.node_name),
-				 errdetail_internal("%s", msg)));
-	}
-	PQclear(res);
-
+	ensure_slot(slot);
 	w.start_lsn = replorigin_session_get_progress(false);
 	snprintf(sql, sizeof(sql), "START_REPLICATION SLOT \"%s\" LOGICAL %X/%X (proto_version '1')",
 			 slot, LSN_FORMAT_ARGS(w.start_lsn));
@@ -431,6 +458,8 @@ MyceliumApplyWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(mycelium_database, NULL, 0);
 	pgstat_report_appname("mycelium apply");
+	/* like PostgreSQL's apply worker: only ENABLE REPLICA/ALWAYS triggers fire */
+	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 	report(MYCELIUM_REPL_STARTING, 0);
 

@@ -119,6 +119,8 @@ start_worker(LauncherSlot *s)
 {
 	BackgroundWorker worker;
 	MyceliumApplyArgs args;
+	MemoryContext old;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	memset(&args, 0, sizeof(args));
@@ -134,7 +136,11 @@ start_worker(LauncherSlot *s)
 	strlcpy(worker.bgw_type, "mycelium apply", BGW_MAXLEN);
 	StaticAssertStmt(sizeof(MyceliumApplyArgs) <= BGW_EXTRALEN, "apply args too long");
 	memcpy(worker.bgw_extra, &args, sizeof(args));
-	if (!RegisterDynamicBackgroundWorker(&worker, &s->handle))
+	/* the handle outlives this transaction */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &s->handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
 	{
 		s->handle = NULL;
 		s->next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),

@@ -1,0 +1,182 @@
+# Peer replication, apply side: every node's apply workers stream the
+# other nodes' changes over TLS replication connections and apply them
+# with replication origins.  INSERT/UPDATE/DELETE/TRUNCATE travel both
+# ways, nothing loops, a concurrent update of one row converges to the
+# last writer on both nodes with the conflict recorded, and a node killed
+# with -m immediate resumes exactly where it stopped.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MyceliumMesh;
+
+my $conf = "output_plugin_libraries = 'pgoutput, test_decoding, mycelium'\n"
+  . "max_wal_senders = 10\nmax_replication_slots = 10\n";
+my $mesh = MyceliumMesh->new(nodes => 2, conf => $conf);
+my ($n1, $n2) = $mesh->nodes;
+
+# replication connections authenticate by node certificate too
+for my $n ($n1, $n2)
+{
+	$n->append_conf('pg_hba.conf',
+		"hostssl replication all 127.0.0.1/32 cert map=mycelium\n");
+	$n->reload;
+	$n->safe_psql('postgres',
+		'CREATE TABLE t (id int PRIMARY KEY, v text, n int);'
+		  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('t')");
+}
+
+# wait_streaming($node, $peer): its apply worker for $peer streams
+sub wait_streaming
+{
+	my ($node, $peer) = @_;
+	ok( $node->poll_query_until('postgres',
+			"SELECT status = 'streaming' FROM mycelium.replication_peer_state() "
+			  . "WHERE peer = '$peer'"),
+		$node->name . " streams from $peer");
+}
+wait_streaming($n1, 'n2');
+wait_streaming($n2, 'n1');
+
+# wait_value($node, $sql, $want): poll until $sql returns $want
+sub wait_value
+{
+	my ($node, $sql, $want, $name) = @_;
+	ok($node->poll_query_until('postgres', $sql, $want), $name)
+	  or diag($node->name . ': ' . $node->safe_psql('postgres', $sql));
+}
+
+# changes on n1 arrive on n2, and the other way round
+$n1->safe_psql('postgres', "INSERT INTO t SELECT g, 'n1-' || g, 0 FROM generate_series(1, 100) g");
+wait_value($n2, 'SELECT count(*) FROM t', '100', 'inserts on n1 reach n2');
+$n2->safe_psql('postgres', "INSERT INTO t SELECT g, 'n2-' || g, 0 FROM generate_series(101, 150) g");
+$n2->safe_psql('postgres', "UPDATE t SET v = 'upd-n2', n = n + 1 WHERE id <= 10");
+$n2->safe_psql('postgres', 'DELETE FROM t WHERE id BETWEEN 20 AND 29');
+wait_value($n1, "SELECT count(*), count(*) FILTER (WHERE v = 'upd-n2') FROM t", '140|10',
+	'inserts, updates and deletes on n2 reach n1');
+$n1->safe_psql('postgres', 'UPDATE t SET id = id + 1000 WHERE id = 150');
+wait_value($n2, 'SELECT count(*) FROM t WHERE id = 1150', '1', 'a key update reaches n2');
+
+# no loops: once quiet, counters and rows stay put
+sub applied
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		'SELECT applied_transactions FROM mycelium.replication_peer_state()');
+}
+sub checksums_equal
+{
+	my $c1 = $n1->safe_psql('postgres', "SELECT mycelium.table_checksum('t')");
+	my $c2 = $n2->safe_psql('postgres', "SELECT mycelium.table_checksum('t')");
+	return ($c1 eq $c2, $c1, $c2);
+}
+ok($n1->poll_query_until('postgres',
+		"SELECT mycelium.table_checksum('t') = '"
+		  . $n2->safe_psql('postgres', "SELECT mycelium.table_checksum('t')") . "'"),
+	'n1 and n2 converge');
+my ($a1, $a2) = (applied($n1), applied($n2));
+is($a1, '3', 'n1 applied the 3 transactions of n2');
+is($a2, '2', 'n2 applied the 2 transactions of n1');
+# a heartbeat round trip later, nothing came back
+$n1->safe_psql('postgres', 'SELECT pg_sleep(1)');
+is(applied($n1) . '/' . applied($n2), "$a1/$a2", 'no transaction loops back');
+is($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.conflicts')
+	  . $n2->safe_psql('postgres', 'SELECT count(*) FROM mycelium.conflicts'),
+	'00', 'no conflict recorded for non-concurrent changes');
+
+
+# A concurrent update of one row: n2 holds the row locked in an open
+# transaction while n1 updates it and commits, so n2's apply worker waits;
+# then n2 commits its own, later update.  Last writer (n2) wins on both
+# nodes; n2 records update_update (keep_local), n1 applies silently.
+my $bg = $n2->background_psql('postgres');
+$bg->query_safe("BEGIN; UPDATE t SET v = 'from-n2' WHERE id = 1");
+$n1->safe_psql('postgres', "UPDATE t SET v = 'from-n1' WHERE id = 1");
+ok($n2->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity "
+		  . "WHERE backend_type = 'mycelium apply' AND wait_event_type = 'Lock'"),
+	"n2's apply worker waits for the row");
+$bg->query_safe('COMMIT');
+$bg->quit;
+wait_value($n1, "SELECT v FROM t WHERE id = 1", 'from-n2', 'n1 takes the later update of n2');
+wait_value($n2, "SELECT v FROM t WHERE id = 1", 'from-n2', 'n2 keeps its later update');
+wait_value($n2,
+	"SELECT conflict_type || ' ' || resolution || ' ' || remote_node || ' ' "
+	  . "|| (remote_row->>'v') || ' ' || (local_row->>'v') || ' ' || (local_version->>'node') "
+	  . "FROM mycelium.conflicts",
+	'update_update keep_local n1 from-n1 from-n2 n2', 'n2 records the update_update conflict');
+is($n2->safe_psql('postgres',
+		"SELECT (local_version->>'commit_time')::timestamptz > (remote_version->>'commit_time')::timestamptz "
+		  . "FROM mycelium.conflicts"),
+	't', 'the local version kept is the later one');
+wait_value($n2, 'SELECT conflicts FROM mycelium.replication_peer_state()', '1',
+	'the conflict is counted in the peer state');
+
+# concurrent inserts of one key, the same way: n1 commits last and wins
+$bg = $n1->background_psql('postgres');
+$bg->query_safe("BEGIN; INSERT INTO t VALUES (5000, 'ins-n1', 0)");
+$n2->safe_psql('postgres', "INSERT INTO t VALUES (5000, 'ins-n2', 0)");
+ok($n1->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity "
+		  . "WHERE backend_type = 'mycelium apply' AND wait_event_type = 'Lock'"),
+	"n1's apply worker waits for the key");
+$bg->query_safe('COMMIT');
+$bg->quit;
+wait_value($n2, "SELECT v FROM t WHERE id = 5000", 'ins-n1', 'n2 takes the later insert of n1');
+wait_value($n1, "SELECT v FROM t WHERE id = 5000", 'ins-n1', 'n1 keeps its later insert');
+wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',') FROM mycelium.conflicts",
+	'insert_insert keep_local', 'n1 records the insert_insert conflict');
+
+# A replicated table missing on the receiver: the worker logs the error,
+# rolls back, retries with backoff, and applies once the table exists --
+# nothing lost, nothing applied twice.
+$n1->safe_psql('postgres',
+	'CREATE TABLE late (id int PRIMARY KEY, v text);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('late')");
+$n1->safe_psql('postgres', "INSERT INTO late VALUES (1, 'a'); INSERT INTO t VALUES (6000, 'after-late', 0)");
+ok($n2->wait_for_log(qr/replicated table "public.late" does not exist here/),
+	'a missing table is reported on n2');
+ok($n2->poll_query_until('postgres',
+		'SELECT retries > 0 FROM mycelium.replication_peer_state()'),
+	'the failure is counted as a retry');
+$n2->safe_psql('postgres', 'CREATE TABLE late (id int PRIMARY KEY, v text);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('late')");
+wait_value($n2, "SELECT (SELECT count(*) FROM late) || '/' || (SELECT count(*) FROM t WHERE id = 6000)",
+	'1/1', 'n2 applies the transaction once the table exists');
+
+# Crash n2 (-m immediate) while n1 writes single-row transactions; after
+# the restart n2 resumes exactly: every row once (an ALWAYS trigger counts
+# each apply), same checksum.
+$n2->safe_psql('postgres',
+	'CREATE TABLE seen (id int);'
+	  . 'CREATE FUNCTION seen() RETURNS trigger LANGUAGE plpgsql AS '
+	  . '$$BEGIN INSERT INTO seen VALUES (NEW.id); RETURN NEW; END$$;'
+	  . 'CREATE TRIGGER seen AFTER INSERT OR UPDATE ON t FOR EACH ROW '
+	  . 'WHEN (NEW.id >= 10000) EXECUTE FUNCTION seen();'
+	  . 'ALTER TABLE t ENABLE ALWAYS TRIGGER seen');
+my $writes = 300;
+my $bgw = $n1->background_psql('postgres');
+$bgw->query_safe("DO \$\$BEGIN FOR i IN 10000..10149 LOOP "
+	  . "INSERT INTO t VALUES (i, 'burst', 0); COMMIT; END LOOP; END\$\$");
+$n2->stop('immediate');
+$bgw->query_safe("DO \$\$BEGIN FOR i IN 10150..10299 LOOP "
+	  . "INSERT INTO t VALUES (i, 'burst', 0); COMMIT; END LOOP; END\$\$");
+$bgw->quit;
+$n2->start;
+wait_streaming($n2, 'n1');
+wait_value($n2, 'SELECT count(*) FROM t WHERE id >= 10000', $writes,
+	'n2 catches up after a crash');
+is($n2->safe_psql('postgres', 'SELECT count(*), count(DISTINCT id) FROM seen'),
+	"$writes|$writes", 'every row was applied exactly once');
+my ($same, $c1, $c2);
+for (1 .. 50)
+{
+	($same, $c1, $c2) = checksums_equal();
+	last if $same;
+	$n1->safe_psql('postgres', 'SELECT pg_sleep(0.2)');
+}
+ok($same, "checksums equal after the crash ($c1 vs $c2)");
+
+done_testing();
