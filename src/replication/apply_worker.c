@@ -338,17 +338,22 @@ handle_copydata(const char *buf, int len)
 }
 
 /*
- * drain applies every CopyData message libpq has already received.
+ * drain applies every CopyData message libpq has already received, but
+ * returns at least every heartbeat interval so that feedback and shared
+ * state keep flowing through a long backlog.  Returns true when it
+ * stopped early (more may be buffered).
  */
-static void
+static bool
 drain(void)
 {
+	int			n = 0;
+
 	for (;;)
 	{
 		int			len = PQgetCopyData(w.conn, &w.copybuf, 1);
 
 		if (len == 0)
-			return;
+			return false;
 		if (len < 0)
 			MyceliumWalConnError(w.conn, len == -1 ? "keep streaming (the stream ended)" : "read the stream",
 								 w.args.node_name);
@@ -356,6 +361,8 @@ drain(void)
 		handle_copydata(w.copybuf, len);
 		PQfreemem(w.copybuf);
 		w.copybuf = NULL;
+		if (++n % 256 == 0 && w.last_receive >= w.next_feedback)
+			return true;
 	}
 }
 
@@ -381,8 +388,9 @@ stream(MemoryContext loop_ctx)
 	{
 		TimestampTz now;
 		long		timeout;
+		bool		more;
 
-		drain();
+		more = drain();
 		report(-1, 0);
 		now = GetCurrentTimestamp();
 		if (now >= w.next_feedback ||
@@ -401,6 +409,11 @@ stream(MemoryContext loop_ctx)
 		MemoryContextReset(loop_ctx);
 
 		timeout = Max((long) ((w.next_feedback - now) / 1000), 1);
+		if (more)
+		{
+			CHECK_FOR_INTERRUPTS();
+			continue;			/* drain stopped early: no sleep */
+		}
 		(void) WaitLatchOrSocket(MyLatch,
 								 WL_SOCKET_READABLE | WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 PQsocket(w.conn), timeout, PG_WAIT_EXTENSION);

@@ -156,12 +156,14 @@ $n2->safe_psql('postgres',
 	  . 'CREATE TRIGGER seen AFTER INSERT OR UPDATE ON t FOR EACH ROW '
 	  . 'WHEN (NEW.id >= 10000) EXECUTE FUNCTION seen();'
 	  . 'ALTER TABLE t ENABLE ALWAYS TRIGGER seen');
-my $writes = 300;
+my $writes = 2500;
 my $bgw = $n1->background_psql('postgres');
-$bgw->query_safe("DO \$\$BEGIN FOR i IN 10000..10149 LOOP "
+$bgw->query_safe("DO \$\$BEGIN FOR i IN 10000..11999 LOOP "
 	  . "INSERT INTO t VALUES (i, 'burst', 0); COMMIT; END LOOP; END\$\$");
+my $before = $n2->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id >= 10000');
 $n2->stop('immediate');
-$bgw->query_safe("DO \$\$BEGIN FOR i IN 10150..10299 LOOP "
+note("n2 had applied $before of 2000 rows when it was killed");
+$bgw->query_safe("DO \$\$BEGIN FOR i IN 12000..12499 LOOP "
 	  . "INSERT INTO t VALUES (i, 'burst', 0); COMMIT; END LOOP; END\$\$");
 $bgw->quit;
 $n2->start;
