@@ -129,6 +129,35 @@ wait_value($n1, "SELECT v FROM t WHERE id = 5000", 'ins-n1', 'n1 keeps its later
 wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',') FROM mycelium.conflicts",
 	'insert_insert keep_local', 'n1 records the insert_insert conflict');
 
+# concurrent delete on n2 and update / delete on n1 of rows 2 and 3:
+# the deletes win everywhere, n2 records update_delete and delete_missing
+$bg = $n2->background_psql('postgres');
+$bg->query_safe('BEGIN; DELETE FROM t WHERE id IN (2, 3)');
+$n1->safe_psql('postgres', "UPDATE t SET v = 'late-update' WHERE id = 2; DELETE FROM t WHERE id = 3");
+ok($n2->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity "
+		  . "WHERE backend_type = 'mycelium apply' AND wait_event_type = 'Lock'"),
+	"n2's apply worker waits for the deleted rows");
+$bg->query_safe('COMMIT');
+$bg->quit;
+wait_value($n2,
+	"SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER BY conflict_id) "
+	  . "FROM mycelium.conflicts WHERE conflict_type IN ('update_delete', 'delete_missing')",
+	'update_delete skip,delete_missing skip', 'n2 records update_delete and delete_missing');
+wait_value($n1, 'SELECT count(*) FROM t WHERE id IN (2, 3)', '0', 'the delete wins on n1');
+
+# TRUNCATE travels
+$n1->safe_psql('postgres',
+	'CREATE TABLE tr (id int PRIMARY KEY); INSERT INTO tr VALUES (1), (2);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('tr')");
+$n2->safe_psql('postgres',
+	'CREATE TABLE tr (id int PRIMARY KEY);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('tr')");
+$n1->safe_psql('postgres', 'INSERT INTO tr VALUES (3)');
+wait_value($n2, 'SELECT count(*) FROM tr', '1', 'rows of a newly listed table travel');
+$n2->safe_psql('postgres', 'TRUNCATE tr');
+wait_value($n1, 'SELECT count(*) FROM tr', '0', 'TRUNCATE on n2 reaches n1');
+
 # A replicated table missing on the receiver: the worker logs the error,
 # rolls back, retries with backoff, and applies once the table exists --
 # nothing lost, nothing applied twice.
@@ -180,5 +209,54 @@ for (1 .. 50)
 	$n1->safe_psql('postgres', 'SELECT pg_sleep(0.2)');
 }
 ok($same, "checksums equal after the crash ($c1 vs $c2)");
+
+# A third node: same table and rows (copied while the mesh is quiet), then
+# every node writes at once; all three converge.
+my $n3 = $mesh->new_node('n3', conf => $conf);
+$n3->append_conf('pg_hba.conf', "hostssl replication all 127.0.0.1/32 cert map=mycelium\n");
+$n3->reload;
+my $copy = $PostgreSQL::Test::Utils::tmp_check . '/t.copy';
+$n1->safe_psql('postgres', "COPY t TO '$copy'");
+$n3->safe_psql('postgres',
+	'CREATE TABLE t (id int PRIMARY KEY, v text, n int);'
+	  . "COPY t FROM '$copy';"
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('t')");
+$n1->safe_psql('postgres', "SELECT mycelium.add_node('n3', '127.0.0.1', " . $n3->port . ')');
+wait_streaming($n1, 'n3');
+wait_streaming($n2, 'n3');
+wait_streaming($n3, 'n1');
+wait_streaming($n3, 'n2');
+my @runs;
+for my $i (1 .. 3)
+{
+	my $n = ($n1, $n2, $n3)[ $i - 1 ];
+	my ($out, $err) = ('', '');
+	push @runs, [
+		$n,
+		IPC::Run::start(
+			[
+				$n->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1',
+				'-d', $n->connstr('postgres'), '-c',
+				"DO \$\$BEGIN FOR i IN 1..300 LOOP "
+				  . "INSERT INTO t VALUES (${i}00000 + i, 'three', $i); "
+				  . "UPDATE t SET v = 'three-$i', n = n + 1 WHERE id = 1 + i % 7; COMMIT; "
+				  . "END LOOP; END\$\$"
+			],
+			'>', \$out, '2>', \$err,
+			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default))
+	];
+}
+ok($_->[1]->finish, $_->[0]->name . ' wrote its rows') for @runs;
+my @sums;
+for (1 .. 100)
+{
+	@sums = map { $_->safe_psql('postgres', "SELECT mycelium.table_checksum('t')") } ($n1, $n2, $n3);
+	last if $sums[0] eq $sums[1] && $sums[1] eq $sums[2];
+	$n1->safe_psql('postgres', 'SELECT pg_sleep(0.2)');
+}
+ok($sums[0] eq $sums[1] && $sums[1] eq $sums[2],
+	"three nodes writing at once converge (@sums)");
+is($n3->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id >= 100000'), '900',
+	'n3 holds every node\'s rows');
 
 done_testing();
