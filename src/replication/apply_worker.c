@@ -499,14 +499,18 @@ MyceliumApplyWorkerMain(Datum main_arg)
 		}
 		PG_CATCH();
 		{
+			bool		down;
+
 			MemoryContextSwitchTo(loop_ctx);
+			down = w.timed_out || geterrcode() == ERRCODE_CONNECTION_FAILURE;
 			errcontext("applying changes from node \"%s\", received up to %X/%X",
 					   w.args.node_name, LSN_FORMAT_ARGS(w.received_lsn));
 			EmitErrorReport();
 			FlushErrorState();
 			end_session();
 			w.retries++;
-			report(w.timed_out ? MYCELIUM_REPL_DOWN : MYCELIUM_REPL_STARTING, 1);
+			/* unreachable or silent: down; an apply error: starting again */
+			report(down ? MYCELIUM_REPL_DOWN : MYCELIUM_REPL_STARTING, 1);
 			wait_ms(MyceliumReplBackoffMs(w.retries));
 		}
 		PG_END_TRY();

@@ -175,6 +175,22 @@ $n2->safe_psql('postgres', 'CREATE TABLE late (id int PRIMARY KEY, v text);'
 wait_value($n2, "SELECT (SELECT count(*) FROM late) || '/' || (SELECT count(*) FROM t WHERE id = 6000)",
 	'1/1', 'n2 applies the transaction once the table exists');
 
+# A silent peer: freeze the walsender on n1 that serves n2 (SIGSTOP).
+# After mycelium.peer_timeout n2 marks n1 down and retries; once the
+# walsender runs again, n2 streams again and catches up.
+my $wpid = $n1->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_replication WHERE application_name = 'mycelium apply n2'");
+ok($wpid =~ /^\d+$/, 'n1 has a walsender for n2');
+kill 'STOP', $wpid;
+$n1->safe_psql('postgres', "INSERT INTO t VALUES (7000, 'while-silent', 0)");
+ok($n2->poll_query_until('postgres',
+		"SELECT status = 'down' FROM mycelium.replication_peer_state() WHERE peer = 'n1'"),
+	'n2 marks a silent n1 down');
+ok($n2->wait_for_log(qr/node "n1" sent nothing for 2000 ms/), 'the timeout is logged');
+kill 'CONT', $wpid;
+wait_streaming($n2, 'n1');
+wait_value($n2, 'SELECT count(*) FROM t WHERE id = 7000', '1', 'n2 catches up after the silence');
+
 # Crash n2 (-m immediate) while n1 writes single-row transactions; after
 # the restart n2 resumes exactly: every row once (an ALWAYS trigger counts
 # each apply), same checksum.
