@@ -38,6 +38,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
@@ -576,6 +577,8 @@ handle_commit(MyceliumReplMessage *m)
 	CommitTransactionCommand();
 	apply.in_xact = false;
 	apply.stats.end_lsn = m->u.commit.end_lsn;
+	if (XactLastCommitEnd > apply.stats.local_end)
+		apply.stats.local_end = XactLastCommitEnd;
 	apply.stats.commit_time = m->u.commit.commit_time;
 	apply.stats.transactions++;
 }

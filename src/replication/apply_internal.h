@@ -49,6 +49,7 @@ extern PGDLLEXPORT void MyceliumApplyWorkerMain(Datum main_arg);
 typedef struct MyceliumApplyStats
 {
 	XLogRecPtr	end_lsn;		/* of the last committed remote transaction */
+	XLogRecPtr	local_end;		/* end of its local commit record */
 	TimestampTz commit_time;
 	int64		transactions;	/* committed since the worker started */
 	int64		conflicts;

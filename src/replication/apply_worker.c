@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -81,6 +82,7 @@ static struct
 	XLogRecPtr	received_lsn;
 	XLogRecPtr	peer_wal_end;
 	XLogRecPtr	flushed_reported;
+	XLogRecPtr	applied_at_feedback;	/* end_lsn when feedback was last sent */
 	TimestampTz last_receive;
 	TimestampTz next_feedback;
 	bool		timed_out;
@@ -153,10 +155,14 @@ clear_pid(MyceliumReplPeer *peer, void *arg)
 static void
 worker_exit(int code, Datum arg)
 {
+	MyceliumReplPeer peer;
+
 	if (w.conn)
 		PQfinish(w.conn);
 	w.conn = NULL;
-	MyceliumReplPeerUpdate(w.args.node_name, clear_pid, NULL);
+	/* the launcher may have forgotten a removed peer: do not recreate it */
+	if (MyceliumReplPeerGet(w.args.node_name, &peer))
+		MyceliumReplPeerUpdate(w.args.node_name, clear_pid, NULL);
 }
 
 /*
@@ -294,20 +300,27 @@ read_int64(const char *p)
 }
 
 /*
- * send_feedback reports what we received and applied.  Out of a remote
- * transaction with everything received applied, the peer's WAL end from
- * its keepalive is confirmed too, so an idle or filtered stream does not
- * hold WAL on the peer.
+ * send_feedback reports what we received and what is applied and on disk
+ * here: the worker commits asynchronously, so a position is confirmed to
+ * the peer (which may then drop that WAL) only once the local commit
+ * record is flushed -- until then the last confirmed position is repeated.
+ * Out of a remote transaction with everything received applied and
+ * flushed, the peer's WAL end from its keepalive is confirmed too, so an
+ * idle or filtered stream does not hold WAL on the peer.
  */
 static void
 send_feedback(bool reply_requested)
 {
-	XLogRecPtr	flush = Max(MyceliumApplyGetStats()->end_lsn, w.start_lsn);
+	MyceliumApplyStats *st = MyceliumApplyGetStats();
+	XLogRecPtr	flush = Max(st->end_lsn, w.start_lsn);
 
-	if (!MyceliumApplyInTransaction() && w.peer_wal_end >= w.received_lsn)
+	if (st->local_end > GetFlushRecPtr(NULL))
+		flush = w.flushed_reported;
+	else if (!MyceliumApplyInTransaction() && w.peer_wal_end >= w.received_lsn)
 		flush = Max(flush, w.peer_wal_end);
 	MyceliumWalSendFeedback(w.conn, Max(w.received_lsn, flush), flush, reply_requested);
 	w.flushed_reported = flush;
+	w.applied_at_feedback = st->end_lsn;
 	w.next_feedback = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  mycelium_heartbeat_interval_ms);
 }
@@ -394,7 +407,7 @@ stream(MemoryContext loop_ctx)
 		report(-1, 0);
 		now = GetCurrentTimestamp();
 		if (now >= w.next_feedback ||
-			MyceliumApplyGetStats()->end_lsn > w.flushed_reported + FEEDBACK_LSN_DISTANCE)
+			MyceliumApplyGetStats()->end_lsn > w.applied_at_feedback + FEEDBACK_LSN_DISTANCE)
 			send_feedback(true);
 		if (now > TimestampTzPlusMilliseconds(w.last_receive, mycelium_peer_timeout_ms))
 		{
@@ -473,6 +486,8 @@ MyceliumApplyWorkerMain(Datum main_arg)
 	pgstat_report_appname("mycelium apply");
 	/* like PostgreSQL's apply worker: only ENABLE REPLICA/ALWAYS triggers fire */
 	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+	/* safe: feedback confirms only flushed commits (send_feedback) */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	before_shmem_exit(worker_exit, (Datum) 0);
 	report(MYCELIUM_REPL_STARTING, 0);
 
