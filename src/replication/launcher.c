@@ -24,6 +24,7 @@
 
 #include "access/xact.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "common/pg_prng.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -225,8 +226,28 @@ check_slot(LauncherSlot *s, TimestampTz now)
 }
 
 /*
+ * have_replicated_tables: this node lists at least one replicated table.
+ * Until it does, no apply worker runs, so a mesh that does not use peer
+ * replication creates no slots (which would hold WAL on every peer).
+ */
+static bool
+have_replicated_tables(void)
+{
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT 1 FROM mycelium.replicated_table LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mycelium.replicated_table");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/*
  * reconcile matches the workers with the active remote nodes of the
- * catalog; returns false when the mesh is not set up here.
+ * catalog (none while no table is replicated); returns false when the
+ * mesh is not set up here.
  */
 static bool
 reconcile(void)
@@ -234,6 +255,7 @@ reconcile(void)
 	List	   *nodes = NIL;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	bool		ready = false;
 	int			i;
 
 	if (OidIsValid(get_extension_oid("mycelium", true)) && mycelium_node_name[0] != '\0')
@@ -241,6 +263,12 @@ reconcile(void)
 		nodes = MyceliumCachedNodes();
 		if (MyceliumFindNode(nodes, mycelium_node_name) == NULL)
 			nodes = NIL;
+		else if (!have_replicated_tables())
+		{
+			/* mesh ready, nothing to replicate: no workers, no slots */
+			nodes = NIL;
+			ready = true;
+		}
 	}
 	for (i = 0; i < MYCELIUM_REPL_MAX_PEERS; i++)
 		slots[i].wanted = false;
@@ -264,7 +292,7 @@ reconcile(void)
 	for (i = 0; i < MYCELIUM_REPL_MAX_PEERS; i++)
 		if (slots[i].node_name[0] != '\0' && !slots[i].wanted)
 			stop_slot(&slots[i], true);
-	return nodes != NIL;
+	return ready || nodes != NIL;
 }
 
 /*
