@@ -275,4 +275,14 @@ ok($sums[0] eq $sums[1] && $sums[1] eq $sums[2],
 is($n3->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id >= 100000'), '900',
 	'n3 holds every node\'s rows');
 
+# removing n3 from the mesh stops the apply workers for it
+$n1->safe_psql('postgres', "SELECT mycelium.remove_node('n3')");
+for my $n ($n1, $n2)
+{
+	ok( $n->poll_query_until('postgres',
+			"SELECT (SELECT count(*) FROM mycelium.replication_peer_state() WHERE peer = 'n3') = 0 "
+			  . "AND (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mycelium apply') = 1"),
+		$n->name . ' stops applying from a removed node');
+}
+
 done_testing();
