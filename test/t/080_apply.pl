@@ -1,9 +1,12 @@
 # Peer replication, apply side: every node's apply workers stream the
 # other nodes' changes over TLS replication connections and apply them
 # with replication origins.  INSERT/UPDATE/DELETE/TRUNCATE travel both
-# ways, nothing loops, a concurrent update of one row converges to the
-# last writer on both nodes with the conflict recorded, and a node killed
-# with -m immediate resumes exactly where it stopped.
+# ways and nothing loops; concurrent updates, inserts and deletes of one
+# row record the right conflict type and converge to the last writer; an
+# apply error (missing table, a value the local type refuses) is retried
+# until fixed; a silent peer is marked down and caught up with; a node
+# killed with -m immediate in the middle of a backlog resumes exactly; a
+# third node writing concurrently converges; a removed node's worker stops.
 use strict;
 use warnings;
 
@@ -174,6 +177,18 @@ $n2->safe_psql('postgres', 'CREATE TABLE late (id int PRIMARY KEY, v text);'
 	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('late')");
 wait_value($n2, "SELECT (SELECT count(*) FROM late) || '/' || (SELECT count(*) FROM t WHERE id = 6000)",
 	'1/1', 'n2 applies the transaction once the table exists');
+
+# A value the local type refuses: logged, retried, applied once the local
+# column type is fixed (the relation is mapped again after ALTER TABLE).
+$n1->safe_psql('postgres', 'CREATE TABLE typed (id int PRIMARY KEY, v text);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('typed')");
+$n2->safe_psql('postgres', 'CREATE TABLE typed (id int PRIMARY KEY, v int);'
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('typed')");
+$n1->safe_psql('postgres', "INSERT INTO typed VALUES (1, 'abc')");
+ok($n2->wait_for_log(qr/invalid input syntax for type integer: "abc"/),
+	'a value the local type refuses is reported');
+$n2->safe_psql('postgres', 'ALTER TABLE typed ALTER v TYPE text');
+wait_value($n2, 'SELECT v FROM typed WHERE id = 1', 'abc', 'it applies once the type is fixed');
 
 # A silent peer: freeze the walsender on n1 that serves n2 (SIGSTOP).
 # After mycelium.peer_timeout n2 marks n1 down and retries; once the
