@@ -178,6 +178,14 @@ $n2->safe_psql('postgres', 'CREATE TABLE late (id int PRIMARY KEY, v text);'
 wait_value($n2, "SELECT (SELECT count(*) FROM late) || '/' || (SELECT count(*) FROM t WHERE id = 6000)",
 	'1/1', 'n2 applies the transaction once the table exists');
 
+# an UPDATE that leaves a TOASTed value unchanged keeps it on the peer
+$n1->safe_psql('postgres',
+	"INSERT INTO t SELECT 8000, string_agg(md5(g::text), ''), 0 FROM generate_series(1, 5000) g");
+$n1->safe_psql('postgres', 'UPDATE t SET n = 42 WHERE id = 8000');
+wait_value($n2, 'SELECT n, length(v), md5(v) = (SELECT md5(string_agg(md5(g::text), \'\')) '
+	  . 'FROM generate_series(1, 5000) g) FROM t WHERE id = 8000',
+	'42|160000|t', 'an unchanged TOASTed value survives an update');
+
 # A value the local type refuses: logged, retried, applied once the local
 # column type is fixed (the relation is mapped again after ALTER TABLE).
 $n1->safe_psql('postgres', 'CREATE TABLE typed (id int PRIMARY KEY, v text);'
