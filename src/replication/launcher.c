@@ -95,7 +95,10 @@ MyceliumReplBackoffMs(int64 retries)
 	return base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * (base / 2));
 }
 
-/* peer state callbacks (they only assign) */
+/*
+ * count_retry is a peer state callback (it only assigns): a worker died
+ * and will be restarted.
+ */
 static void
 count_retry(MyceliumReplPeer *peer, void *arg)
 {
@@ -105,6 +108,9 @@ count_retry(MyceliumReplPeer *peer, void *arg)
 		peer->status = MYCELIUM_REPL_DOWN;
 }
 
+/*
+ * mark_stopped is a peer state callback: the launcher stopped the worker.
+ */
 static void
 mark_stopped(MyceliumReplPeer *peer, void *arg)
 {
