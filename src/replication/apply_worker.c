@@ -238,6 +238,14 @@ ensure_slot(const char *slot)
 				 errdetail_internal("%s", msg)));
 	}
 	PQclear(res);
+	if (replorigin_session_get_progress(false) != InvalidXLogRecPtr)
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("replication slot \"%s\" was missing on node \"%s\" and has been created again",
+						slot, w.args.node_name),
+				 errdetail("Changes committed on node \"%s\" while the slot was missing are not replicated here.",
+						   w.args.node_name),
+				 errhint("Compare the replicated tables with mycelium.table_checksum and copy what is missing.")));
 	ereport(LOG,
 			(errmsg("mycelium: created replication slot \"%s\" on node \"%s\"", slot, w.args.node_name)));
 }

@@ -249,6 +249,16 @@ for (1 .. 50)
 }
 ok($same, "checksums equal after the crash ($c1 vs $c2)");
 
+# the slot dropped on the source while the worker is away: the worker
+# creates it again and warns that changes made meanwhile are lost here
+my $n2_id = $n2->safe_psql('postgres', 'SELECT node_id FROM mycelium.nodes WHERE is_local');
+$n2->stop;
+$n1->safe_psql('postgres', "SELECT pg_drop_replication_slot('mycelium_node_$n2_id')");
+$n2->start;
+ok($n2->wait_for_log(qr/replication slot "mycelium_node_$n2_id" was missing on node "n1"/),
+	'a slot dropped under the worker is recreated with a warning');
+wait_streaming($n2, 'n1');
+
 # A third node: same table and rows (copied while the mesh is quiet), then
 # every node writes at once; all three converge.
 my $n3 = $mesh->new_node('n3', conf => $conf);
