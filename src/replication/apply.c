@@ -572,6 +572,14 @@ handle_commit(MyceliumReplMessage *m)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("node \"%s\" committed a transaction it did not begin", apply.peer)));
+	if (strcmp(m->u.commit.origin, apply.peer) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("node \"%s\" sent a transaction of node \"%s\"",
+						apply.peer, m->u.commit.origin),
+				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
+						   apply.peer, m->u.commit.origin),
+				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
 	replorigin_session_origin_lsn = m->u.commit.end_lsn;
 	replorigin_session_origin_timestamp = m->u.commit.commit_time;
 	CommitTransactionCommand();

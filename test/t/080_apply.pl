@@ -259,6 +259,20 @@ ok($n2->wait_for_log(qr/replication slot "mycelium_node_$n2_id" was missing on n
 	'a slot dropped under the worker is recreated with a warning');
 wait_streaming($n2, 'n1');
 
+# n1 restarted under another node_name: n2 refuses its transactions
+# (rolled back, retried) until it has its name back, then applies them
+# (the name is read when decoding, so the held-back one comes as "n1")
+$n1->append_conf('postgresql.conf', "mycelium.node_name = 'n1x'\n");
+$n1->restart;
+$n1->safe_psql('postgres', "INSERT INTO t VALUES (9000, 'renamed', 0)");
+ok($n2->wait_for_log(qr/node "n1" sent a transaction of node "n1x"/),
+	'transactions of a renamed peer are refused');
+$n1->append_conf('postgresql.conf', "mycelium.node_name = 'n1'\n");
+$n1->restart;
+$n1->safe_psql('postgres', "INSERT INTO t VALUES (9001, 'named', 0)");
+wait_value($n2, 'SELECT count(*) FROM t WHERE id IN (9000, 9001)', '2',
+	'with its name back, the peer streams again, the refused transaction too');
+
 # A third node: same table and rows (copied while the mesh is quiet), then
 # every node writes at once; all three converge.
 my $n3 = $mesh->new_node('n3', conf => $conf);
