@@ -104,4 +104,5 @@ _PG_init(void)
 	shmem_startup_hook = mycelium_shmem_startup;
 
 	MyceliumRegisterWorkers();
+	MyceliumRegisterReplicationLauncher();
 }

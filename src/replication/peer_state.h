@@ -65,4 +65,7 @@ extern void MyceliumReplWakeLauncher(void);
 extern void MyceliumReplSlotName(int consumer_node_id, char *buf, int buflen);
 extern void MyceliumReplOriginName(const char *source_node_name, char *buf, int buflen);
 
+/* in replication/launcher.c: called from _PG_init */
+extern void MyceliumRegisterReplicationLauncher(void);
+
 #endif							/* MYCELIUM_PEER_STATE_H */

@@ -1,0 +1,660 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.c
+ *	  Applying one peer's change stream to local tables.
+ *
+ * Each remote transaction (BEGIN ... COMMIT) becomes one local transaction.
+ * Before it commits, replorigin_session_origin_lsn and _timestamp are set
+ * to the remote commit's end LSN and commit time: the commit record then
+ * carries the origin (so the capture plugin filters it and nothing loops),
+ * the origin's progress advances atomically with the data (so a crash
+ * never loses or repeats a transaction), and the commit timestamp of every
+ * applied row is the remote commit time (so last-writer-wins compares the
+ * same versions on every node).
+ *
+ * Rows are found by primary key with an index scan
+ * (RelationFindReplTupleByIndex) and written with the executor's
+ * ExecSimpleRelation{Insert,Update,Delete}, as PostgreSQL's own logical
+ * replication worker does: no SQL text, constraints, indexes and triggers
+ * handled by the executor.  Values arrive as text and go through the local
+ * column type's input function.
+ *
+ * RELATION messages are kept per sender OID; the local table is looked up
+ * by schema and name on first use and again after any relcache
+ * invalidation of it.
+ *
+ * Conflicts (last writer wins; see docs/replication.md "Apply") are
+ * decided with the local row's (commit timestamp, origin) and the remote
+ * transaction's (commit time, peer name) and recorded through
+ * apply_conflict.c.
+ *
+ * IDENTIFICATION
+ *	  src/replication/apply.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "commands/tablecmds.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "replication/origin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "config/config.h"
+#include "replication/apply_internal.h"
+
+/* what we know about one relation of the sender */
+typedef struct ApplyRel
+{
+	uint32		remote_relid;	/* hash key */
+	MemoryContext cxt;			/* names and columns (reset on RELATION) */
+	MemoryContext mapcxt;		/* the local mapping (reset on remap) */
+	char	   *nspname;
+	char	   *relname;
+	int			natts;
+	char	  **attnames;
+	bool		mapped;			/* localrelid and the arrays below are valid */
+	Oid			localrelid;
+	AttrNumber *attmap;			/* remote column -> local attnum */
+	FmgrInfo   *infuncs;		/* remote column -> local type input */
+	Oid		   *ioparams;
+	int32	   *typmods;
+} ApplyRel;
+
+/* one change being applied: the executor state around a local table */
+typedef struct ApplyTarget
+{
+	ApplyRel   *ar;
+	Relation	rel;
+	Oid			pkoid;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *remote;		/* the remote row, in local layout */
+	TupleTableSlot *search;		/* the remote key, in local layout */
+	TupleTableSlot *local;		/* the local row found by key */
+} ApplyTarget;
+
+static struct
+{
+	char		peer[64];
+	bool		in_xact;
+	TimestampTz commit_time;	/* of the remote transaction being applied */
+	XLogRecPtr	final_lsn;
+	MemoryContext cxt;			/* lives as long as the worker */
+	MemoryContext msgcxt;		/* reset after every message */
+	HTAB	   *rels;
+	MyceliumApplyStats stats;
+} apply;
+
+/*
+ * invalidate_rels is the relcache callback: forget the local mapping of
+ * the relation (or all of them), so the next change looks it up again.
+ */
+static void
+invalidate_rels(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	ApplyRel   *ar;
+
+	if (apply.rels == NULL)
+		return;
+	hash_seq_init(&seq, apply.rels);
+	while ((ar = hash_seq_search(&seq)) != NULL)
+		if (relid == InvalidOid || ar->localrelid == relid)
+			ar->mapped = false;
+}
+
+/*
+ * MyceliumApplyInit prepares applying the stream of peer_name; once per
+ * worker.
+ */
+void
+MyceliumApplyInit(const char *peer_name)
+{
+	HASHCTL		ctl;
+
+	memset(&apply, 0, sizeof(apply));
+	strlcpy(apply.peer, peer_name, sizeof(apply.peer));
+	apply.cxt = AllocSetContextCreate(TopMemoryContext, "mycelium apply",
+									  ALLOCSET_DEFAULT_SIZES);
+	apply.msgcxt = AllocSetContextCreate(apply.cxt, "mycelium apply message",
+										 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(ApplyRel);
+	ctl.hcxt = apply.cxt;
+	apply.rels = hash_create("mycelium apply relations", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(invalidate_rels, (Datum) 0);
+}
+
+/*
+ * MyceliumApplyInTransaction: a remote transaction is open (BEGIN seen, no
+ * COMMIT yet).
+ */
+bool
+MyceliumApplyInTransaction(void)
+{
+	return apply.in_xact;
+}
+
+/*
+ * MyceliumApplyReset forgets a remote transaction cut short by an error or
+ * a disconnect; the caller has aborted the local transaction.  Relation
+ * descriptions are dropped too: a new stream announces them again.
+ */
+void
+MyceliumApplyReset(void)
+{
+	HASH_SEQ_STATUS seq;
+	ApplyRel   *ar;
+
+	apply.in_xact = false;
+	MemoryContextReset(apply.msgcxt);
+	hash_seq_init(&seq, apply.rels);
+	while ((ar = hash_seq_search(&seq)) != NULL)
+	{
+		MemoryContextDelete(ar->cxt);
+		hash_search(apply.rels, &ar->remote_relid, HASH_REMOVE, NULL);
+	}
+}
+
+/*
+ * MyceliumApplyGetStats: progress since the worker started.
+ */
+MyceliumApplyStats *
+MyceliumApplyGetStats(void)
+{
+	return &apply.stats;
+}
+
+/*
+ * handle_relation stores (or replaces) a RELATION description.
+ */
+static void
+handle_relation(MyceliumReplMessage *m)
+{
+	ApplyRel   *ar;
+	bool		found;
+	MemoryContext old;
+	int			i;
+
+	ar = hash_search(apply.rels, &m->u.relation.relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		ar->cxt = AllocSetContextCreate(apply.cxt, "mycelium apply relation",
+										ALLOCSET_SMALL_SIZES);
+		ar->mapcxt = AllocSetContextCreate(ar->cxt, "mycelium apply relation map",
+										   ALLOCSET_SMALL_SIZES);
+	}
+	else
+		MemoryContextReset(ar->cxt);	/* also resets mapcxt, its child */
+	old = MemoryContextSwitchTo(ar->cxt);
+	ar->nspname = pstrdup(m->u.relation.nspname);
+	ar->relname = pstrdup(m->u.relation.relname);
+	ar->natts = m->u.relation.natts;
+	ar->attnames = palloc(sizeof(char *) * Max(ar->natts, 1));
+	for (i = 0; i < ar->natts; i++)
+		ar->attnames[i] = pstrdup(m->u.relation.columns[i].name);
+	MemoryContextSwitchTo(old);
+	ar->mapped = false;
+	ar->localrelid = InvalidOid;
+}
+
+/*
+ * map_relation resolves the local table of ar and maps the sender's
+ * columns to local ones by name, with their input functions.
+ */
+static void
+map_relation(ApplyRel *ar, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext old;
+	int			i,
+				j;
+
+	MemoryContextReset(ar->mapcxt);
+	old = MemoryContextSwitchTo(ar->mapcxt);
+	ar->attmap = palloc(sizeof(AttrNumber) * Max(ar->natts, 1));
+	ar->infuncs = palloc(sizeof(FmgrInfo) * Max(ar->natts, 1));
+	ar->ioparams = palloc(sizeof(Oid) * Max(ar->natts, 1));
+	ar->typmods = palloc(sizeof(int32) * Max(ar->natts, 1));
+	for (i = 0; i < ar->natts; i++)
+	{
+		Form_pg_attribute att = NULL;
+		Oid			infunc;
+
+		for (j = 0; j < desc->natts; j++)
+		{
+			Form_pg_attribute a = TupleDescAttr(desc, j);
+
+			if (!a->attisdropped && strcmp(NameStr(a->attname), ar->attnames[i]) == 0)
+			{
+				att = a;
+				break;
+			}
+		}
+		if (att == NULL || att->attgenerated)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("replicated table \"%s.%s\" has no column \"%s\" here",
+							ar->nspname, ar->relname, ar->attnames[i]),
+					 errdetail("Node \"%s\" sends that column.", apply.peer),
+					 errhint("Give the table the same definition on every node.")));
+		ar->attmap[i] = att->attnum;
+		getTypeInputInfo(att->atttypid, &infunc, &ar->ioparams[i]);
+		fmgr_info_cxt(infunc, &ar->infuncs[i], ar->mapcxt);
+		ar->typmods[i] = att->atttypmod;
+	}
+	MemoryContextSwitchTo(old);
+	ar->localrelid = RelationGetRelid(rel);
+	ar->mapped = true;
+}
+
+/*
+ * open_target opens the local table of a remote relation with its primary
+ * key index and an executor state for one change; raises when the table or
+ * its primary key is missing here.
+ */
+static void
+open_target(uint32 remote_relid, ApplyTarget *t)
+{
+	ApplyRel   *ar = hash_search(apply.rels, &remote_relid, HASH_FIND, NULL);
+	RangeTblEntry *rte;
+	Oid			relid;
+
+	if (ar == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" sent a change of relation %u before describing it",
+						apply.peer, remote_relid)));
+	relid = RangeVarGetRelid(makeRangeVar(ar->nspname, ar->relname, -1), RowExclusiveLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("replicated table \"%s.%s\" does not exist here",
+						ar->nspname, ar->relname),
+				 errdetail("Node \"%s\" sends changes of that table.", apply.peer),
+				 errhint("Create the table with the same definition on every node.")));
+	memset(t, 0, sizeof(*t));
+	t->ar = ar;
+	t->rel = table_open(relid, NoLock);
+	if (!ar->mapped || ar->localrelid != relid)
+		map_relation(ar, t->rel);
+	(void) RelationGetIndexList(t->rel);	/* fills rd_pkindex */
+	t->pkoid = t->rel->rd_pkindex;
+	if (!OidIsValid(t->pkoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replicated table \"%s.%s\" has no primary key here",
+						ar->nspname, ar->relname),
+				 errhint("Give the table the same primary key on every node.")));
+
+	t->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = t->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(t->estate, list_make1(rte));
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
+	t->estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(t->rri, false);
+	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
+	AfterTriggerBeginQuery();
+	t->remote = table_slot_create(t->rel, &t->estate->es_tupleTable);
+	t->search = table_slot_create(t->rel, &t->estate->es_tupleTable);
+	t->local = table_slot_create(t->rel, &t->estate->es_tupleTable);
+}
+
+/*
+ * close_target fires queued triggers and releases what open_target took
+ * (the table lock stays until commit).
+ */
+static void
+close_target(ApplyTarget *t)
+{
+	AfterTriggerEndQuery(t->estate);
+	EvalPlanQualEnd(&t->epq);
+	ExecCloseIndices(t->rri);
+	ExecResetTupleTable(t->estate->es_tupleTable, false);
+	FreeExecutorState(t->estate);
+	table_close(t->rel, NoLock);
+}
+
+/*
+ * fill_slot stores a remote tuple into slot in the local layout: columns
+ * the sender did not send, and unchanged TOASTed values, are taken from
+ * base (the local row) when given, NULL otherwise (an unchanged value is
+ * never part of a key, so key lookups need no base).
+ */
+static void
+fill_slot(ApplyTarget *t, TupleTableSlot *slot, MyceliumReplTuple *tuple,
+		  TupleTableSlot *base)
+{
+	ApplyRel   *ar = t->ar;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	int			i;
+
+	if (tuple->natts != ar->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" sent a row of %d columns for \"%s.%s\", described with %d",
+						apply.peer, tuple->natts, ar->nspname, ar->relname, ar->natts)));
+	ExecClearTuple(slot);
+	if (base)
+	{
+		slot_getallattrs(base);
+		memcpy(slot->tts_values, base->tts_values, sizeof(Datum) * natts);
+		memcpy(slot->tts_isnull, base->tts_isnull, sizeof(bool) * natts);
+	}
+	else
+	{
+		memset(slot->tts_values, 0, sizeof(Datum) * natts);
+		memset(slot->tts_isnull, true, sizeof(bool) * natts);
+	}
+	for (i = 0; i < tuple->natts; i++)
+	{
+		MyceliumReplValue *v = &tuple->values[i];
+		int			off = ar->attmap[i] - 1;
+
+		if (v->kind == MYCELIUM_REPL_VALUE_UNCHANGED && base != NULL)
+			continue;
+		if (v->kind == MYCELIUM_REPL_VALUE_UNCHANGED)
+		{
+			/* no local row to take it from: a key lookup never needs it */
+			slot->tts_isnull[off] = true;
+			continue;
+		}
+		slot->tts_isnull[off] = v->kind == MYCELIUM_REPL_VALUE_NULL;
+		slot->tts_values[off] = slot->tts_isnull[off] ? (Datum) 0 :
+			InputFunctionCall(&ar->infuncs[i], v->data, ar->ioparams[i], ar->typmods[i]);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * find_local looks the remote key (t->search) up by primary key and locks
+ * the row found into t->local.
+ */
+static bool
+find_local(ApplyTarget *t)
+{
+	return RelationFindReplTupleByIndex(t->rel, t->pkoid, LockTupleExclusive,
+										t->search, t->local);
+}
+
+/*
+ * remote_wins decides last-writer-wins for the row in t->local: true when
+ * the remote change is the later one (commit time, then node name), or
+ * when the local row has no competing version (written by this remote
+ * transaction, or last written by the same peer, whose stream is in
+ * order).  Fills the local version for the conflict record.
+ */
+static bool
+remote_wins(ApplyTarget *t, TimestampTz *local_ts, char *local_node, bool *concurrent)
+{
+	*concurrent = false;
+	if (!MyceliumApplyLocalVersion(t->local, local_ts, local_node, NAMEDATALEN))
+		return true;
+	if (strcmp(local_node, apply.peer) == 0)
+		return true;
+	*concurrent = true;
+	if (apply.commit_time != *local_ts)
+		return apply.commit_time > *local_ts;
+	return strcmp(apply.peer, local_node) > 0;
+}
+
+/*
+ * conflict records one conflict and counts it.
+ */
+static void
+conflict(ApplyTarget *t, const char *type, TupleTableSlot *local, TupleTableSlot *remote,
+		 TimestampTz local_ts, const char *local_node, const char *resolution)
+{
+	MyceliumApplyLogConflict(t->rel, type, local, remote, local_ts, local_node,
+							 apply.commit_time, apply.peer, resolution);
+	apply.stats.conflicts++;
+}
+
+/*
+ * handle_insert inserts the remote row, or on an existing key
+ * (insert_insert) overwrites the local row when the remote one is later.
+ */
+static void
+handle_insert(MyceliumReplMessage *m)
+{
+	ApplyTarget t;
+	TimestampTz local_ts = 0;
+	char		local_node[NAMEDATALEN] = "";
+	bool		concurrent;
+
+	open_target(m->u.change.relid, &t);
+	fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
+	ExecCopySlot(t.search, t.remote);
+	slot_getallattrs(t.search);	/* the key scan reads tts_values */
+	if (!find_local(&t))
+		ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
+	else if (remote_wins(&t, &local_ts, local_node, &concurrent))
+	{
+		if (concurrent)
+			conflict(&t, "insert_insert", t.local, t.remote, local_ts, local_node,
+					 "apply_remote");
+		ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
+	}
+	else
+		conflict(&t, "insert_insert", t.local, t.remote, local_ts, local_node, "keep_local");
+	close_target(&t);
+}
+
+/*
+ * handle_update updates the row found by the old key (or the new row's
+ * key): skipped when missing (update_delete), kept when the local version
+ * is later (update_update).
+ */
+static void
+handle_update(MyceliumReplMessage *m)
+{
+	ApplyTarget t;
+	TimestampTz local_ts = 0;
+	char		local_node[NAMEDATALEN] = "";
+	bool		concurrent;
+	MyceliumReplTuple *key = m->u.change.old_kind ? &m->u.change.old_tuple
+		: &m->u.change.new_tuple;
+
+	open_target(m->u.change.relid, &t);
+	fill_slot(&t, t.search, key, NULL);
+	if (!find_local(&t))
+	{
+		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
+		conflict(&t, "update_delete", NULL, t.remote, 0, NULL, "skip");
+	}
+	else
+	{
+		fill_slot(&t, t.remote, &m->u.change.new_tuple, t.local);
+		if (remote_wins(&t, &local_ts, local_node, &concurrent))
+			ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
+		else
+			conflict(&t, "update_update", t.local, t.remote, local_ts, local_node,
+					 "keep_local");
+	}
+	close_target(&t);
+}
+
+/*
+ * handle_delete deletes the row found by key; a missing row is recorded
+ * (delete_missing).  A delete always wins over a concurrent update: that
+ * is what makes a skipped update_delete converge.
+ */
+static void
+handle_delete(MyceliumReplMessage *m)
+{
+	ApplyTarget t;
+
+	open_target(m->u.change.relid, &t);
+	fill_slot(&t, t.search, &m->u.change.old_tuple, NULL);
+	if (find_local(&t))
+		ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
+	else
+		conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
+	close_target(&t);
+}
+
+/*
+ * handle_truncate truncates the local tables named, together, like the
+ * sender did (RESTART IDENTITY honoured; CASCADE is not: a table the
+ * sender did not list is never truncated here).
+ */
+static void
+handle_truncate(MyceliumReplMessage *m)
+{
+	List	   *rels = NIL;
+	List	   *relids = NIL;
+	ListCell   *lc;
+	int			i;
+
+	for (i = 0; i < m->u.truncate.nrelids; i++)
+	{
+		ApplyTarget t;
+
+		open_target(m->u.truncate.relids[i], &t);
+		close_target(&t);
+		if (list_member_oid(relids, t.ar->localrelid))
+			continue;
+		rels = lappend(rels, table_open(t.ar->localrelid, AccessExclusiveLock));
+		relids = lappend_oid(relids, t.ar->localrelid);
+	}
+	ExecuteTruncateGuts(rels, relids, relids, DROP_RESTRICT,
+						(m->u.truncate.flags & MYCELIUM_REPL_TRUNCATE_RESTART) != 0);
+	foreach(lc, rels)
+		table_close((Relation) lfirst(lc), NoLock);
+}
+
+/*
+ * handle_begin starts the local transaction of a remote one.
+ */
+static void
+handle_begin(MyceliumReplMessage *m)
+{
+	if (apply.in_xact)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" began a transaction inside another", apply.peer)));
+	StartTransactionCommand();
+	apply.in_xact = true;
+	apply.commit_time = m->u.begin.commit_time;
+	apply.final_lsn = m->u.begin.final_lsn;
+}
+
+/*
+ * handle_commit commits the local transaction with the remote commit's end
+ * LSN and time as the origin's progress.
+ */
+static void
+handle_commit(MyceliumReplMessage *m)
+{
+	if (!apply.in_xact)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" committed a transaction it did not begin", apply.peer)));
+	if (strcmp(m->u.commit.origin, apply.peer) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("node \"%s\" sent a transaction of node \"%s\"",
+						apply.peer, m->u.commit.origin),
+				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
+						   apply.peer, m->u.commit.origin),
+				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
+	replorigin_session_origin_lsn = m->u.commit.end_lsn;
+	replorigin_session_origin_timestamp = m->u.commit.commit_time;
+	CommitTransactionCommand();
+	apply.in_xact = false;
+	apply.stats.end_lsn = m->u.commit.end_lsn;
+	if (XactLastCommitEnd > apply.stats.local_end)
+		apply.stats.local_end = XactLastCommitEnd;
+	apply.stats.commit_time = m->u.commit.commit_time;
+	apply.stats.transactions++;
+}
+
+/*
+ * apply_change runs one row change or TRUNCATE inside the open remote
+ * transaction, with its own snapshot, then makes it visible to the next.
+ */
+static void
+apply_change(MyceliumReplMessage *m)
+{
+	if (!apply.in_xact)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" sent a %s message outside a transaction",
+						apply.peer, MyceliumReplMsgTypeName(m->type))));
+	PushActiveSnapshot(GetTransactionSnapshot());
+	switch (m->type)
+	{
+		case MYCELIUM_REPL_MSG_INSERT:
+			handle_insert(m);
+			break;
+		case MYCELIUM_REPL_MSG_UPDATE:
+			handle_update(m);
+			break;
+		case MYCELIUM_REPL_MSG_DELETE:
+			handle_delete(m);
+			break;
+		case MYCELIUM_REPL_MSG_TRUNCATE:
+			handle_truncate(m);
+			break;
+		default:
+			elog(ERROR, "unexpected replication message type %d", (int) m->type);
+	}
+	PopActiveSnapshot();
+	CommandCounterIncrement();
+}
+
+/*
+ * MyceliumApplyMessage parses and applies one protocol message received at
+ * WAL position lsn.  Errors propagate: the caller aborts the local
+ * transaction, calls MyceliumApplyReset and reconnects, and the stream
+ * resumes at the origin's progress.  Memory is per message.
+ */
+void
+MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MyceliumReplMessage m;
+
+	MemoryContextSwitchTo(apply.msgcxt);
+	MyceliumReplParseMessage(buf, len, &m);
+	switch (m.type)
+	{
+		case MYCELIUM_REPL_MSG_BEGIN:
+			handle_begin(&m);
+			break;
+		case MYCELIUM_REPL_MSG_COMMIT:
+			handle_commit(&m);
+			break;
+		case MYCELIUM_REPL_MSG_RELATION:
+			handle_relation(&m);
+			break;
+		default:
+			MemoryContextSwitchTo(apply.msgcxt);
+			apply_change(&m);
+			break;
+	}
+	MemoryContextSwitchTo(caller);
+	MemoryContextReset(apply.msgcxt);
+}

@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply_internal.h
+ *	  Private interfaces of the apply side of peer replication: the
+ *	  launcher, the per-peer apply worker, its replication connection and
+ *	  the code that applies decoded changes locally.
+ *
+ * IDENTIFICATION
+ *	  src/replication/apply_internal.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MYCELIUM_APPLY_INTERNAL_H
+#define MYCELIUM_APPLY_INTERNAL_H
+
+#include "fmgr.h"
+#include "executor/tuptable.h"
+#include "libpq-fe.h"
+#include "utils/relcache.h"
+
+#include "replication/peer_state.h"
+#include "replication/replication.h"
+
+/* what an apply worker is told at start (bgw_extra) */
+typedef struct MyceliumApplyArgs
+{
+	char		node_name[64];	/* the source peer */
+	int			node_id;
+} MyceliumApplyArgs;
+
+/* in replication/launcher.c */
+extern PGDLLEXPORT void MyceliumReplLauncherMain(Datum main_arg);
+extern long MyceliumReplBackoffMs(int64 retries);
+
+/* in replication/walstream.c */
+extern PGconn *MyceliumWalConnect(const char *host, int port, const char *user,
+								  const char *appname);
+extern PGresult *MyceliumWalExec(PGconn *conn, const char *sql);
+extern void MyceliumWalFlush(PGconn *conn);
+extern void MyceliumWalSendFeedback(PGconn *conn, XLogRecPtr recv, XLogRecPtr flush,
+									bool reply_requested);
+extern void MyceliumWalConnError(PGconn *conn, const char *what, const char *peer);
+
+/* in replication/apply_worker.c */
+extern PGDLLEXPORT void MyceliumApplyWorkerMain(Datum main_arg);
+
+/* in replication/apply.c: the apply of one peer's stream */
+typedef struct MyceliumApplyStats
+{
+	XLogRecPtr	end_lsn;		/* of the last committed remote transaction */
+	XLogRecPtr	local_end;		/* end of its local commit record */
+	TimestampTz commit_time;
+	int64		transactions;	/* committed since the worker started */
+	int64		conflicts;
+} MyceliumApplyStats;
+
+extern void MyceliumApplyInit(const char *peer_name);
+extern void MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn);
+extern bool MyceliumApplyInTransaction(void);
+extern void MyceliumApplyReset(void);
+extern MyceliumApplyStats *MyceliumApplyGetStats(void);
+
+/* in replication/apply_conflict.c */
+extern void MyceliumApplyLogConflict(Relation rel, const char *conflict_type,
+									 TupleTableSlot *local, TupleTableSlot *remote,
+									 TimestampTz local_ts, const char *local_node,
+									 TimestampTz remote_ts, const char *remote_node,
+									 const char *resolution);
+extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
+									  char *node, int nodelen);
+
+#endif							/* MYCELIUM_APPLY_INTERNAL_H */
