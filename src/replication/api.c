@@ -51,6 +51,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/api_internal.h"
+#include "replication/replication.h"
 #include "replication/peer_state.h"
 
 PG_FUNCTION_INFO_V1(mycelium_replicate_table);
@@ -468,6 +469,7 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 	check_replicable(rel, display);
 	MyceliumReplLocalShape(qualname, &here);
 	already_replicated(&here, display);
+	MyceliumReplEnsureSlots();
 	MyceliumReplSlotsReady(true);
 
 	nodes = MyceliumLockMesh(NULL, &conns);

@@ -157,7 +157,7 @@ peer_state_name(const MyceliumReplPeer *peer)
 		case MYCELIUM_REPL_STREAMING:
 			return "streaming";
 		case MYCELIUM_REPL_PAUSED:
-			return "paused";
+			return "starting";	/* resumed; the worker has not reconnected yet */
 		case MYCELIUM_REPL_DOWN:
 			return "down";
 	}

@@ -43,6 +43,7 @@ extern MyceliumConnection **MyceliumReplMembersToCreate(MyceliumConnection **rem
 /* in replication/api.c (for add_node: belongs in replication/replication.h) */
 
 /* in replication/api_slots.c */
+extern void MyceliumReplEnsureSlots(void);
 extern bool MyceliumReplSlotsReady(bool raise);
 
 #endif							/* MYCELIUM_REPL_API_INTERNAL_H */

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/memutils.h"
@@ -26,6 +27,10 @@
 
 PG_FUNCTION_INFO_V1(mycelium_replication_ready);
 
+#define CREATE_SLOTS_SQL \
+	"SELECT count(pg_catalog.pg_create_logical_replication_slot(s, 'mycelium')) " \
+	"FROM unnest($1::text[]) s WHERE NOT EXISTS " \
+	"(SELECT 1 FROM pg_catalog.pg_replication_slots r WHERE r.slot_name = s)"
 #define SLOTS_SQL "SELECT slot_name::text FROM pg_catalog.pg_replication_slots " \
 	"WHERE plugin = 'mycelium' AND slot_type = 'logical' " \
 	"AND database = pg_catalog.current_database()"
@@ -146,6 +151,76 @@ MyceliumReplSlotsReady(bool raise)
 		i++;
 	}
 	return ready;
+}
+
+/*
+ * consumer_slots_literal returns, as a text[] literal, the slot names every
+ * other member of the list needs on source.
+ */
+static char *
+consumer_slots_literal(List *nodes, MyceliumNode *source)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	char		slot[NAMEDATALEN];
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	foreach(lc, nodes)
+	{
+		MyceliumNode *consumer = lfirst(lc);
+
+		if (consumer == source)
+			continue;
+		MyceliumReplSlotName(consumer->node_id, slot, sizeof(slot));
+		appendStringInfo(&buf, "%s%s", buf.len > 1 ? "," : "", slot);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * MyceliumReplEnsureSlots creates, on every member at once (the local one
+ * through a loopback session), the logical slots the other members'
+ * apply workers will read, where they are missing.  Slots cannot be made
+ * in a transaction that has written, and making one waits for the
+ * transactions running on that member, so it runs in autocommit sessions
+ * before the caller writes anything; a caller whose transaction already
+ * has an xid would wait for itself, so nothing is made then (the check
+ * that follows reports what is missing).
+ */
+void
+MyceliumReplEnsureSlots(void)
+{
+	List	   *nodes = MyceliumLoadNodes();
+	int			n = list_length(nodes);
+	MyceliumConnection **conns;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (n <= 1 || TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	conns = MyceliumConnectNodes(nodes, MYCELIUM_CONN_AUTOCOMMIT, false, true, NULL);
+	foreach(lc, nodes)
+	{
+		const char *param = consumer_slots_literal(nodes, lfirst(lc));
+
+		if (!MyceliumSendQuery(conns[i], CREATE_SLOTS_SQL, 1, &param))
+			MyceliumReportConnError(ERROR, conns[i], "send a command");
+		i++;
+	}
+	{
+		PGresult  **results = palloc0(sizeof(PGresult *) * n);
+
+		MyceliumWaitResults(conns, n, results, 0, true);
+		for (i = 0; i < n; i++)
+		{
+			if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_TUPLES_OK)
+				MyceliumReportResultError(ERROR, results[i], conns[i], CREATE_SLOTS_SQL);
+			PQclear(results[i]);
+			MyceliumReleaseConnection(conns[i]);
+		}
+	}
 }
 
 /*
