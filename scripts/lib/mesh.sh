@@ -54,6 +54,7 @@ max_connections = 60
 max_prepared_transactions = 60
 track_commit_timestamp = on
 max_worker_processes = 16
+output_plugin_libraries = 'pgoutput, test_decoding, mycelium'
 mycelium.node_name = 'n$n'
 mycelium.node_host = '127.0.0.1'
 mycelium.ssl_mode = 'disable'
@@ -61,6 +62,7 @@ CONF
 	local su
 	su=$(mesh_as_pg whoami)
 	echo "hostssl all all 127.0.0.1/32 cert map=mycelium" >>"$dir/pg_hba.conf"
+	echo "hostssl replication all 127.0.0.1/32 cert map=mycelium" >>"$dir/pg_hba.conf"
 	echo "mycelium /^n[0-9]+\$ $su" >>"$dir/pg_ident.conf"
 }
 

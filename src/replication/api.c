@@ -38,7 +38,9 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "utils/fmgroids.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -183,10 +185,27 @@ check_replicable(Relation rel, const char *name)
 }
 
 /*
+ * uses_sequence is an expression walker: true when the expression calls
+ * nextval(), i.e. depends on a sequence of this node.
+ */
+static bool
+uses_sequence(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+		return true;
+	return expression_tree_walker(node, uses_sequence, context);
+}
+
+/*
  * column_default returns the SQL text of a column's default (or, for a
- * generated column, its generation expression) when it calls no mutable
- * function, else NULL: defaults such as nextval() or now() are left out on
- * peers, where they would not mean the same thing.
+ * generated column, its generation expression), or NULL for a default that
+ * takes values from a sequence of this node (serial, nextval()): that
+ * sequence does not exist on the peers, and values from per-node sequences
+ * would collide anyway (use mycelium.next_id()).  Other defaults, volatile
+ * ones such as now() or mycelium.next_id() included, mean the same on
+ * every node and are kept.
  */
 static char *
 column_default(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
@@ -203,7 +222,7 @@ column_default(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
 		if (constr->defval[i].adnum != attnum)
 			continue;
 		expr = stringToNode(constr->defval[i].adbin);
-		if (!generated && contain_mutable_functions(expr))
+		if (!generated && uses_sequence(expr, NULL))
 			return NULL;
 		return deparse_expression(expr, dpcontext, false, false);
 	}
@@ -234,7 +253,7 @@ append_primary_key(StringInfo sql, Relation rel)
 /*
  * create_table_sql builds the CREATE TABLE that reproduces rel on a peer:
  * columns with their types (and typmods), non-default collations, NOT
- * NULL, defaults free of mutable functions, stored generated columns, and
+ * NULL, defaults that use no sequence, stored generated columns, and
  * the primary key.  Identity and serial defaults are left out (sequences
  * do not replicate).  Names are printed under search_path = pg_catalog so
  * they resolve the same way on the peer.  *cols gets the list of columns a

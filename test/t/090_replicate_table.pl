@@ -1,6 +1,6 @@
 # The SQL API of peer replication across a 3-node TLS mesh:
 # replicate_table refuses to run before the replication slots exist;
-# creates the table (schema, columns, typmods, NOT NULL, constant defaults,
+# creates the table (schema, columns, typmods, NOT NULL, defaults but serial,
 # generated columns, primary key) with its rows on members that lack it,
 # keeps the rows of a member that has it, and lists it on every node, in
 # one distributed transaction; a conflicting definition or a member that is
@@ -90,9 +90,9 @@ my $columns_sql = q{SELECT string_agg(attname || ' ' || format_type(atttypid, at
 	WHERE attrelid = 'accounts'::regclass AND attnum > 0 AND NOT attisdropped};
 is($n2->safe_psql('postgres', $columns_sql),
 	q{id bigint not null, owner character varying(20) not null default 'nobody'::character varying, }
-	  . q{balance numeric(12,2) default 0, created timestamp with time zone not null, tags text[], }
+	  . q{balance numeric(12,2) default 0, created timestamp with time zone not null default now(), tags text[], }
 	  . q{doubled numeric default (balance * (2)::numeric), counter integer not null, Odd Col jsonb},
-	'n2 got the columns, typmods, NOT NULL, constant defaults only, the generated column');
+	'n2 got the columns, typmods, NOT NULL, defaults except the sequence one, the generated column');
 is($n2->safe_psql('postgres',
 		"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'accounts'::regclass"),
 	'PRIMARY KEY (id)', 'n2 got the primary key');
