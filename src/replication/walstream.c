@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "replication/apply_internal.h"
+#include "transport/transport.h"
 
 /*
  * wait_socket waits until the socket is ready for what `events` asks or
@@ -68,44 +69,12 @@ MyceliumWalConnError(PGconn *conn, const char *what, const char *peer)
 PGconn *
 MyceliumWalConnect(const char *host, int port, const char *user, const char *appname)
 {
-	const char *keys[16];
-	const char *vals[16];
-	char		portbuf[16];
-	int			n = 0;
 	PGconn	   *conn;
 	PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   mycelium_connect_timeout_ms);
 
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	keys[n] = "host"; vals[n++] = host;
-	keys[n] = "port"; vals[n++] = portbuf;
-	keys[n] = "dbname"; vals[n++] = mycelium_database;
-	keys[n] = "user"; vals[n++] = user;
-	keys[n] = "replication"; vals[n++] = "database";
-	keys[n] = "application_name"; vals[n++] = appname;
-	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
-	keys[n] = "sslmode"; vals[n++] = MyceliumSslModeName(mycelium_ssl_mode);
-	keys[n] = "keepalives"; vals[n++] = "1";
-	if (mycelium_ssl_ca_file[0])
-	{
-		keys[n] = "sslrootcert"; vals[n++] = mycelium_ssl_ca_file;
-	}
-	if (mycelium_ssl_cert_file[0])
-	{
-		keys[n] = "sslcert"; vals[n++] = mycelium_ssl_cert_file;
-	}
-	if (mycelium_ssl_key_file[0])
-	{
-		keys[n] = "sslkey"; vals[n++] = mycelium_ssl_key_file;
-	}
-	keys[n] = NULL; vals[n] = NULL;
-
-	conn = PQconnectStartParams(keys, vals, false);
-	if (conn == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while connecting to \"%s:%d\"", host, port)));
+	conn = MyceliumConnectStart(host, port, mycelium_database, user, appname, true);
 	PG_TRY();
 	{
 		if (PQstatus(conn) == CONNECTION_BAD)

@@ -51,24 +51,33 @@ backoff_ms(int attempt)
 }
 
 /*
- * start_attempt begins one asynchronous connection attempt.
+ * MyceliumConnectStart begins an asynchronous libpq connection to a node
+ * with every node-to-node setting: TLS per mycelium.ssl_mode and the
+ * mycelium.ssl_* files (read now, so a reload rotates certificates for new
+ * connections), keepalives, the database encoding, and replication=database
+ * when asked.  Never returns NULL (out of memory is an ERROR); the caller
+ * polls it with PQconnectPoll and owns it.
  */
-static void
-start_attempt(MyceliumConnection *c, TimestampTz now)
+PGconn *
+MyceliumConnectStart(const char *host, int port, const char *dbname,
+					 const char *user, const char *appname, bool replication)
 {
 	const char *keys[16];
 	const char *vals[16];
-	char		port[16];
+	char		portbuf[16];
 	int			n = 0;
-	char	   *dbname = get_database_name(MyDatabaseId);
-	char	   *user = GetUserNameFromId(c->roleid, false);
+	PGconn	   *conn;
 
-	snprintf(port, sizeof(port), "%d", c->port);
-	keys[n] = "host"; vals[n++] = c->host;
-	keys[n] = "port"; vals[n++] = port;
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	keys[n] = "host"; vals[n++] = host;
+	keys[n] = "port"; vals[n++] = portbuf;
 	keys[n] = "dbname"; vals[n++] = dbname;
 	keys[n] = "user"; vals[n++] = user;
-	keys[n] = "application_name"; vals[n++] = "mycelium";
+	if (replication)
+	{
+		keys[n] = "replication"; vals[n++] = "database";
+	}
+	keys[n] = "application_name"; vals[n++] = appname;
 	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
 	keys[n] = "sslmode"; vals[n++] = MyceliumSslModeName(mycelium_ssl_mode);
 	keys[n] = "keepalives"; vals[n++] = "1";
@@ -86,12 +95,23 @@ start_attempt(MyceliumConnection *c, TimestampTz now)
 	}
 	keys[n] = NULL; vals[n] = NULL;
 
-	c->attempt++;
-	c->conn = PQconnectStartParams(keys, vals, false);
-	if (c->conn == NULL)
+	conn = PQconnectStartParams(keys, vals, false);
+	if (conn == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while connecting to node \"%s\"", c->node_name)));
+				 errmsg("out of memory while connecting to %s:%d", host, port)));
+	return conn;
+}
+
+/*
+ * start_attempt begins one asynchronous connection attempt.
+ */
+static void
+start_attempt(MyceliumConnection *c, TimestampTz now)
+{
+	c->attempt++;
+	c->conn = MyceliumConnectStart(c->host, c->port, get_database_name(MyDatabaseId),
+								   GetUserNameFromId(c->roleid, false), "mycelium", false);
 	c->poll = PQstatus(c->conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
 	c->attempt_deadline = TimestampTzPlusMilliseconds(now, mycelium_connect_timeout_ms);
 	c->next_attempt_at = 0;

@@ -78,6 +78,10 @@ extern void MyceliumCloseNodeConnections(const char *node_name);
 extern bool MyceliumConnectionUsable(MyceliumConnection *conn);
 extern void MyceliumTransportRegisterExit(void);
 
+/* in transport/connect.c */
+extern PGconn *MyceliumConnectStart(const char *host, int port, const char *dbname,
+									const char *user, const char *appname, bool replication);
+
 /* in transport/remote.c */
 extern bool MyceliumSendQuery(MyceliumConnection *conn, const char *sql,
 							  int nparams, const char *const *values);
