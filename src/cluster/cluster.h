@@ -40,6 +40,9 @@ extern MyceliumConnection **MyceliumConnectNodes(List *nodes, MyceliumConnMode m
 												bool missing_ok, bool include_local,
 												const bool *skip);
 extern void MyceliumLockMembers(List *nodes, MyceliumConnection **conns);
+extern MyceliumConnection **MyceliumUsableMembers(List *nodes, MyceliumConnection **conns, int *n);
+extern void MyceliumWriteOnMembers(MyceliumConnection **conns, int n, const char *sql,
+								   int nparams, const char *const *params);
 extern List *MyceliumLockMesh(const char *skip_node, MyceliumConnection ***conns_out);
 extern void MyceliumCopyMetadataTo(MyceliumConnection *conn);
 extern void MyceliumResetMetadataOf(MyceliumConnection *conn, const char *node_name);

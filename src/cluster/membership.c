@@ -154,23 +154,6 @@ insert_local_node(int node_id, const char *node_name, const char *host, int port
 }
 
 /*
- * remote_members returns the usable connections of conns (skipping the
- * local node's NULL slot) as a compact array; *n gets their number.
- */
-static MyceliumConnection **
-remote_members(List *nodes, MyceliumConnection **conns, int *n)
-{
-	MyceliumConnection **out = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
-	int			i;
-
-	*n = 0;
-	for (i = 0; i < list_length(nodes); i++)
-		if (conns[i] && MyceliumConnectionUsable(conns[i]))
-			out[(*n)++] = conns[i];
-	return out;
-}
-
-/*
  * validate_address checks add_node's host and port arguments.
  */
 static void
@@ -234,7 +217,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 		new_id = Max(new_id, ((MyceliumNode *) lfirst(lc))->node_id + 1);
 
 	insert_local_node(new_id, node_name, host, port);
-	remote = remote_members(nodes, conns, &nremote);
+	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	if (nremote > 0)
 	{
 		char		idbuf[16],
@@ -243,11 +226,9 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 
 		snprintf(idbuf, sizeof(idbuf), "%d", new_id);
 		snprintf(portbuf, sizeof(portbuf), "%d", port);
-		MyceliumExecParallel(remote, nremote,
-							 "INSERT INTO mycelium.node (node_id, node_name, host, port) "
-							 "VALUES ($1::int, $2, $3, $4::int)", 4, params);
-		for (int i = 0; i < nremote; i++)
-			remote[i]->wrote = true;
+		MyceliumWriteOnMembers(remote, nremote,
+							   "INSERT INTO mycelium.node (node_id, node_name, host, port) "
+							   "VALUES ($1::int, $2, $3, $4::int)", 4, params);
 	}
 	MyceliumCopyMetadataTo(newconn);
 	MyceliumReplCopyTablesTo(newconn);
@@ -325,15 +306,13 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	remote = remote_members(nodes, conns, &nremote);
+	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	if (nremote > 0)
 	{
 		const char *params[1] = {node_name};
 
-		MyceliumExecParallel(remote, nremote, "DELETE FROM mycelium.node WHERE node_name = $1",
-							 1, params);
-		for (int i = 0; i < nremote; i++)
-			remote[i]->wrote = true;
+		MyceliumWriteOnMembers(remote, nremote, "DELETE FROM mycelium.node WHERE node_name = $1",
+							   1, params);
 	}
 	if (MyceliumConnectionUsable(tconn))
 	{

@@ -82,6 +82,41 @@ MyceliumConnectNodes(List *nodes, MyceliumConnMode mode, bool missing_ok,
 }
 
 /*
+ * MyceliumUsableMembers compacts the usable connections of a
+ * MyceliumLockMesh array (NULL for the local node) into a new array; *n
+ * gets their number.
+ */
+MyceliumConnection **
+MyceliumUsableMembers(List *nodes, MyceliumConnection **conns, int *n)
+{
+	MyceliumConnection **out = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
+	int			i;
+
+	*n = 0;
+	for (i = 0; i < list_length(nodes); i++)
+		if (conns[i] && MyceliumConnectionUsable(conns[i]))
+			out[(*n)++] = conns[i];
+	return out;
+}
+
+/*
+ * MyceliumWriteOnMembers runs one metadata write on every connection at
+ * once and marks them written, so the write joins the distributed commit.
+ */
+void
+MyceliumWriteOnMembers(MyceliumConnection **conns, int n, const char *sql,
+					   int nparams, const char *const *params)
+{
+	int			i;
+
+	if (n == 0)
+		return;
+	MyceliumExecParallel(conns, n, sql, nparams, params);
+	for (i = 0; i < n; i++)
+		conns[i]->wrote = true;
+}
+
+/*
  * MyceliumLockMembers locks the node catalog of every node in the list, in
  * node_id order (the list's order), locally or through conns[i].  Nodes
  * whose connection is not usable are skipped.

@@ -110,23 +110,6 @@ wake_launcher_after_commit(void)
 }
 
 /*
- * remote_conns compacts the usable connections of a MyceliumLockMesh
- * array (NULL for the local node) into a new array; *n gets their number.
- */
-static MyceliumConnection **
-remote_conns(List *nodes, MyceliumConnection **conns, int *n)
-{
-	MyceliumConnection **out = palloc0(sizeof(MyceliumConnection *) * Max(list_length(nodes), 1));
-	int			i;
-
-	*n = 0;
-	for (i = 0; i < list_length(nodes); i++)
-		if (conns[i] && MyceliumConnectionUsable(conns[i]))
-			out[(*n)++] = conns[i];
-	return out;
-}
-
-/*
  * resolve_policy returns the conflict resolution policy to record: the
  * argument, or mycelium.conflict_resolution when it is NULL (which only
  * takes supported values); only the supported policies are accepted
@@ -372,7 +355,6 @@ create_on_members(Relation rel, const char *qualname, MyceliumConnection **conns
 {
 	StringInfoData cols;
 	char	   *create_sql;
-	int			i;
 
 	if (n == 0)
 		return;
@@ -382,9 +364,7 @@ create_on_members(Relation rel, const char *qualname, MyceliumConnection **conns
 						 psprintf("CREATE SCHEMA IF NOT EXISTS %s",
 								  quote_identifier(get_namespace_name(RelationGetNamespace(rel)))),
 						 0, NULL);
-	MyceliumExecParallel(conns, n, create_sql, 0, NULL);
-	for (i = 0; i < n; i++)
-		conns[i]->wrote = true;
+	MyceliumWriteOnMembers(conns, n, create_sql, 0, NULL);
 	copy_rows(qualname, cols.data, conns, n);
 }
 
@@ -399,7 +379,6 @@ list_everywhere(Oid relid, const char *qualname, const char *policy,
 	Oid			types[2] = {REGCLASSOID, TEXTOID};
 	Datum		values[2];
 	const char *params[2] = {qualname, policy};
-	int			i;
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(policy);
@@ -408,13 +387,9 @@ list_everywhere(Oid relid, const char *qualname, const char *policy,
 							  "VALUES ($1, $2)", 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into mycelium.replicated_table");
 	SPI_finish();
-	if (n == 0)
-		return;
-	MyceliumExecParallel(remote, n,
-						 "INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
-						 "VALUES ($1::pg_catalog.regclass, $2)", 2, params);
-	for (i = 0; i < n; i++)
-		remote[i]->wrote = true;
+	MyceliumWriteOnMembers(remote, n,
+						   "INSERT INTO mycelium.replicated_table (relid, conflict_resolution) "
+						   "VALUES ($1::pg_catalog.regclass, $2)", 2, params);
 }
 
 /*
@@ -495,7 +470,7 @@ mycelium_replicate_table(PG_FUNCTION_ARGS)
 	LockRelationOid(RelationGetRelid(rel), ShareLock);
 	MyceliumReplLocalShape(qualname, &here);
 	already_replicated(&here, display);
-	remote = remote_conns(nodes, conns, &nremote);
+	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	create = MyceliumReplMembersToCreate(remote, nremote, qualname, display, &here, &ncreate);
 	create_on_members(rel, qualname, create, ncreate);
 	list_everywhere(RelationGetRelid(rel), qualname, policy, remote, nremote);
@@ -651,16 +626,14 @@ mycelium_stop_replicating_table(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not delete from mycelium.replicated_table");
 	}
 	SPI_finish();
-	remote = remote_conns(nodes, conns, &nremote);
+	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	if (nremote > 0)
 	{
 		const char *params[1] = {qualname};
 
-		MyceliumExecParallel(remote, nremote,
-							 "DELETE FROM mycelium.replicated_table "
-							 "WHERE relid = pg_catalog.to_regclass($1)", 1, params);
-		for (int i = 0; i < nremote; i++)
-			remote[i]->wrote = true;
+		MyceliumWriteOnMembers(remote, nremote,
+							   "DELETE FROM mycelium.replicated_table "
+							   "WHERE relid = pg_catalog.to_regclass($1)", 1, params);
 	}
 	wake_launcher_after_commit();
 	PG_RETURN_VOID();

@@ -148,20 +148,9 @@ peer_state_name(const MyceliumReplPeer *peer)
 {
 	if (peer->paused)
 		return "paused";
-	switch (peer->status)
-	{
-		case MYCELIUM_REPL_STOPPED:
-			return "stopped";
-		case MYCELIUM_REPL_STARTING:
-			return "starting";
-		case MYCELIUM_REPL_STREAMING:
-			return "streaming";
-		case MYCELIUM_REPL_PAUSED:
-			return "starting";	/* resumed; the worker has not reconnected yet */
-		case MYCELIUM_REPL_DOWN:
-			return "down";
-	}
-	return "unknown";
+	if (peer->status == MYCELIUM_REPL_PAUSED)
+		return "starting";		/* resumed; the worker has not reconnected yet */
+	return MyceliumReplStatusName(peer->status);
 }
 
 /*

@@ -43,6 +43,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/apply_internal.h"
+#include "worker/worker.h"
 
 #define IDLE_CHECK_MS 1000
 
@@ -68,17 +69,7 @@ PG_FUNCTION_INFO_V1(mycelium_replication_peer_state);
 void
 MyceliumRegisterReplicationLauncher(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	strlcpy(worker.bgw_library_name, "mycelium", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "MyceliumReplLauncherMain", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "mycelium replication launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "mycelium replication launcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	MyceliumRegisterStaticWorker("MyceliumReplLauncherMain", "mycelium replication launcher");
 }
 
 /*
@@ -367,28 +358,6 @@ MyceliumReplLauncherMain(Datum main_arg)
 }
 
 /*
- * status_name: the text of a peer status.
- */
-static const char *
-status_name(MyceliumReplPeerStatus status)
-{
-	switch (status)
-	{
-		case MYCELIUM_REPL_STOPPED:
-			return "stopped";
-		case MYCELIUM_REPL_STARTING:
-			return "starting";
-		case MYCELIUM_REPL_STREAMING:
-			return "streaming";
-		case MYCELIUM_REPL_PAUSED:
-			return "paused";
-		case MYCELIUM_REPL_DOWN:
-			return "down";
-	}
-	return "unknown";
-}
-
-/*
  * mycelium_replication_peer_state returns one row per known source peer
  * with its shared apply state.
  */
@@ -412,7 +381,7 @@ mycelium_replication_peer_state(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(p->node_name);
-		values[1] = CStringGetTextDatum(status_name(p->status));
+		values[1] = CStringGetTextDatum(MyceliumReplStatusName(p->status));
 		values[2] = BoolGetDatum(p->paused);
 		values[3] = Int32GetDatum(p->worker_pid);
 		nulls[3] = p->worker_pid == 0;

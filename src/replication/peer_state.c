@@ -212,3 +212,26 @@ MyceliumReplOriginName(const char *source_node_name, char *buf, int buflen)
 {
 	snprintf(buf, buflen, "mycelium_%s", source_node_name);
 }
+
+/*
+ * MyceliumReplStatusName: the text of a peer status, as stat_replication and
+ * replication_peer_state() show it.
+ */
+const char *
+MyceliumReplStatusName(MyceliumReplPeerStatus status)
+{
+	switch (status)
+	{
+		case MYCELIUM_REPL_STOPPED:
+			return "stopped";
+		case MYCELIUM_REPL_STARTING:
+			return "starting";
+		case MYCELIUM_REPL_STREAMING:
+			return "streaming";
+		case MYCELIUM_REPL_PAUSED:
+			return "paused";
+		case MYCELIUM_REPL_DOWN:
+			return "down";
+	}
+	return "unknown";
+}

@@ -64,6 +64,7 @@ extern void MyceliumReplSetLauncherLatch(Latch *latch);
 extern void MyceliumReplWakeLauncher(void);
 extern void MyceliumReplSlotName(int consumer_node_id, char *buf, int buflen);
 extern void MyceliumReplOriginName(const char *source_node_name, char *buf, int buflen);
+extern const char *MyceliumReplStatusName(MyceliumReplPeerStatus status);
 
 /* in replication/launcher.c: called from _PG_init */
 extern void MyceliumRegisterReplicationLauncher(void);

@@ -46,11 +46,12 @@
 #define CERT_CHECK_MS (86400 * 1000)	/* certificate expiry: daily */
 
 /*
- * MyceliumRegisterWorkers registers the maintenance worker; called from
- * _PG_init in the postmaster.
+ * MyceliumRegisterStaticWorker registers one of Mycelium's static workers
+ * (database connection, started after recovery, restarted after 10 s);
+ * called from _PG_init in the postmaster.  name is also its bgw_type.
  */
 void
-MyceliumRegisterWorkers(void)
+MyceliumRegisterStaticWorker(const char *function, const char *name)
 {
 	BackgroundWorker worker;
 
@@ -59,10 +60,19 @@ MyceliumRegisterWorkers(void)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 10;
 	strlcpy(worker.bgw_library_name, "mycelium", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "MyceliumMaintenanceMain", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "mycelium maintenance", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "mycelium maintenance", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * MyceliumRegisterWorkers registers the maintenance worker.
+ */
+void
+MyceliumRegisterWorkers(void)
+{
+	MyceliumRegisterStaticWorker("MyceliumMaintenanceMain", "mycelium maintenance");
 }
 
 /*

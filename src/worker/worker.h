@@ -14,6 +14,7 @@
 #include "fmgr.h"
 
 /* in worker/maintenance.c */
+extern void MyceliumRegisterStaticWorker(const char *function, const char *name);
 extern void MyceliumRegisterWorkers(void);
 extern PGDLLEXPORT void MyceliumMaintenanceMain(Datum main_arg);
 
