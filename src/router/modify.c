@@ -66,6 +66,7 @@ typedef struct RouterModifyState
 	MyceliumDistTable *table;
 	List	   *tasks;			/* UPDATE/DELETE: built at start */
 	Tuplestorestate *store;
+	TupleTableSlot *readslot;	/* minimal-tuple slot reading the store */
 	bool		done;
 	/* INSERT */
 	int			ncols;			/* non-dropped columns */
@@ -291,6 +292,20 @@ shell_name(MyceliumDistTable *table)
 }
 
 /*
+ * keep_alias gives the statement's target an explicit alias (its own
+ * name when it has none), so column references that ruleutils qualifies
+ * stay valid once the target is renamed to a shard.
+ */
+static void
+keep_alias(Query *q)
+{
+	RangeTblEntry *rte = rt_fetch(q->resultRelation, q->rtable);
+
+	if (rte->alias == NULL)
+		rte->alias = makeAlias(rte->eref->aliasname, NIL);
+}
+
+/*
  * reference_tasks makes one task per node for a statement on a reference
  * table; only the local one's rows count.
  */
@@ -323,15 +338,18 @@ plan_update_tasks(RouterModifyState *state, ParamListInfo params)
 {
 	MyceliumDistTable *table = state->table;
 	Query	   *q = (Query *) RouterBindParams(copyObject((Node *) state->query), params);
-	char	   *text = RouterDeparseQuery(q);
+	char	   *text;
 	const char *verb = state->command == CMD_UPDATE ? "UPDATE " : "DELETE FROM ";
 	char	   *name = shell_name(table);
-	char	   *rest = text;
+	char	   *rest;
 	List	   *tasks = NIL;
 	Bitmapset  *shards;
 	bool		all;
 	int			i;
 
+	keep_alias(q);
+	text = RouterDeparseQuery(q);
+	rest = text + strspn(text, " \n");
 	if (strncmp(rest, verb, strlen(verb)) == 0)
 		rest += strlen(verb);
 	else
@@ -422,7 +440,9 @@ insert_template(RouterModifyState *state, ParamListInfo params, bool returning,
 			lfirst(lc) = dummy;
 		}
 	}
+	keep_alias(q);
 	text = RouterDeparseQuery(q);
+	text += strspn(text, " \n");
 	p = text + strlen("INSERT INTO ");
 	if (strncmp(text, "INSERT INTO ", 12) != 0 || strncmp(p, name, strlen(name)) != 0 ||
 		(v = strstr(p, values.data)) == NULL)
@@ -482,6 +502,9 @@ begin_modify(CustomScanState *node, EState *estate, int eflags)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is no longer distributed", get_rel_name(state->relid)),
 				 errhint("Run the statement again.")));
+	state->readslot = ExecInitExtraTupleSlot(estate,
+											 node->ss.ss_ScanTupleSlot->tts_tupleDescriptor,
+											 &TTSOpsMinimalTuple);
 	if (state->command == CMD_INSERT)
 		begin_insert(state, estate, eflags);
 	else
@@ -690,8 +713,12 @@ exec_modify(CustomScanState *node)
 
 	if (!state->done)
 		run_modify(state);
-	if (state->store == NULL || !tuplestore_gettupleslot(state->store, true, false, slot))
+	if (state->store == NULL ||
+		!tuplestore_gettupleslot(state->store, true, false, state->readslot))
 		return NULL;
+	ExecCopySlot(slot, state->readslot);
+	if (node->ss.ps.ps_ProjInfo == NULL)
+		return slot;
 	ResetExprContext(econtext);
 	econtext->ecxt_scantuple = slot;
 	return ExecProject(node->ss.ps.ps_ProjInfo);

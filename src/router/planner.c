@@ -29,12 +29,16 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/planner.h"
 #include "parser/parsetree.h"
+#include "utils/guc.h"
 
 #include "router/router.h"
 #include "router/router_internal.h"
 
 static planner_hook_type prev_planner_hook = NULL;
 static int	bypass_depth = 0;
+
+/* mycelium.enable_routing: off in the sessions nodes open to each other */
+bool		mycelium_enable_routing = true;
 
 typedef struct UsesContext
 {
@@ -142,7 +146,8 @@ static PlannedStmt *
 mycelium_planner(Query *parse, const char *query_string, int cursorOptions,
 				 ParamListInfo boundParams)
 {
-	if (bypass_depth == 0 && parse->commandType != CMD_UTILITY && MyceliumAnyDistTables())
+	if (bypass_depth == 0 && mycelium_enable_routing && parse->commandType != CMD_UTILITY &&
+		MyceliumAnyDistTables())
 	{
 		UsesContext uses = {false, false};
 
@@ -159,6 +164,12 @@ mycelium_planner(Query *parse, const char *query_string, int cursorOptions,
 void
 MyceliumInstallPlannerHook(void)
 {
+	DefineCustomBoolVariable("mycelium.enable_routing",
+							 "Routes statements on distributed and reference tables to their shards and copies.",
+							 "Node-to-node sessions turn it off: the statements they receive already name "
+							 "shards and local copies.  With it off, a session sees only this node's "
+							 "tables (a distributed table's shell is empty).",
+							 &mycelium_enable_routing, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	prev_planner_hook = planner_hook;
 	planner_hook = mycelium_planner;
 }

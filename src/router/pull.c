@@ -331,7 +331,8 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 		if (given == NULL)
 			spec->target = lappend(spec->target, expr);
 	}
-	foreach(lc, fs->scan.plan.qual)
+	/* a given spec's columns are not the table's: its quals are all set */
+	foreach(lc, given ? NIL : fs->scan.plan.qual)
 	{
 		Node	   *qual = copyObject(lfirst(lc));
 

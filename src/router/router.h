@@ -14,6 +14,7 @@
 #define MYCELIUM_ROUTER_H
 
 /* in router/planner.c */
+extern PGDLLIMPORT bool mycelium_enable_routing;
 extern void MyceliumInstallPlannerHook(void);
 extern bool MyceliumRouterBypassed(void);
 extern void MyceliumRouterBypass(bool on);

@@ -42,6 +42,7 @@ typedef struct RouterScanState
 	List	   *tasks;			/* RouterTask */
 	bool		xact;
 	Tuplestorestate *store;
+	TupleTableSlot *readslot;	/* minimal-tuple slot reading the store */
 	bool		fetched;
 } RouterScanState;
 
@@ -242,6 +243,9 @@ begin_scan(CustomScanState *node, EState *estate, int eflags)
 	RouterScanState *state = (RouterScanState *) node;
 
 	state->table = lookup_table(state->spec->relid);
+	state->readslot = ExecInitExtraTupleSlot(estate,
+											 node->ss.ss_ScanTupleSlot->tts_tupleDescriptor,
+											 &TTSOpsMinimalTuple);
 	state->tasks = build_tasks(state, estate->es_param_list_info);
 	state->xact = state->spec->xact || IsTransactionBlock() ||
 		MyceliumXactConnections() != NIL;
@@ -270,9 +274,9 @@ scan_next(ScanState *ss)
 
 	if (!state->fetched)
 		fetch(state);
-	if (!tuplestore_gettupleslot(state->store, true, false, slot))
-		ExecClearTuple(slot);
-	return slot;
+	if (!tuplestore_gettupleslot(state->store, true, false, state->readslot))
+		return ExecClearTuple(slot);
+	return ExecCopySlot(slot, state->readslot);
 }
 
 static bool
