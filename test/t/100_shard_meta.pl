@@ -243,4 +243,14 @@ is(on_all("SELECT to_regclass('app.orders') IS NOT NULL"), 'n1=f n2=t n3=f',
 ok(same_everywhere($catalog_sql), 'the catalog is identical on every node at the end');
 ok($mesh->no_prepared_xacts, 'no prepared transaction is left at the end');
 
+# --- without the preload, the table policies say what is missing
+my $np = $mesh->new_node('np', preload => 0);
+$np->safe_psql('postgres', 'CREATE TABLE t (k int)');
+like(fails($np, "SELECT mycelium.create_distributed_table('t', 'k')"),
+	qr/55000: mycelium must be loaded via shared_preload_libraries/,
+	'create_distributed_table needs the preload');
+like(fails($np, "SELECT mycelium.shard_for('t', 1)"),
+	qr/22023: table "public\.t" is not a distributed table/,
+	'shard_for works without the preload');
+
 done_testing();
