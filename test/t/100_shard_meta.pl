@@ -207,6 +207,30 @@ like(fails($n2, "SELECT mycelium.add_range_shard('app.events', '2024-01-20', '20
 is(on_all("SELECT mycelium.shard_for('app.events', '2024-02-14'::date)"),
 	"n1=$r2 n2=$r2 n3=$r2", 'shard_for agrees on every node');
 
+# --- two nodes distributing at once: serialized, shard ids unique
+$n1->safe_psql('postgres', 'CREATE TABLE app.c1 (k int)');
+$n2->safe_psql('postgres', 'CREATE TABLE app.c2 (k int)');
+my $s1 = $n1->background_psql('postgres');
+my $s2 = $n2->background_psql('postgres');
+$s1->query_safe('BEGIN');
+$s1->query_safe("SELECT mycelium.create_distributed_table('app.c1', 'k', shard_count => 4)");
+$s2->query_until(qr/started/,
+	"\\echo started\nSELECT mycelium.create_distributed_table('app.c2', 'k', shard_count => 5);\n");
+$n1->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+	  . "WHERE NOT l.granted AND a.application_name = 'mycelium'")
+  or die 'the change from n2 never waited for n1';
+pass('a table distributed from n2 waits for the one open on n1');
+$s1->query_safe('COMMIT');
+$s1->quit;
+$s2->quit;
+is($n3->safe_psql('postgres', q{SELECT string_agg(table_name::text || ':' || shard_count, ',' ORDER BY 1)
+	FROM mycelium.tables WHERE table_name::text IN ('app.c1', 'app.c2')}),
+	'app.c1:4,app.c2:5', 'both tables are distributed');
+is($n3->safe_psql('postgres', 'SELECT count(*) = count(DISTINCT shard_id) FROM mycelium.shards'),
+	't', 'shard ids are unique across concurrent changes');
+ok(same_everywhere($catalog_sql), 'the catalog is identical on every node after concurrent changes');
+
 # --- a 4th node joins: shells, reference tables and the catalog
 my $n4 = $mesh->new_node('n4');
 $n1->safe_psql('postgres', "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
