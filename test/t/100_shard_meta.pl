@@ -197,8 +197,15 @@ $n3->safe_psql('postgres', q{CREATE TABLE app.events (day date, what text);
 	SELECT mycelium.create_distributed_table('app.events', 'day', 'range')});
 my $r1 = $n1->safe_psql('postgres',
 	"SELECT mycelium.add_range_shard('app.events', '2024-01-01', '2024-02-01', 'n2')");
+# a session on n3 that has read the cache sees the next change from n1
+my $watcher = $n3->background_psql('postgres');
+is($watcher->query_safe("SELECT mycelium.shard_for('app.events', '2024-02-14'::date) IS NULL"),
+	't', 'no shard covers February yet');
 my $r2 = $n1->safe_psql('postgres',
 	"SELECT mycelium.add_range_shard('app.events', '2024-02-01', '2024-03-01')");
+is($watcher->query_safe("SELECT mycelium.shard_for('app.events', '2024-02-14'::date)"),
+	$r2, 'a backend on another node sees the new shard once the change commits');
+$watcher->quit;
 is(on_all("SELECT to_regclass('app.events_$r1') IS NOT NULL"), 'n1=f n2=t n3=f',
 	'a range shard is created on the node asked for');
 ok(same_everywhere($catalog_sql), 'the catalog is identical on every node after range shards');
