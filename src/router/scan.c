@@ -103,6 +103,7 @@ RouterMakeScan(RouterScanSpec *spec, List *scan_tlist)
 	CustomScan *cscan = makeNode(CustomScan);
 
 	cscan->scan.scanrelid = 0;
+	cscan->flags = CUSTOMPATH_SUPPORT_BACKWARD_SCAN;	/* scroll cursors */
 	cscan->methods = &scan_methods;
 	cscan->custom_scan_tlist = scan_tlist;
 	cscan->custom_private = list_make5(makeString(psprintf("%u", spec->relid)),
@@ -274,7 +275,9 @@ scan_next(ScanState *ss)
 
 	if (!state->fetched)
 		fetch(state);
-	if (!tuplestore_gettupleslot(state->store, true, false, state->readslot))
+	if (!tuplestore_gettupleslot(state->store,
+								 ScanDirectionIsForward(ss->ps.state->es_direction),
+								 false, state->readslot))
 		return ExecClearTuple(slot);
 	return ExecCopySlot(slot, state->readslot);
 }
