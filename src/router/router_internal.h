@@ -40,7 +40,21 @@ typedef struct RouterScanSpec
 	List	   *group;			/* GROUP BY expressions (partial aggregation) */
 	int64		limit;			/* rows each shard needs to send, -1 = all */
 	bool		xact;			/* statement writes: always use the transaction */
+	/* printed at plan time (parameters as $n), set by RouterMakeScan */
+	char	   *target_sql;
+	char	   *rest_sql;		/* " WHERE ... GROUP BY ... LIMIT ..." */
+	List	   *param_ids;		/* external parameters the statement uses */
 } RouterScanSpec;
+
+/* values of the external parameters a shard statement uses */
+typedef struct RouterParams
+{
+	int			nparams;		/* highest id used; $1..$n are sent */
+	Oid		   *types;			/* local types, for SPI and output */
+	Oid		   *remote_types;	/* built-in types, 0 (infer) for others */
+	Datum	   *values;
+	bool	   *nulls;
+} RouterParams;
 
 /* one unit of remote or local work: a statement on one node */
 typedef struct RouterTask
@@ -55,12 +69,20 @@ typedef struct RouterTask
 	bool	   *nulls;
 	bool		counts;			/* its rows count and are returned (not
 								 * the remote copies of a reference table) */
+	Oid		   *remote_types;	/* types sent to a node (NULL: none) */
+	bool		prepare;		/* run as a prepared statement on the node */
 } RouterTask;
 
 /* in router/deparse.c */
 extern bool RouterExprShippable(Node *expr, Index varno);
 extern bool RouterQueryShippable(Query *query, RangeTblEntry *target, char **why);
 extern Node *RouterBindParams(Node *node, ParamListInfo params);
+/* in router/params.c */
+extern void RouterParamValue(ParamListInfo params, int id, Oid *type, Datum *value,
+							 bool *isnull);
+extern Bitmapset *RouterParamIds(Node *node);
+extern RouterParams *RouterFetchParams(List *param_ids, ParamListInfo params);
+extern void RouterTaskSetParams(RouterTask *task, RouterParams *rp);
 extern char *RouterDeparseExpr(Node *expr, Oid relid);
 extern char *RouterDeparseExprList(List *exprs, Oid relid, const char *sep);
 extern char *RouterDeparseQuery(Query *query);
