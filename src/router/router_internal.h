@@ -38,6 +38,7 @@ typedef struct RouterScanSpec
 	List	   *target;			/* output expressions, one per scan column */
 	List	   *quals;			/* shippable quals, implicitly ANDed */
 	List	   *group;			/* GROUP BY expressions (partial aggregation) */
+	List	   *sort;			/* RouterSortKey: ORDER BY sent with limit */
 	int64		limit;			/* rows each shard needs to send, -1 = all */
 	bool		xact;			/* statement writes: always use the transaction */
 	/* printed at plan time (parameters as $n), set by RouterMakeScan */
@@ -45,6 +46,14 @@ typedef struct RouterScanSpec
 	char	   *rest_sql;		/* " WHERE ... GROUP BY ... LIMIT ..." */
 	List	   *param_ids;		/* external parameters the statement uses */
 } RouterScanSpec;
+
+/* one ORDER BY key of a shard statement */
+typedef struct RouterSortKey
+{
+	Expr	   *expr;			/* over the shard (Vars of varno 1) */
+	bool		desc;
+	bool		nulls_first;
+} RouterSortKey;
 
 /* values of the external parameters a shard statement uses */
 typedef struct RouterParams
@@ -98,8 +107,13 @@ extern List *RouterTaskNodes(MyceliumDistTable *table, Bitmapset *shards, bool a
 extern bool RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rtes, char **why);
 extern void RouterFixPlan(PlannedStmt *stmt, List *shell_rtes, List *specs, bool xact);
 extern Oid	RouterShardRowsFunc(void);
+extern void RouterSetScanSpec(Query *query, Index rti, int spec);
 extern RangeTblEntry *RouterShardRowsRte(Oid relid, int spec, List *exprs, List *colnames,
 										 const char *alias);
+
+/* in router/limitpush.c */
+extern int	RouterLimitPushdown(Query *q, List **specs);
+extern char *RouterSortText(RouterScanSpec *spec);
 
 /* in router/aggpush.c */
 extern Query *RouterAggPushdown(Query *parse, List **specs, List **shell_rtes);

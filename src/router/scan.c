@@ -116,6 +116,8 @@ RouterMakeScan(RouterScanSpec *spec, List *scan_tlist)
 		appendStringInfo(&rest, " WHERE %s", RouterDeparseExprList(spec->quals, spec->relid, " AND "));
 	if (spec->group != NIL)
 		appendStringInfo(&rest, " GROUP BY %s", RouterDeparseExprList(spec->group, spec->relid, ", "));
+	if (spec->sort != NIL)
+		appendStringInfo(&rest, " ORDER BY %s", RouterSortText(spec));
 	if (spec->limit >= 0)
 		appendStringInfo(&rest, " LIMIT " INT64_FORMAT, spec->limit);
 	id = -1;
