@@ -61,11 +61,24 @@ extern void MyceliumApplyReset(void);
 extern MyceliumApplyStats *MyceliumApplyGetStats(void);
 
 /* in replication/apply_conflict.c */
+/* the two versions of a conflict, as recorded */
+typedef struct MyceliumConflictVersions
+{
+	TimestampTz local_ts;		/* the local row's dot (0, NULL: none) */
+	const char *local_node;
+	TimestampTz remote_ts;		/* the remote change's dot */
+	const char *remote_node;
+	const char *remote_context; /* its writer's vector, jsonb text */
+} MyceliumConflictVersions;
+
 extern void MyceliumApplyLogConflict(Relation rel, const char *conflict_type,
 									 TupleTableSlot *local, TupleTableSlot *remote,
-									 TimestampTz local_ts, const char *local_node,
-									 TimestampTz remote_ts, const char *remote_node,
+									 const MyceliumConflictVersions *v,
 									 const char *resolution);
+extern TimestampTz MyceliumApplyListedAt(Oid relid);
+extern Oid	MyceliumConflictFunction(const char *name);
+extern bool MyceliumApplyCustomResolve(Relation rel, TupleTableSlot *local,
+									   TupleTableSlot *remote);
 extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
 									  char *node, int nodelen);
 

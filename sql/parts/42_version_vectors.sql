@@ -1,0 +1,50 @@
+-- Mycelium install script, part 42: peer replication (version vectors).
+
+-- This node's version vector: per peer, the commit time of the latest of
+-- its transactions applied here.  Raised by the apply workers inside every
+-- applied transaction; a writer's context is read from it (see
+-- docs/replication.md "Causality").  Not replicated: every node has its own.
+CREATE TABLE mycelium.version_vector (
+	node_name text PRIMARY KEY,
+	commit_time timestamptz NOT NULL
+);
+COMMENT ON TABLE mycelium.version_vector IS 'this node''s version vector: latest applied commit time per peer';
+
+-- Statement trigger of replicated tables: logs the writer's context into
+-- WAL for the output plugin.  Created and dropped with the table's row in
+-- mycelium.replicated_table.
+CREATE FUNCTION mycelium.replication_context()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mycelium_replication_context'
+LANGUAGE C;
+COMMENT ON FUNCTION mycelium.replication_context() IS 'statement trigger of replicated tables: carries the writer''s version vector to the peers';
+
+CREATE FUNCTION mycelium.replicated_table_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF NOT EXISTS (SELECT 1 FROM pg_trigger
+					   WHERE tgrelid = NEW.relid AND tgname = 'mycelium_context') THEN
+			EXECUTE format('CREATE TRIGGER mycelium_context BEFORE INSERT OR UPDATE OR DELETE '
+						   'OR TRUNCATE ON %s FOR EACH STATEMENT '
+						   'EXECUTE FUNCTION mycelium.replication_context()', NEW.relid);
+		END IF;
+		RETURN NEW;
+	END IF;
+	IF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
+		(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = 'mycelium_context') THEN
+		EXECUTE format('DROP TRIGGER mycelium_context ON %s', OLD.relid);
+	END IF;
+	RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION mycelium.replicated_table_trigger() IS 'creates and drops the mycelium_context trigger of replicated tables';
+
+CREATE TRIGGER replicated_table_context
+	AFTER INSERT OR DELETE ON mycelium.replicated_table
+	FOR EACH ROW EXECUTE FUNCTION mycelium.replicated_table_trigger();
+
+REVOKE ALL ON FUNCTION mycelium.replicated_table_trigger() FROM PUBLIC;
