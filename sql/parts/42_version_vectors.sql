@@ -48,3 +48,23 @@ CREATE TRIGGER replicated_table_context
 	FOR EACH ROW EXECUTE FUNCTION mycelium.replicated_table_trigger();
 
 REVOKE ALL ON FUNCTION mycelium.replicated_table_trigger() FROM PUBLIC;
+
+-- The slots that stream this node's changes to its peers, with the WAL
+-- each holds; over_max_slot_lag is the metric behind the launcher's
+-- WARNING (mycelium.max_slot_lag, -1: no limit).  Slots of removed nodes
+-- are dropped by the launcher.
+CREATE VIEW mycelium.replication_slots AS
+SELECT s.slot_name::text AS slot_name,
+	   n.node_name AS peer,
+	   s.active,
+	   coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+		   AS lag_bytes,
+	   pg_catalog.current_setting('mycelium.max_slot_lag') <> '-1' AND
+	   coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0) >
+		   pg_catalog.pg_size_bytes(pg_catalog.current_setting('mycelium.max_slot_lag'))
+		   AS over_max_slot_lag
+FROM pg_catalog.pg_replication_slots s
+LEFT JOIN mycelium.node n ON s.slot_name = 'mycelium_node_' || n.node_id
+WHERE s.plugin = 'mycelium' AND s.slot_name ~ '^mycelium_node_[0-9]+$'
+  AND s.database = pg_catalog.current_database();
+COMMENT ON VIEW mycelium.replication_slots IS 'replication slots feeding the peers, with the WAL they hold against mycelium.max_slot_lag';

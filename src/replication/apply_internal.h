@@ -32,6 +32,9 @@ typedef struct MyceliumApplyArgs
 extern PGDLLEXPORT void MyceliumReplLauncherMain(Datum main_arg);
 extern long MyceliumReplBackoffMs(int64 retries);
 
+/* in replication/slot_watch.c */
+extern void MyceliumReplWatchSlots(List *nodes);
+
 /* in replication/walstream.c */
 extern PGconn *MyceliumWalConnect(const char *host, int port, const char *user,
 								  const char *appname);

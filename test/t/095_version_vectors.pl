@@ -153,7 +153,10 @@ sync();
 converged('vv', 'concurrent updates');
 is(join(',', map { $_->safe_psql('postgres', 'SELECT v FROM vv WHERE id = 3') } @nodes),
 	'c-n3,c-n3,c-n3', 'the last writer wins on every node');
-is(conflicts($n3), 'update_update keep_local n1,update_update keep_local n2',
+is($n3->safe_psql('postgres',
+		"SELECT string_agg(conflict_type || ' ' || resolution || ' ' || remote_node, ',' "
+		  . "ORDER BY remote_node) FROM mycelium.conflicts"),
+	'update_update keep_local n1,update_update keep_local n2',
 	'n3 records two update_update conflicts and keeps its row');
 like(conflicts($n1), qr/^update_update (apply_remote|keep_local) n\d,update_update (apply_remote|keep_local) n\d$/,
 	'n1 records two update_update conflicts');
@@ -219,6 +222,7 @@ is($n3->safe_psql('postgres', 'SELECT n, who FROM cu'), '50|n1',
 	'the custom function chose the row, not the last writer');
 is($n1->safe_psql('postgres', "SELECT string_agg(resolution, ',') FROM mycelium.conflicts"),
 	'custom', 'n1 records the conflict resolved by the custom function');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- the version vector survives an immediate restart: n2's next update of
 # a row n1 wrote is still causal
