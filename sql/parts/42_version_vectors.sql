@@ -1,14 +1,19 @@
 -- Mycelium install script, part 42: peer replication (version vectors).
 
 -- This node's version vector: per peer, the commit time of the latest of
--- its transactions applied here.  Raised by the apply workers inside every
--- applied transaction; a writer's context is read from it (see
--- docs/replication.md "Causality").  Not replicated: every node has its own.
-CREATE TABLE mycelium.version_vector (
-	node_name text PRIMARY KEY,
-	commit_time timestamptz NOT NULL
-);
-COMMENT ON TABLE mycelium.version_vector IS 'this node''s version vector: latest applied commit time per peer';
+-- its transactions applied here.  The apply workers persist each entry in
+-- WAL with every applied commit (as the remote_lsn of the replication
+-- origin "mycelium.vv:<peer>"); a writer's context is read from it (see
+-- docs/replication.md "Causality").  Every node has its own.
+CREATE FUNCTION mycelium.version_vector_entries(OUT node_name text, OUT commit_time timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'mycelium_version_vector'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION mycelium.version_vector_entries() IS 'this node''s version vector (see the view mycelium.version_vector)';
+
+CREATE VIEW mycelium.version_vector AS
+SELECT node_name, commit_time FROM mycelium.version_vector_entries();
+COMMENT ON VIEW mycelium.version_vector IS 'this node''s version vector: latest applied commit time per peer';
 
 -- Statement trigger of replicated tables: logs the writer's context into
 -- WAL for the output plugin.  Created and dropped with the table's row in

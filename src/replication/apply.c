@@ -100,6 +100,7 @@ static struct
 	MemoryContext cxt;			/* lives as long as the worker */
 	MemoryContext msgcxt;		/* reset after every message */
 	MemoryContext xactcxt;		/* reset at every BEGIN: the context */
+	RepOriginId vv_origin;		/* persists our vector entry of the peer */
 	int			ctx_len;		/* the writer's context (version vector) */
 	char	  **ctx_nodes;
 	TimestampTz *ctx_times;
@@ -130,12 +131,13 @@ invalidate_rels(Datum arg, Oid relid)
  * worker.
  */
 void
-MyceliumApplyInit(const char *peer_name)
+MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin)
 {
 	HASHCTL		ctl;
 
 	memset(&apply, 0, sizeof(apply));
 	strlcpy(apply.peer, peer_name, sizeof(apply.peer));
+	apply.vv_origin = vv_origin;
 	apply.cxt = AllocSetContextCreate(TopMemoryContext, "mycelium apply",
 									  ALLOCSET_DEFAULT_SIZES);
 	apply.msgcxt = AllocSetContextCreate(apply.cxt, "mycelium apply message",
@@ -655,7 +657,7 @@ handle_commit(MyceliumReplMessage *m)
 				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
 						   apply.peer, m->u.commit.origin),
 				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
-	MyceliumReplVectorPersist(apply.peer, m->u.commit.commit_time);
+	MyceliumReplVectorPersist(apply.vv_origin, m->u.commit.commit_time);
 	replorigin_session_origin_lsn = m->u.commit.end_lsn;
 	replorigin_session_origin_timestamp = m->u.commit.commit_time;
 	CommitTransactionCommand();

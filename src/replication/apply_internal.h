@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "executor/tuptable.h"
 #include "libpq-fe.h"
+#include "replication/origin.h"
 #include "utils/relcache.h"
 
 #include "replication/peer_state.h"
@@ -57,7 +58,7 @@ typedef struct MyceliumApplyStats
 	int64		conflicts;
 } MyceliumApplyStats;
 
-extern void MyceliumApplyInit(const char *peer_name);
+extern void MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin);
 extern void MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn);
 extern bool MyceliumApplyInTransaction(void);
 extern void MyceliumApplyReset(void);

@@ -13,8 +13,8 @@
  * stream per origin (nothing is forwarded), so "entry[P] >= t" means "every
  * transaction of P committed at or before t has been applied here".  The
  * vector lives in shared memory; the apply worker raises its peer's entry
- * in mycelium.version_vector inside every applied transaction (so it is
- * exactly as durable as the data) and in shared memory after commit.
+ * in WAL just before every applied commit (MyceliumReplVectorPersist) and
+ * in shared memory after it.  SQL: the view mycelium.version_vector.
  *
  * A local transaction carries its context -- the vector when it wrote --
  * to the peers: the statement trigger mycelium_context (created on every
@@ -39,7 +39,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_replication_origin.h"
+#include "funcapi.h"
+#include "storage/lmgr.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -59,40 +65,53 @@
 /* the longest a writer waits for its clock to pass the vector (µs) */
 #define MAX_COMMIT_WAIT_US	1000000
 
+/* origins persisting the vector: "mycelium.vv:<peer>" */
+#define VV_ORIGIN_PREFIX	"mycelium.vv:"
+
 /* what this backend last logged as context */
 static TransactionId context_xid = InvalidTransactionId;
 static uint64 context_generation = 0;
 
-/* the apply worker's saved plan raising its peer's entry */
-static SPIPlanPtr persist_plan = NULL;
-
 PG_FUNCTION_INFO_V1(mycelium_replication_context);
+PG_FUNCTION_INFO_V1(mycelium_version_vector);
 
 /*
- * load_persisted merges mycelium.version_vector into the shared vector,
- * once per server start (the first writer or apply worker does it).
+ * MyceliumReplVectorOriginName: the replication origin whose remote_lsn
+ * holds this node's vector entry of peer (see MyceliumReplVectorPersist).
+ */
+void
+MyceliumReplVectorOriginName(const char *peer, char *buf, int buflen)
+{
+	snprintf(buf, buflen, "%s%s", VV_ORIGIN_PREFIX, peer);
+}
+
+/*
+ * load_persisted merges the persisted entries (every "mycelium.vv:<peer>"
+ * replication origin) into the shared vector, once per server start (the
+ * first writer does it).  A catalog scan: no SQL privilege is needed.
  */
 static void
 load_persisted(void)
 {
-	uint64		i;
+	Relation	rel = table_open(ReplicationOriginRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	int			plen = strlen(VV_ORIGIN_PREFIX);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT node_name, commit_time FROM mycelium.version_vector",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read mycelium.version_vector");
-	for (i = 0; i < SPI_processed; i++)
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
-		bool		isnull;
-		char	   *node = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2,
-									  &isnull);
+		Form_pg_replication_origin ro = (Form_pg_replication_origin) GETSTRUCT(tup);
+		char	   *name = text_to_cstring(&ro->roname);
+		XLogRecPtr	t;
 
-		if (node && !isnull)
-			MyceliumReplVectorAdvance(node, DatumGetTimestampTz(t));
+		if (strncmp(name, VV_ORIGIN_PREFIX, plen) != 0 || name[plen] == '\0')
+			continue;
+		t = replorigin_get_progress(ro->roident, false);
+		if (t != InvalidXLogRecPtr)
+			MyceliumReplVectorAdvance(name + plen, (TimestampTz) t);
 	}
-	SPI_finish();
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	MyceliumReplVectorSetLoaded();
 }
 
@@ -234,34 +253,62 @@ mycelium_replication_context(PG_FUNCTION_ARGS)
 }
 
 /*
- * MyceliumReplVectorPersist raises node's entry of mycelium.version_vector
- * to t in the current (apply) transaction.
+ * MyceliumReplVectorOrigin returns (creating it if asked) the origin that
+ * persists peer's entry; in a transaction.
+ */
+RepOriginId
+MyceliumReplVectorOrigin(const char *peer, bool create)
+{
+	char		name[NAMEDATALEN + 16];
+	RepOriginId id;
+
+	MyceliumReplVectorOriginName(peer, name, sizeof(name));
+	id = replorigin_by_name(name, true);
+	if (id == InvalidRepOriginId && create)
+		id = replorigin_create(name);
+	return id;
+}
+
+/*
+ * MyceliumReplVectorPersist raises the persisted entry of a peer to t, in
+ * the current apply transaction, before its commit.
+ *
+ * The entry is the remote_lsn of the replication origin
+ * "mycelium.vv:<peer>", never used as a session origin: replorigin_advance
+ * logs it in WAL (a record of a few bytes, no heap or index write) and the
+ * checkpointer keeps it, so it survives any crash.  Written just before the
+ * commit record, it can at worst claim one transaction that a crash then
+ * undid -- which is re-applied, with that very commit time, on restart.
  */
 void
-MyceliumReplVectorPersist(const char *node, TimestampTz t)
+MyceliumReplVectorPersist(RepOriginId vv_origin, TimestampTz t)
 {
-	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
-	Datum		values[2];
+	/* keeps the origin from being dropped meanwhile, as SQL callers do */
+	LockRelationOid(ReplicationOriginRelationId, RowExclusiveLock);
+	replorigin_advance(vv_origin, (XLogRecPtr) t, InvalidXLogRecPtr, false, true);
+}
 
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (persist_plan == NULL)
+/*
+ * mycelium_version_vector() returns this node's version vector: per peer,
+ * the commit time of the latest of its transactions applied here.
+ */
+Datum
+mycelium_version_vector(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MyceliumVector *v = palloc(sizeof(MyceliumVector));
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	MyceliumReplVectorRead(v);
+	for (i = 0; i < v->len; i++)
 	{
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO mycelium.version_vector AS v "
-									   "(node_name, commit_time) VALUES ($1, $2) "
-									   "ON CONFLICT (node_name) DO UPDATE SET commit_time = "
-									   "GREATEST(v.commit_time, excluded.commit_time)",
-									   2, types);
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
 
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the version vector update");
-		persist_plan = plan;
+		values[0] = CStringGetTextDatum(v->nodes[i]);
+		values[1] = TimestampTzGetDatum(v->times[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	values[0] = CStringGetTextDatum(node);
-	values[1] = TimestampTzGetDatum(t);
-	if (SPI_execute_plan(persist_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not update mycelium.version_vector");
-	SPI_finish();
-	PopActiveSnapshot();
+	return (Datum) 0;
 }

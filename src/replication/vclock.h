@@ -12,6 +12,7 @@
 #define MYCELIUM_VCLOCK_H
 
 #include "datatype/timestamp.h"
+#include "replication/origin.h"
 
 #include "replication/peer_state.h"
 
@@ -31,6 +32,8 @@ extern int	MyceliumReplVectorRead(MyceliumVector *v);
 extern char *MyceliumReplVectorJson(int n, const char *const *nodes,
 									const TimestampTz *times);
 extern char *MyceliumReplLocalVectorJson(void);
-extern void MyceliumReplVectorPersist(const char *node, TimestampTz t);
+extern void MyceliumReplVectorOriginName(const char *peer, char *buf, int buflen);
+extern RepOriginId MyceliumReplVectorOrigin(const char *peer, bool create);
+extern void MyceliumReplVectorPersist(RepOriginId vv_origin, TimestampTz t);
 
 #endif							/* MYCELIUM_VCLOCK_H */
