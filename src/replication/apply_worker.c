@@ -377,7 +377,14 @@ drain(void)
 		int			len = PQgetCopyData(w.conn, &w.copybuf, 1);
 
 		if (len == 0)
-			return false;
+		{
+			/* libpq's buffer is empty: read what the socket already holds */
+			if (!PQconsumeInput(w.conn))
+				MyceliumWalConnError(w.conn, "read the stream", w.args.node_name);
+			len = PQgetCopyData(w.conn, &w.copybuf, 1);
+			if (len == 0)
+				return false;
+		}
 		if (len < 0)
 			MyceliumWalConnError(w.conn, len == -1 ? "keep streaming (the stream ended)" : "read the stream",
 								 w.args.node_name);
