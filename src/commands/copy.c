@@ -1,0 +1,723 @@
+/*-------------------------------------------------------------------------
+ *
+ * copy.c
+ *	  COPY into a distributed or reference table, rows routed by shard;
+ *	  COPY out of a distributed table through the query router.
+ *
+ * COPY ... FROM parses its input with PostgreSQL's own COPY code on the
+ * shell table (BeginCopyFrom/NextCopyFrom, so every option, column list,
+ * default and WHERE clause works as on a local table), finds each row's
+ * shard from its distribution column, and appends the row in COPY text
+ * format to that shard's buffer (a reference table's row goes to the
+ * table on every node).  A buffer is flushed when it reaches
+ * COPY_FLUSH_BYTES, all buffers when together they reach COPY_MAX_BYTES,
+ * so memory stays bounded whatever the input's size:
+ *
+ *	 - a remote shard's batch goes over its node's transaction connection as
+ *	   one "COPY shard FROM STDIN" (libpq COPY protocol); the command's end
+ *	   is not waited for until the connection is needed again, so the node
+ *	   inserts while we parse the next rows;
+ *	 - a local shard's batch is fed to PostgreSQL's CopyFrom on the shard,
+ *	   which inserts in multi-row batches with indexes and constraints.
+ *
+ * All of it runs inside the user's transaction: the 2PC core commits the
+ * nodes written on with the local transaction, and any error (a NULL
+ * distribution value, a value no range shard covers, a remote failure)
+ * aborts everything.
+ *
+ * IDENTIFICATION
+ *	  src/commands/copy.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "commands/copy.h"
+#include "executor/executor.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
+#include "parser/parse_collate.h"
+#include "parser/parse_expr.h"
+#include "parser/parse_relation.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "cluster/cluster.h"
+#include "commands/commands.h"
+
+#define COPY_FLUSH_BYTES	(512 * 1024)
+#define COPY_MAX_BYTES		(32 * 1024 * 1024)
+
+/* one destination of rows: a shard, or a reference table's copy */
+typedef struct CopyTarget
+{
+	char	   *relname;		/* qualified, quoted */
+	int			node;			/* index in CopyState.conns; -1 = local */
+	Relation	rel;			/* local target, open */
+	StringInfoData buf;			/* rows waiting, COPY text format */
+} CopyTarget;
+
+/* a remote node's connection and the COPY it may have in flight */
+typedef struct CopyNode
+{
+	MyceliumConnection *conn;
+	bool		in_flight;		/* a COPY's completion not read yet */
+	bool		prepared;		/* propagation turned off there */
+	char	   *sql;			/* of the COPY in flight */
+} CopyNode;
+
+typedef struct CopyState
+{
+	MyceliumDistTable *table;
+	Relation	rel;			/* the shell or reference table */
+	int			natts;			/* attributes sent: ... */
+	AttrNumber *attnums;		/* ... these */
+	FmgrInfo   *out_funcs;		/* indexed like attnums */
+	char	   *collist;		/* "(a, b)" */
+	List	   *colnames;		/* String nodes, for local CopyFrom */
+	int			ntargets;
+	CopyTarget *targets;
+	int			nnodes;
+	CopyNode   *nodes;
+	int64		buffered;		/* bytes in all buffers */
+	StringInfoData row;
+} CopyState;
+
+/* the buffer a local CopyFrom is reading (its callback has no argument) */
+static StringInfo local_source = NULL;
+static int	local_source_pos = 0;
+
+/*
+ * local_source_cb feeds a local CopyFrom from local_source.
+ */
+static int
+local_source_cb(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, local_source->len - local_source_pos);
+
+	memcpy(outbuf, local_source->data + local_source_pos, n);
+	local_source_pos += n;
+	return n;
+}
+
+/*
+ * flush_local inserts a local target's rows with PostgreSQL's CopyFrom.
+ */
+static void
+flush_local(CopyState *cs, CopyTarget *t)
+{
+	ParseState *pstate = make_parsestate(NULL);
+	CopyFromState cstate;
+	List	   *options;
+
+	addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
+	options = list_make2(makeDefElem("format", (Node *) makeString("text"), -1),
+						 makeDefElem("encoding", (Node *) makeString((char *) GetDatabaseEncodingName()), -1));
+	local_source = &t->buf;
+	local_source_pos = 0;
+	cstate = BeginCopyFrom(pstate, t->rel, NULL, NULL, false, local_source_cb,
+						   cs->colnames, options);
+	CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+	local_source = NULL;
+}
+
+/*
+ * wait_socket waits (interruptibly) for a connection's socket.
+ */
+static void
+wait_socket(MyceliumConnection *conn, int events)
+{
+	int			rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events,
+									   PQsocket(conn->conn), -1, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * next_result waits for the next result of the command in flight; NULL
+ * means the command is complete.
+ */
+static PGresult *
+next_result(MyceliumConnection *conn)
+{
+	for (;;)
+	{
+		if (!PQconsumeInput(conn->conn))
+			MyceliumReportConnError(ERROR, conn, "copy rows");
+		if (!PQisBusy(conn->conn))
+			return PQgetResult(conn->conn);
+		wait_socket(conn, WL_SOCKET_READABLE);
+	}
+}
+
+/*
+ * finish_in_flight reads the completion of the COPY in flight on a node,
+ * relaying its error.
+ */
+static void
+finish_in_flight(CopyNode *node)
+{
+	PGresult   *res;
+	PGresult   *bad = NULL;
+
+	if (!node->in_flight)
+		return;
+	while ((res = next_result(node->conn)) != NULL)
+	{
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && bad == NULL)
+			bad = res;
+		else
+			PQclear(res);
+	}
+	node->in_flight = false;
+	if (bad)
+		MyceliumReportResultError(ERROR, bad, node->conn, node->sql);
+}
+
+/*
+ * push flushes libpq's output buffer to the socket.
+ */
+static void
+push(MyceliumConnection *conn)
+{
+	int			rc;
+
+	while ((rc = PQflush(conn->conn)) != 0)
+	{
+		if (rc < 0)
+			MyceliumReportConnError(ERROR, conn, "copy rows");
+		wait_socket(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
+		if (!PQconsumeInput(conn->conn))
+			MyceliumReportConnError(ERROR, conn, "copy rows");
+	}
+}
+
+/*
+ * flush_remote sends a remote target's rows as one COPY on its node's
+ * connection, without waiting for the COPY to complete.
+ */
+static void
+flush_remote(CopyState *cs, CopyTarget *t)
+{
+	CopyNode   *node = &cs->nodes[t->node];
+	MyceliumConnection *conn = node->conn;
+	PGresult   *res;
+
+	finish_in_flight(node);
+	if (!node->prepared)
+	{
+		/* a reference table's copy there must not be routed again */
+		MyceliumExecCommand(conn, "SET LOCAL mycelium.enable_ddl_propagation = off");
+		node->prepared = true;
+	}
+	conn->wrote = true;
+	node->sql = psprintf("COPY %s %s FROM STDIN", t->relname, cs->collist);
+	if (!MyceliumSendQuery(conn, node->sql, 0, NULL))
+		MyceliumReportConnError(ERROR, conn, "send a command");
+	node->in_flight = true;
+	res = next_result(conn);
+	if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
+	{
+		node->in_flight = false;
+		MyceliumReportResultError(ERROR, res, conn, node->sql);
+	}
+	PQclear(res);
+	for (;;)
+	{
+		int			rc = PQputCopyData(conn->conn, t->buf.data, t->buf.len);
+
+		if (rc == 1)
+			break;
+		if (rc < 0)
+			MyceliumReportConnError(ERROR, conn, "copy rows");
+		wait_socket(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
+		if (!PQconsumeInput(conn->conn) || PQflush(conn->conn) < 0)
+			MyceliumReportConnError(ERROR, conn, "copy rows");
+	}
+	if (PQputCopyEnd(conn->conn, NULL) != 1)
+		MyceliumReportConnError(ERROR, conn, "copy rows");
+	push(conn);
+}
+
+/*
+ * flush_target sends or inserts a target's waiting rows.
+ */
+static void
+flush_target(CopyState *cs, CopyTarget *t)
+{
+	if (t->buf.len == 0)
+		return;
+	if (t->node < 0)
+		flush_local(cs, t);
+	else
+		flush_remote(cs, t);
+	cs->buffered -= t->buf.len;
+	resetStringInfo(&t->buf);
+}
+
+/*
+ * append_escaped appends a value in COPY text format.
+ */
+static void
+append_escaped(StringInfo buf, const char *s)
+{
+	const char *start = s;
+
+	for (; *s; s++)
+	{
+		char		c = *s;
+		const char *esc;
+
+		switch (c)
+		{
+			case '\\':
+				esc = "\\\\";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			default:
+				continue;
+		}
+		appendBinaryStringInfo(buf, start, s - start);
+		appendStringInfoString(buf, esc);
+		start = s + 1;
+	}
+	appendBinaryStringInfo(buf, start, s - start);
+}
+
+/*
+ * format_row puts one row in COPY text format into cs->row.
+ */
+static void
+format_row(CopyState *cs, Datum *values, bool *nulls)
+{
+	int			i;
+
+	resetStringInfo(&cs->row);
+	for (i = 0; i < cs->natts; i++)
+	{
+		int			att = cs->attnums[i] - 1;
+
+		if (i > 0)
+			appendStringInfoChar(&cs->row, '\t');
+		if (nulls[att])
+			appendStringInfoString(&cs->row, "\\N");
+		else
+			append_escaped(&cs->row, OutputFunctionCall(&cs->out_funcs[i], values[att]));
+	}
+	appendStringInfoChar(&cs->row, '\n');
+}
+
+/*
+ * add_to_target buffers the formatted row for a target, flushing it (or
+ * everything) when full.
+ */
+static void
+add_to_target(CopyState *cs, CopyTarget *t)
+{
+	int			i;
+
+	appendBinaryStringInfo(&t->buf, cs->row.data, cs->row.len);
+	cs->buffered += cs->row.len;
+	if (t->buf.len >= COPY_FLUSH_BYTES)
+		flush_target(cs, t);
+	if (cs->buffered >= COPY_MAX_BYTES)
+		for (i = 0; i < cs->ntargets; i++)
+			flush_target(cs, &cs->targets[i]);
+}
+
+/*
+ * route_row returns the index of the shard that gets a row of a hash or
+ * range table, or raises 23502 / 23514.
+ */
+static int
+route_row(CopyState *cs, Datum *values, bool *nulls)
+{
+	MyceliumDistTable *table = cs->table;
+	int			att = table->dist_attno - 1;
+	int			idx;
+
+	if (nulls[att])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("null value in distribution column \"%s\" of relation \"%s\"",
+						table->dist_column, table->rel_name),
+				 errdetail("Every row of a distributed table needs a distribution value to choose its shard.")));
+	idx = MyceliumShardIndexForValue(table, values[att], false);
+	if (idx < 0)
+	{
+		Oid			typoutput;
+		bool		isvarlena;
+
+		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(cs->rel), att)->atttypid,
+						  &typoutput, &isvarlena);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("no shard of relation \"%s\" covers the row", table->rel_name),
+				 errdetail("No range shard covers value %s of column \"%s\".",
+						   OidOutputFunctionCall(typoutput, values[att]), table->dist_column),
+				 errhint("Add a shard for it with mycelium.add_range_shard().")));
+	}
+	return idx;
+}
+
+/*
+ * node_index returns the index of a node in the list.
+ */
+static int
+node_index(List *nodes, const char *node_name)
+{
+	ListCell   *lc;
+
+	foreach(lc, nodes)
+		if (strcmp(((MyceliumNode *) lfirst(lc))->node_name, node_name) == 0)
+			return foreach_current_index(lc);
+	elog(ERROR, "node \"%s\" of a shard is not in the mesh", node_name);
+	return -1;					/* keep compiler quiet */
+}
+
+/*
+ * setup_targets makes the targets (one per shard, or one per node for a
+ * reference table), opening the local ones and the connections to the
+ * nodes holding the others.
+ */
+static void
+setup_targets(CopyState *cs)
+{
+	MyceliumDistTable *table = cs->table;
+	List	   *nodes;
+	MyceliumConnection **conns = MyceliumConnectOtherNodes(&nodes);
+	ListCell   *lc;
+	int			i;
+
+	cs->nnodes = list_length(nodes);
+	cs->nodes = palloc0(sizeof(CopyNode) * Max(cs->nnodes, 1));
+	for (i = 0; i < cs->nnodes; i++)
+		cs->nodes[i].conn = conns[i];
+	if (table->method == MYCELIUM_DIST_REFERENCE)
+	{
+		cs->ntargets = cs->nnodes;
+		cs->targets = palloc0(sizeof(CopyTarget) * Max(cs->ntargets, 1));
+		foreach(lc, nodes)
+		{
+			CopyTarget *t = &cs->targets[foreach_current_index(lc)];
+
+			t->relname = quote_qualified_identifier(table->schema_name, table->rel_name);
+			t->node = ((MyceliumNode *) lfirst(lc))->is_local ? -1 : foreach_current_index(lc);
+			if (t->node < 0)
+				t->rel = cs->rel;
+		}
+	}
+	else
+	{
+		cs->ntargets = table->nshards;
+		cs->targets = palloc0(sizeof(CopyTarget) * Max(cs->ntargets, 1));
+		for (i = 0; i < table->nshards; i++)
+		{
+			CopyTarget *t = &cs->targets[i];
+
+			t->relname = MyceliumShardQualifiedName(table, &table->shards[i]);
+			t->node = table->shards[i].is_local ? -1 :
+				node_index(nodes, table->shards[i].node_name);
+			if (t->node < 0)
+				t->rel = table_openrv(makeRangeVar(table->schema_name, table->shards[i].shard_name, -1),
+									  RowExclusiveLock);
+		}
+	}
+	for (i = 0; i < cs->ntargets; i++)
+		initStringInfo(&cs->targets[i].buf);
+}
+
+/*
+ * setup_columns picks the columns sent to shards (every column but dropped
+ * and generated ones: shards compute those) and their output functions.
+ */
+static void
+setup_columns(CopyState *cs)
+{
+	TupleDesc	desc = RelationGetDescr(cs->rel);
+	StringInfoData cols;
+	int			i;
+
+	cs->attnums = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
+	cs->out_funcs = palloc(sizeof(FmgrInfo) * Max(desc->natts, 1));
+	initStringInfo(&cols);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			typoutput;
+		bool		isvarlena;
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		getTypeOutputInfo(att->atttypid, &typoutput, &isvarlena);
+		fmgr_info(typoutput, &cs->out_funcs[cs->natts]);
+		cs->attnums[cs->natts++] = att->attnum;
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "(",
+						 quote_identifier(NameStr(att->attname)));
+		cs->colnames = lappend(cs->colnames, makeString(pstrdup(NameStr(att->attname))));
+	}
+	appendStringInfoChar(&cols, ')');
+	cs->collist = cols.data;
+}
+
+/*
+ * check_copy_privileges makes the checks DoCopy makes for COPY FROM: the
+ * right to read server files or run programs, INSERT on the columns
+ * copied, and a writable transaction.
+ */
+static ParseState *
+check_copy_privileges(MyceliumUtilityArgs *args, CopyStmt *stmt, Relation rel)
+{
+	ParseState *pstate = make_parsestate(NULL);
+	ParseNamespaceItem *nsitem;
+	RangeTblEntry *rte;
+	ListCell   *lc;
+
+	pstate->p_sourcetext = args->queryString;
+	if (stmt->filename != NULL && !has_privs_of_role(GetUserId(), stmt->is_program ?
+													 ROLE_PG_EXECUTE_SERVER_PROGRAM :
+													 ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg(stmt->is_program ?
+						"must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an external program" :
+						"must be superuser or have privileges of the pg_read_server_files role to COPY from a file")));
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	addNSItemToQuery(pstate, nsitem, false, true, true);
+	rte = nsitem->p_rte;
+	rte->requiredPerms = ACL_INSERT;
+	foreach(lc, CopyGetAttnums(RelationGetDescr(rel), rel, stmt->attlist))
+		rte->insertedCols = bms_add_member(rte->insertedCols,
+										   lfirst_int(lc) - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(pstate->p_rtable, true);
+	PreventCommandIfReadOnly("COPY FROM");
+	PreventCommandIfParallelMode("COPY FROM");
+	return pstate;
+}
+
+/*
+ * where_qual prepares a COPY FROM's WHERE clause as DoCopy does.
+ */
+static ExprState *
+where_qual(ParseState *pstate, Node *where)
+{
+	if (where == NULL)
+		return NULL;
+	where = transformExpr(pstate, where, EXPR_KIND_COPY_WHERE);
+	where = coerce_to_boolean(pstate, where, "WHERE");
+	assign_expr_collations(pstate, where);
+	where = eval_const_expressions(NULL, where);
+	where = (Node *) canonicalize_qual((Expr *) where, false);
+	return ExecPrepareQual(make_ands_implicit((Expr *) where), CreateExecutorState());
+}
+
+/*
+ * copy_rows reads every input row and routes it; returns the row count.
+ */
+static uint64
+copy_rows(CopyState *cs, CopyFromState cstate, ExprState *qual)
+{
+	TupleDesc	desc = RelationGetDescr(cs->rel);
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	EState	   *estate = CreateExecutorState();
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	TupleTableSlot *slot = qual ? MakeSingleTupleTableSlot(desc, &TTSOpsVirtual) : NULL;
+	bool		reference = cs->table->method == MYCELIUM_DIST_REFERENCE;
+	uint64		processed = 0;
+	int			i;
+
+	for (;;)
+	{
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		ResetPerTupleExprContext(estate);
+		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+		if (!NextCopyFrom(cstate, econtext, values, nulls))
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		if (qual)
+		{
+			ExecClearTuple(slot);
+			memcpy(slot->tts_values, values, sizeof(Datum) * desc->natts);
+			memcpy(slot->tts_isnull, nulls, sizeof(bool) * desc->natts);
+			ExecStoreVirtualTuple(slot);
+			econtext->ecxt_scantuple = slot;
+			if (!ExecQual(qual, econtext))
+			{
+				MemoryContextSwitchTo(old);
+				continue;
+			}
+		}
+		if (reference)
+		{
+			format_row(cs, values, nulls);
+			MemoryContextSwitchTo(old);
+			for (i = 0; i < cs->ntargets; i++)
+				add_to_target(cs, &cs->targets[i]);
+		}
+		else
+		{
+			int			idx = route_row(cs, values, nulls);
+
+			format_row(cs, values, nulls);
+			MemoryContextSwitchTo(old);
+			add_to_target(cs, &cs->targets[idx]);
+		}
+		processed++;
+	}
+	for (i = 0; i < cs->ntargets; i++)
+		flush_target(cs, &cs->targets[i]);
+	for (i = 0; i < cs->nnodes; i++)
+		finish_in_flight(&cs->nodes[i]);
+	if (slot)
+		ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	return processed;
+}
+
+/*
+ * copy_from runs COPY ... FROM into a distributed or reference table.
+ */
+static uint64
+copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
+{
+	CopyState  *cs = palloc0(sizeof(CopyState));
+	ParseState *pstate;
+	CopyFromState cstate;
+	ExprState  *qual;
+	uint64		processed = 0;
+	int			i;
+
+	cs->table = table;
+	cs->rel = table_openrv(stmt->relation, RowExclusiveLock);
+	pstate = check_copy_privileges(args, stmt, cs->rel);
+	qual = where_qual(pstate, stmt->whereClause);
+	setup_columns(cs);
+	setup_targets(cs);
+	initStringInfo(&cs->row);
+
+	cstate = BeginCopyFrom(pstate, cs->rel, NULL, stmt->filename, stmt->is_program,
+						   NULL, stmt->attlist, stmt->options);
+	PG_TRY();
+	{
+		processed = copy_rows(cs, cstate, qual);
+	}
+	PG_CATCH();
+	{
+		/* a COPY left mid-stream: close the connection, which aborts it there */
+		for (i = 0; i < cs->nnodes; i++)
+			if (cs->nodes[i].in_flight && cs->nodes[i].conn)
+				cs->nodes[i].conn->broken = true;
+		local_source = NULL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	EndCopyFrom(cstate);
+	for (i = 0; i < cs->ntargets; i++)
+		if (cs->targets[i].rel && cs->targets[i].rel != cs->rel)
+			table_close(cs->targets[i].rel, NoLock);
+	table_close(cs->rel, NoLock);
+	return processed;
+}
+
+/*
+ * copy_to_via_query turns COPY dist_table [(cols)] TO into COPY (SELECT
+ * cols FROM dist_table) TO, which the query router answers from every
+ * shard.
+ */
+static void
+copy_to_via_query(MyceliumUtilityArgs *args, CopyStmt *stmt)
+{
+	CopyStmt   *copy = copyObject(stmt);
+	SelectStmt *select = makeNode(SelectStmt);
+	ListCell   *lc;
+
+	if (stmt->attlist == NIL)
+	{
+		ColumnRef  *star = makeNode(ColumnRef);
+		ResTarget  *target = makeNode(ResTarget);
+
+		star->fields = list_make1(makeNode(A_Star));
+		star->location = -1;
+		target->val = (Node *) star;
+		target->location = -1;
+		select->targetList = list_make1(target);
+	}
+	foreach(lc, stmt->attlist)
+	{
+		ColumnRef  *col = makeNode(ColumnRef);
+		ResTarget  *target = makeNode(ResTarget);
+
+		col->fields = list_make1(makeString(pstrdup(strVal(lfirst(lc)))));
+		col->location = -1;
+		target->val = (Node *) col;
+		target->location = -1;
+		select->targetList = lappend(select->targetList, target);
+	}
+	select->fromClause = list_make1(copyObject(stmt->relation));
+	copy->relation = NULL;
+	copy->attlist = NIL;
+	copy->query = (Node *) select;
+	MyceliumRunStandardUtility(args, (Node *) copy);
+}
+
+/*
+ * MyceliumProcessCopy handles COPY on a distributed or reference table;
+ * returns false for any other COPY, which runs unchanged.
+ */
+bool
+MyceliumProcessCopy(MyceliumUtilityArgs *args)
+{
+	CopyStmt   *stmt = castNode(CopyStmt, args->pstmt->utilityStmt);
+	MyceliumDistTable *table;
+	Oid			relid;
+	uint64		processed;
+
+	if (stmt->relation == NULL)
+		return false;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid) || MyceliumGetDistTable(relid) == NULL)
+		return false;
+	table = MyceliumCopyDistTable(MyceliumGetDistTable(relid));
+	if (!stmt->is_from)
+	{
+		if (table->method == MYCELIUM_DIST_REFERENCE)
+			return false;		/* the local copy is complete */
+		copy_to_via_query(args, stmt);
+		return true;
+	}
+	processed = copy_from(args, stmt, table);
+	if (args->qc)
+		SetQueryCompletion(args->qc, CMDTAG_COPY, processed);
+	return true;
+}
