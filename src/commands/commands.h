@@ -70,6 +70,7 @@ extern char *MyceliumRemotePreamble(void);
 extern bool MyceliumProcessDdl(MyceliumUtilityArgs *args);
 extern void MyceliumForgetDroppedTables(List *dist_tables);
 extern void MyceliumRunLocalSql(const char *sql);
+extern void MyceliumRefuse(MyceliumDistTable *table, const char *what, const char *hint);
 extern MyceliumDistTable *MyceliumCopyDistTable(MyceliumDistTable *cached);
 
 /* in commands/ddl_alter.c */
@@ -86,9 +87,10 @@ extern int	MyceliumTokenCode(MyceliumDdlText *ddl, int tok);
 extern int	MyceliumTokenStart(MyceliumDdlText *ddl, int tok);
 extern int	MyceliumTokenEnd(MyceliumDdlText *ddl, int tok);
 extern void MyceliumEditRelation(MyceliumDdlText *ddl, int start_tok, int end_tok);
-extern void MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name);
+extern void MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name,
+							 bool per_shard);
 extern void MyceliumEditInsertName(MyceliumDdlText *ddl, int tok, const char *name,
-								   const char *before);
+								   const char *before, bool per_shard);
 extern char *MyceliumApplyEdits(MyceliumDdlText *ddl, const char *relation,
 								int64 shard_id);
 extern char *MyceliumShardObjectName(const char *name, int64 shard_id);

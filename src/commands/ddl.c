@@ -44,9 +44,9 @@
 #include "cluster/cluster.h"
 #include "commands/commands.h"
 
-/* deletes a dropped table's metadata rows ($1 schema, $2 table) */
+/* deletes a dropped table's metadata ($1: its former OID; shards cascade) */
 #define FORGET_TABLE_SQL \
-	"DELETE FROM mycelium.dist_table WHERE schema_name = $1 AND table_name = $2"
+	"DELETE FROM mycelium.dist_table WHERE table_name = $1::pg_catalog.regclass"
 
 /* statements for every node: local SQL and one string per other node */
 typedef struct NodeWork
@@ -130,15 +130,15 @@ shell_name(MyceliumDistTable *table)
 }
 
 /*
- * refuse raises the 0A000 error of a statement Mycelium cannot apply to
- * every shard safely.
+ * MyceliumRefuse raises the 0A000 error of a statement Mycelium cannot
+ * apply to every shard safely: "cannot <what> distributed table "t"".
  */
-static void
-refuse(MyceliumDistTable *table, const char *what, const char *hint)
+void
+MyceliumRefuse(MyceliumDistTable *table, const char *what, const char *hint)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("cannot %s of %s table \"%s\"", what,
+			 errmsg("cannot %s %s table \"%s\"", what,
 					table->method == MYCELIUM_DIST_REFERENCE ? "reference" : "distributed",
 					table->rel_name),
 			 hint ? errhint("%s", hint) : 0));
@@ -343,7 +343,7 @@ process_drop_index(MyceliumUtilityArgs *args, DropStmt *stmt)
 		if (table == NULL)
 			continue;
 		if (stmt->concurrent)
-			refuse(table, "drop an index concurrently",
+			MyceliumRefuse(table, "drop an index concurrently on",
 				   "Use DROP INDEX without CONCURRENTLY: it runs in one transaction on every node.");
 		work = lappend(work, list_make2(table, get_rel_name(indexid)));
 	}
@@ -501,11 +501,11 @@ process_rename(MyceliumUtilityArgs *args, RenameStmt *stmt)
 	if (stmt->relation == NULL || (table = dist_table_of(stmt->relation)) == NULL)
 		return false;
 	if (stmt->renameType == OBJECT_TABLE)
-		refuse(table, "rename table", "Undistribute the table, rename it, and distribute it again.");
+		MyceliumRefuse(table, "rename", "Undistribute the table, rename it, and distribute it again.");
 	if (stmt->renameType != OBJECT_COLUMN)
-		refuse(table, "rename constraints or other objects", NULL);
+		MyceliumRefuse(table, "rename constraints of", "Drop the constraint and add it again with the new name.");
 	if (table->dist_column && strcmp(stmt->subname, table->dist_column) == 0)
-		refuse(table, "rename the distribution column", NULL);
+		MyceliumRefuse(table, "rename the distribution column of", NULL);
 	if (!mycelium_enable_ddl_propagation)
 		return false;
 	ddl = MyceliumDdlTextFor(args);
@@ -549,29 +549,29 @@ check_other(Node *stmt)
 		case T_AlterObjectSchemaStmt:
 			if (((AlterObjectSchemaStmt *) stmt)->relation &&
 				(table = dist_table_of(((AlterObjectSchemaStmt *) stmt)->relation)))
-				refuse(table, "move to another schema", "Undistribute the table, move it, and distribute it again.");
+				MyceliumRefuse(table, "change the schema of", "Undistribute the table, move it, and distribute it again.");
 			break;
 		case T_CreateTrigStmt:
 			if ((table = dist_table_of(((CreateTrigStmt *) stmt)->relation)))
-				refuse(table, "create a trigger on the table", "Triggers on the table would not fire for rows stored in its shards.");
+				MyceliumRefuse(table, "create a trigger on", "Triggers on the table would not fire for rows stored in its shards.");
 			break;
 		case T_CreatePolicyStmt:
 			if ((table = dist_table_of(((CreatePolicyStmt *) stmt)->table)))
-				refuse(table, "create a row security policy on the table", NULL);
+				MyceliumRefuse(table, "create a row security policy on", NULL);
 			break;
 		case T_RuleStmt:
 			if ((table = dist_table_of(((RuleStmt *) stmt)->relation)))
-				refuse(table, "create a rule on the table", NULL);
+				MyceliumRefuse(table, "create a rule on", NULL);
 			break;
 		case T_RenameStmt:
 			if (((RenameStmt *) stmt)->renameType == OBJECT_INDEX &&
 				(table = index_table_of(((RenameStmt *) stmt)->relation)))
-				refuse(table, "rename an index", "Drop the index and create it again with the new name.");
+				MyceliumRefuse(table, "rename an index of", "Drop the index and create it again with the new name.");
 			break;
 		case T_AlterTableStmt:
 			if (((AlterTableStmt *) stmt)->objtype == OBJECT_INDEX &&
 				(table = index_table_of(((AlterTableStmt *) stmt)->relation)))
-				refuse(table, "alter an index", NULL);
+				MyceliumRefuse(table, "alter an index of", "Drop the index and create it again.");
 			break;
 		default:
 			break;
@@ -674,13 +674,12 @@ MyceliumForgetDroppedTables(List *dist_tables)
 		foreach(lc, dist_tables)
 		{
 			MyceliumDistTable *table = lfirst(lc);
-			Oid			types[2] = {TEXTOID, TEXTOID};
-			Datum		values[2];
+			Oid			types[1] = {OIDOID};
+			Datum		values[1];
 
-			values[0] = CStringGetTextDatum(table->schema_name);
-			values[1] = CStringGetTextDatum(table->rel_name);
+			values[0] = ObjectIdGetDatum(table->relid);
 			SPI_connect();
-			MyceliumSpiExecLatest(FORGET_TABLE_SQL, 2, types, values, false);
+			MyceliumSpiExecLatest(FORGET_TABLE_SQL, 1, types, values, false);
 			SPI_finish();
 		}
 	}

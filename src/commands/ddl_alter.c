@@ -6,11 +6,13 @@
  * Each ALTER TABLE subcommand is checked against what can be applied to
  * every shard safely (refused with 0A000 otherwise), then the statement's
  * text is turned into one version per shard and per node (rewrite.c).
- * Indexes and constraints of a shard are named <name>_<shard id>, because
- * index names are unique per schema and all shards share the table's
- * schema; so that every node and shard agrees on names, an index or
- * constraint the user left unnamed gets its name here, chosen the way
- * PostgreSQL would choose it, before the statement runs anywhere.
+ * Indexes of a shard, and constraints that own one (PRIMARY KEY, UNIQUE,
+ * EXCLUDE), are named <name>_<shard id>, because index names are unique
+ * per schema and all shards share the table's schema; CHECK constraints
+ * keep their name (as shard/table_ddl.c creates them).  So that every node
+ * and shard agrees on names, an index or constraint the user left unnamed
+ * gets its name here, chosen the way PostgreSQL would choose it, before
+ * the statement runs anywhere.
  *
  * IDENTIFICATION
  *	  src/commands/ddl_alter.c
@@ -19,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_constraint.h"
 #include "commands/defrem.h"
@@ -26,28 +29,12 @@
 #include "parser/gramparse.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "cluster/cluster.h"
 #include "commands/commands.h"
 
-static const char *
-kind_of(MyceliumDistTable *table)
-{
-	return table->method == MYCELIUM_DIST_REFERENCE ? "reference" : "distributed";
-}
 
-/*
- * refuse_alter raises 0A000 for an ALTER TABLE form that is not applied to
- * shards.
- */
-static void
-refuse_alter(MyceliumDistTable *table, const char *what, const char *hint)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("cannot %s on %s table \"%s\"", what, kind_of(table), table->rel_name),
-			 hint ? errhint("%s", hint) : 0));
-}
 
 /*
  * MyceliumCheckUniqueColumns refuses a unique index or constraint of a
@@ -118,13 +105,13 @@ check_constraint(MyceliumDistTable *table, Constraint *con, const char *column)
 	switch (con->contype)
 	{
 		case CONSTR_FOREIGN:
-			refuse_alter(table, "add a foreign key",
+			MyceliumRefuse(table, "add a foreign key to",
 						 "Foreign keys are not enforced across shards and nodes.");
 			break;
 		case CONSTR_PRIMARY:
 		case CONSTR_UNIQUE:
 			if (con->indexname)
-				refuse_alter(table, "add a constraint using an existing index",
+				MyceliumRefuse(table, "add a constraint using an existing index to",
 							 "Add the constraint with its column list instead.");
 			MyceliumCheckUniqueColumns(table,
 									   column ? list_make1((char *) column) : key_names(con->keys),
@@ -135,7 +122,7 @@ check_constraint(MyceliumDistTable *table, Constraint *con, const char *column)
 									   "an exclusion constraint");
 			break;
 		case CONSTR_IDENTITY:
-			refuse_alter(table, "add an identity column",
+			MyceliumRefuse(table, "add an identity column to",
 						 "Use a column with DEFAULT mycelium.next_id(): values unique across the mesh.");
 			break;
 		default:
@@ -214,6 +201,7 @@ name_constraint(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 				Constraint *con, const char *column)
 {
 	int			tok;
+	bool		per_shard = con->contype != CONSTR_CHECK;
 
 	if (con->contype != CONSTR_CHECK && con->contype != CONSTR_PRIMARY &&
 		con->contype != CONSTR_UNIQUE && con->contype != CONSTR_EXCLUSION)
@@ -224,13 +212,35 @@ name_constraint(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 		if (MyceliumTokenCode(ddl, tok) != CONSTRAINT)
 			elog(ERROR, "could not find the name of constraint \"%s\" in the statement text",
 				 con->conname);
-		MyceliumEditName(ddl, tok + 1, con->conname);
+		MyceliumEditName(ddl, tok + 1, con->conname, per_shard);
 	}
 	else
 	{
 		con->conname = choose_constraint_name(table, nsp, con, column);
-		MyceliumEditInsertName(ddl, tok, con->conname, "CONSTRAINT ");
+		MyceliumEditInsertName(ddl, tok, con->conname, "CONSTRAINT ", per_shard);
 	}
+}
+
+/*
+ * is_check_constraint says whether the table's constraint of that name is
+ * a CHECK constraint (whose shard copies keep the name).
+ */
+static bool
+is_check_constraint(Oid relid, const char *name)
+{
+	Oid			conid = get_relation_constraint_oid(relid, name, true);
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (!OidIsValid(conid))
+		return false;
+	tup = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conid));
+	if (HeapTupleIsValid(tup))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tup))->contype == CONSTRAINT_CHECK;
+		ReleaseSysCache(tup);
+	}
+	return result;
 }
 
 /*
@@ -293,7 +303,7 @@ check_alter_cmd(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 				char	   *type = strVal(llast(def->typeName->names));
 
 				if (strstr(type, "serial") != NULL && list_length(def->typeName->names) == 1)
-					refuse_alter(table, "add a serial column",
+					MyceliumRefuse(table, "add a serial column to",
 								 "Each shard would number its rows on its own. Use DEFAULT mycelium.next_id() instead.");
 				foreach(lc, def->constraints)
 				{
@@ -304,11 +314,11 @@ check_alter_cmd(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 			}
 		case AT_DropColumn:
 			if (dist_col)
-				refuse_alter(table, "drop the distribution column", NULL);
+				MyceliumRefuse(table, "drop the distribution column of", NULL);
 			break;
 		case AT_AlterColumnType:
 			if (dist_col)
-				refuse_alter(table, "change the type of the distribution column",
+				MyceliumRefuse(table, "change the type of the distribution column of",
 							 "Rows would hash to other shards. Undistribute the table first.");
 			break;
 		case AT_AddConstraint:
@@ -317,7 +327,8 @@ check_alter_cmd(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 			break;
 		case AT_DropConstraint:
 		case AT_ValidateConstraint:
-			MyceliumEditName(ddl, name_token_after(ddl, seg, CONSTRAINT), cmd->name);
+			MyceliumEditName(ddl, name_token_after(ddl, seg, CONSTRAINT), cmd->name,
+							 !is_check_constraint(table->relid, cmd->name));
 			break;
 		case AT_ColumnDefault:
 		case AT_DropNotNull:
@@ -333,7 +344,7 @@ check_alter_cmd(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 		case AT_DropExpression:
 			break;
 		default:
-			refuse_alter(table, "run this ALTER TABLE form",
+			MyceliumRefuse(table, "run this form of ALTER TABLE on",
 						 "Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/SET DEFAULT/DROP DEFAULT/SET NOT NULL/DROP NOT NULL/SET STATISTICS/SET STORAGE, ADD/DROP/VALIDATE CONSTRAINT, SET/RESET (storage parameters), OWNER TO.");
 	}
 }
@@ -455,7 +466,7 @@ MyceliumProcessCreateIndex(MyceliumUtilityArgs *args, MyceliumDistTable *table)
 	if (!mycelium_enable_ddl_propagation)
 		return false;
 	if (stmt->concurrent)
-		refuse_alter(table, "create an index concurrently",
+		MyceliumRefuse(table, "create an index concurrently on",
 					 "Use CREATE INDEX without CONCURRENTLY: it runs in one transaction on every node.");
 	if (stmt->unique)
 	{
@@ -475,14 +486,14 @@ MyceliumProcessCreateIndex(MyceliumUtilityArgs *args, MyceliumDistTable *table)
 	if (MyceliumTokenCode(ddl, t) == IF_P)
 		t += 3;
 	if (stmt->idxname)
-		MyceliumEditName(ddl, t, stmt->idxname);
+		MyceliumEditName(ddl, t, stmt->idxname, true);
 	else
 	{
 		stmt->idxname = ChooseRelationName(table->rel_name,
 										   join_names(index_column_names(stmt->indexParams)),
 										   stmt->unique ? "key" : "idx",
 										   get_rel_namespace(table->relid), false);
-		MyceliumEditInsertName(ddl, t, stmt->idxname, "");
+		MyceliumEditInsertName(ddl, t, stmt->idxname, "", true);
 	}
 	run_everywhere(args, (Node *) stmt, ddl, table);
 	return true;

@@ -8,8 +8,10 @@
  * expressions) are raw parse trees that cannot be printed.  So a shard
  * version of a statement is the user's own text with a few spans replaced:
  * the table's name (found at the RangeVar's location) becomes the shard's
- * qualified name, and the names of indexes and constraints, which must be
- * unique per schema, get the shard id appended.  The spans are found with
+ * qualified name, and the names of indexes and of the constraints that own
+ * an index (PRIMARY KEY, UNIQUE, EXCLUDE), which must be unique per schema,
+ * get the shard id appended (CHECK constraints keep their name, as in
+ * shard/table_ddl.c, which creates shards).  The spans are found with
  * PostgreSQL's own lexer (core_yylex), so quoting, comments and string
  * literals never confuse them.  Every other name in the text resolves on
  * the remote node under the local search_path, which the remote side sets
@@ -50,6 +52,7 @@ typedef struct MyceliumDdlEdit
 	int			start;
 	int			end;
 	char	   *name;
+	bool		per_shard;		/* name gets the shard suffix */
 	const char *before;
 } MyceliumDdlEdit;
 
@@ -206,10 +209,11 @@ MyceliumEditRelation(MyceliumDdlText *ddl, int start_tok, int end_tok)
 }
 
 /*
- * MyceliumEditName marks the name at token tok to get the shard suffix.
+ * MyceliumEditName marks the name at token tok to be rewritten (quoted,
+ * with the shard suffix when per_shard).
  */
 void
-MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name)
+MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name, bool per_shard)
 {
 	MyceliumDdlEdit *e = palloc0(sizeof(MyceliumDdlEdit));
 
@@ -219,6 +223,7 @@ MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name)
 	e->start = ddl->tokens[tok].start;
 	e->end = ddl->tokens[tok].end;
 	e->name = pstrdup(name);
+	e->per_shard = per_shard;
 	add_edit(ddl, e);
 }
 
@@ -229,7 +234,7 @@ MyceliumEditName(MyceliumDdlText *ddl, int tok, const char *name)
  */
 void
 MyceliumEditInsertName(MyceliumDdlText *ddl, int tok, const char *name,
-					   const char *before)
+					   const char *before, bool per_shard)
 {
 	MyceliumDdlEdit *e = palloc0(sizeof(MyceliumDdlEdit));
 
@@ -239,6 +244,7 @@ MyceliumEditInsertName(MyceliumDdlText *ddl, int tok, const char *name,
 	e->start = e->end = MyceliumTokenStart(ddl, tok);
 	e->name = pstrdup(name);
 	e->before = before;
+	e->per_shard = per_shard;
 	add_edit(ddl, e);
 }
 
@@ -286,11 +292,13 @@ MyceliumApplyEdits(MyceliumDdlText *ddl, const char *relation, int64 shard_id)
 				break;
 			case EDIT_NAME:
 				appendStringInfoString(&out,
-									   quote_identifier(MyceliumShardObjectName(e->name, shard_id)));
+									   quote_identifier(MyceliumShardObjectName(e->name,
+																				e->per_shard ? shard_id : 0)));
 				break;
 			case EDIT_INSERT_NAME:
 				appendStringInfo(&out, "%s%s ", e->before,
-								 quote_identifier(MyceliumShardObjectName(e->name, shard_id)));
+								 quote_identifier(MyceliumShardObjectName(e->name,
+																		  e->per_shard ? shard_id : 0)));
 				break;
 		}
 		pos = e->end;

@@ -97,7 +97,6 @@ mycelium_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (may_name_table(stmt) && !creating_extension &&
 		IsNormalProcessingMode() && IsTransactionState() &&
-		OidIsValid(get_extension_oid("mycelium", true)) &&
 		MyceliumAnyDistTables())
 	{
 		args.pstmt = pstmt;
