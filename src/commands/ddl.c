@@ -39,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 
 #include "cluster/cluster.h"
@@ -188,20 +189,26 @@ node_work_append(NodeWork *w, const char *node_name, const char *sql)
 
 /*
  * MyceliumRunLocalSql runs statements on the local node through SPI, in
- * the current transaction.
+ * the current transaction (the local shards' versions of a statement).
  */
 void
 MyceliumRunLocalSql(const char *sql)
 {
 	int			rc;
+	int			nest;
 
 	if (sql[0] == '\0')
 		return;
+	/* the user saw the table's notices; the shards' would only repeat them */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("client_min_messages", "warning", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
 	rc = SPI_execute(sql, false, 0);
 	if (rc < 0)
 		elog(ERROR, "could not run \"%s\" locally: %s", sql, SPI_result_code_string(rc));
 	SPI_finish();
+	AtEOXact_GUC(true, nest);
 	CommandCounterIncrement();
 }
 
@@ -241,7 +248,7 @@ add_table_work(NodeWork *w, MyceliumDistTable *table, MyceliumDdlText *ddl,
 		MyceliumShard *shard = &table->shards[i];
 		char	   *target = MyceliumShardQualifiedName(table, shard);
 
-		node_work_append(w, shard->is_local ? NULL : shard->node_name,
+		node_work_append(w, shard->node_name,
 						 ddl ? MyceliumApplyEdits(ddl, target, shard->shard_id) :
 						 psprintf(fmt, target));
 	}
@@ -359,7 +366,7 @@ process_drop_index(MyceliumUtilityArgs *args, DropStmt *stmt)
 		int			i;
 
 		for (i = 0; i < table->nshards; i++)
-			node_work_append(w, table->shards[i].is_local ? NULL : table->shards[i].node_name,
+			node_work_append(w, table->shards[i].node_name,
 							 psprintf("DROP INDEX IF EXISTS %s%s",
 									  quote_qualified_identifier(table->schema_name,
 																 MyceliumShardObjectName(index, table->shards[i].shard_id)),
@@ -476,7 +483,7 @@ process_grant(MyceliumUtilityArgs *args, GrantStmt *stmt)
 		MyceliumDistTable *table = lfirst(lc);
 
 		for (i = 0; i < table->nshards; i++)
-			node_work_append(w, table->shards[i].is_local ? NULL : table->shards[i].node_name,
+			node_work_append(w, table->shards[i].node_name,
 							 MyceliumApplyEdits(ddl, psprintf("TABLE %s",
 															  MyceliumShardQualifiedName(table, &table->shards[i])), 0));
 		node_work_append(w, NULL, MyceliumApplyEdits(ddl, psprintf("TABLE %s", shell_name(table)), 0));
@@ -679,7 +686,10 @@ MyceliumForgetDroppedTables(List *dist_tables)
 
 			values[0] = ObjectIdGetDatum(table->relid);
 			SPI_connect();
-			MyceliumSpiExecLatest(FORGET_TABLE_SQL, 1, types, values, false);
+			/* not MyceliumSpiExecLatest: the catalog's triggers must fire */
+			if (SPI_execute_with_args(FORGET_TABLE_SQL, 1, types, values, NULL,
+									  false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete the metadata of table \"%s\"", table->rel_name);
 			SPI_finish();
 		}
 	}
