@@ -314,7 +314,8 @@ check_alter_cmd(MyceliumDdlText *ddl, MyceliumDistTable *table, Oid nsp,
 			}
 		case AT_DropColumn:
 			if (dist_col)
-				MyceliumRefuse(table, "drop the distribution column of", NULL);
+				MyceliumRefuse(table, "drop the distribution column of",
+						   "Undistribute the table first, or drop the whole table.");
 			break;
 		case AT_AlterColumnType:
 			if (dist_col)

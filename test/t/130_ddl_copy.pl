@@ -45,9 +45,11 @@ CREATE FUNCTION reldef(r regclass, suffix text) RETURNS text LANGUAGE sql AS $$
             LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
            WHERE a.attrelid = r AND a.attnum > 0 AND NOT a.attisdropped)
          || ' | ' || coalesce((SELECT string_agg(replace(c.conname, suffix, '') || ': '
-                                                 || pg_get_constraintdef(c.oid), ', ' ORDER BY 1)
+                                                 || pg_get_constraintdef(c.oid), ', '
+                                                 ORDER BY replace(c.conname, suffix, ''))
                                  FROM pg_constraint c WHERE c.conrelid = r), '')
-         || ' | ' || coalesce((SELECT string_agg(replace(i.relname, suffix, ''), ', ' ORDER BY 1)
+         || ' | ' || coalesce((SELECT string_agg(replace(i.relname, suffix, ''), ', '
+                                                 ORDER BY replace(i.relname, suffix, ''))
                                  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
                                 WHERE x.indrelid = r), '')
          || ' | ' || coalesce(pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = r)), '')
