@@ -14,9 +14,12 @@
  * so memory stays bounded whatever the input's size:
  *
  *	 - a remote shard's batch goes over its node's transaction connection as
- *	   one "COPY shard FROM STDIN" (libpq COPY protocol); the command's end
- *	   is not waited for until the connection is needed again, so the node
- *	   inserts while we parse the next rows;
+ *	   one "COPY shard FROM STDIN" (libpq COPY protocol, binary format when
+ *	   every column's type allows).  A connection runs one COPY at a time,
+ *	   so a full buffer waits (growing up to COPY_MAX_BATCH) while its node
+ *	   is busy; nodes are polled without blocking every few hundred rows and
+ *	   an idle node gets its fullest buffer, so the nodes insert while we
+ *	   read on;
  *	 - a local shard's batch is fed to PostgreSQL's CopyFrom on the shard,
  *	   which inserts in multi-row batches with indexes and constraints.
  *
@@ -32,11 +35,15 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "commands/copy.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "libpq/pqformat.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -53,12 +60,15 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "cluster/cluster.h"
 #include "commands/commands.h"
 
 #define COPY_FLUSH_BYTES	(512 * 1024)
+#define COPY_MAX_BATCH		(4 * COPY_FLUSH_BYTES)
 #define COPY_MAX_BYTES		(32 * 1024 * 1024)
+#define BINARY_HEADER_LEN	19	/* signature 11, flags 4, extension length 4 */
 
 /* one destination of rows: a shard, or a reference table's copy */
 typedef struct CopyTarget
@@ -73,9 +83,10 @@ typedef struct CopyTarget
 typedef struct CopyNode
 {
 	MyceliumConnection *conn;
-	bool		in_flight;		/* a COPY's completion not read yet */
+	bool		in_flight;		/* a COPY's data or completion is pending */
 	bool		prepared;		/* propagation turned off there */
 	char	   *sql;			/* of the COPY in flight */
+	PGresult   *error;			/* its first failed result, once read */
 } CopyNode;
 
 typedef struct CopyState
@@ -84,7 +95,8 @@ typedef struct CopyState
 	Relation	rel;			/* the shell or reference table */
 	int			natts;			/* attributes sent: ... */
 	AttrNumber *attnums;		/* ... these */
-	FmgrInfo   *out_funcs;		/* indexed like attnums */
+	FmgrInfo   *out_funcs;		/* indexed like attnums: output or send */
+	bool		binary;			/* rows in COPY binary format */
 	char	   *collist;		/* "(a, b)" */
 	List	   *colnames;		/* String nodes, for local CopyFrom */
 	int			ntargets;
@@ -123,7 +135,7 @@ flush_local(CopyState *cs, CopyTarget *t)
 	List	   *options;
 
 	addRangeTableEntryForRelation(pstate, t->rel, RowExclusiveLock, NULL, false, false);
-	options = list_make2(makeDefElem("format", (Node *) makeString("text"), -1),
+	options = list_make2(makeDefElem("format", (Node *) makeString(cs->binary ? "binary" : "text"), -1),
 						 makeDefElem("encoding", (Node *) makeString((char *) GetDatabaseEncodingName()), -1));
 	local_source = &t->buf;
 	local_source_pos = 0;
@@ -169,50 +181,67 @@ next_result(MyceliumConnection *conn)
 }
 
 /*
- * finish_in_flight reads the completion of the COPY in flight on a node,
- * relaying its error.
+ * poll_node advances the COPY in flight on a node without waiting: pushes
+ * out what libpq still holds of its data and reads its completion if it
+ * arrived.  Returns true once the node is idle; a failed COPY is then an
+ * ERROR relayed from the node.
+ */
+static bool
+poll_node(CopyNode *node)
+{
+	MyceliumConnection *conn = node->conn;
+	int			rc;
+
+	if (!node->in_flight)
+		return true;
+	rc = PQflush(conn->conn);
+	if (rc < 0)
+		MyceliumReportConnError(ERROR, conn, "copy rows");
+	if (!PQconsumeInput(conn->conn))
+		MyceliumReportConnError(ERROR, conn, "copy rows");
+	if (rc > 0)
+		return false;
+	while (!PQisBusy(conn->conn))
+	{
+		PGresult   *res = PQgetResult(conn->conn);
+
+		if (res == NULL)
+		{
+			node->in_flight = false;
+			if (node->error)
+			{
+				PGresult   *error = node->error;
+
+				node->error = NULL;
+				MyceliumReportResultError(ERROR, error, conn, node->sql);
+			}
+			return true;
+		}
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && node->error == NULL)
+			node->error = res;
+		else
+			PQclear(res);
+	}
+	return false;
+}
+
+/*
+ * finish_in_flight waits until the COPY in flight on a node is complete
+ * (see poll_node).
  */
 static void
 finish_in_flight(CopyNode *node)
 {
-	PGresult   *res;
-	PGresult   *bad = NULL;
-
-	if (!node->in_flight)
-		return;
-	while ((res = next_result(node->conn)) != NULL)
-	{
-		if (PQresultStatus(res) != PGRES_COMMAND_OK && bad == NULL)
-			bad = res;
-		else
-			PQclear(res);
-	}
-	node->in_flight = false;
-	if (bad)
-		MyceliumReportResultError(ERROR, bad, node->conn, node->sql);
-}
-
-/*
- * push flushes libpq's output buffer to the socket.
- */
-static void
-push(MyceliumConnection *conn)
-{
-	int			rc;
-
-	while ((rc = PQflush(conn->conn)) != 0)
-	{
-		if (rc < 0)
-			MyceliumReportConnError(ERROR, conn, "copy rows");
-		wait_socket(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
-		if (!PQconsumeInput(conn->conn))
-			MyceliumReportConnError(ERROR, conn, "copy rows");
-	}
+	while (!poll_node(node))
+		wait_socket(node->conn, WL_SOCKET_READABLE |
+					(PQflush(node->conn->conn) > 0 ? WL_SOCKET_WRITEABLE : 0));
 }
 
 /*
  * flush_remote sends a remote target's rows as one COPY on its node's
- * connection, without waiting for the COPY to complete.
+ * connection (waiting for the previous one to complete), without waiting
+ * for this one: libpq keeps what the socket does not take yet, and
+ * poll_node pushes it out later, so the node inserts while we read on.
  */
 static void
 flush_remote(CopyState *cs, CopyTarget *t)
@@ -229,7 +258,8 @@ flush_remote(CopyState *cs, CopyTarget *t)
 		node->prepared = true;
 	}
 	conn->wrote = true;
-	node->sql = psprintf("COPY %s %s FROM STDIN", t->relname, cs->collist);
+	node->sql = psprintf("COPY %s %s FROM STDIN%s", t->relname, cs->collist,
+						 cs->binary ? " (FORMAT binary)" : "");
 	if (!MyceliumSendQuery(conn, node->sql, 0, NULL))
 		MyceliumReportConnError(ERROR, conn, "send a command");
 	node->in_flight = true;
@@ -240,21 +270,24 @@ flush_remote(CopyState *cs, CopyTarget *t)
 		MyceliumReportResultError(ERROR, res, conn, node->sql);
 	}
 	PQclear(res);
-	for (;;)
-	{
-		int			rc = PQputCopyData(conn->conn, t->buf.data, t->buf.len);
-
-		if (rc == 1)
-			break;
-		if (rc < 0)
-			MyceliumReportConnError(ERROR, conn, "copy rows");
-		wait_socket(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
-		if (!PQconsumeInput(conn->conn) || PQflush(conn->conn) < 0)
-			MyceliumReportConnError(ERROR, conn, "copy rows");
-	}
-	if (PQputCopyEnd(conn->conn, NULL) != 1)
+	/* non-blocking libpq queues all of it (its buffer grows) */
+	if (PQputCopyData(conn->conn, t->buf.data, t->buf.len) != 1 ||
+		PQputCopyEnd(conn->conn, NULL) != 1)
 		MyceliumReportConnError(ERROR, conn, "copy rows");
-	push(conn);
+}
+
+/*
+ * start_buffer empties a target's buffer; in binary format a batch starts
+ * with the file header (signature, flags, no extension).
+ */
+static void
+start_buffer(CopyState *cs, CopyTarget *t)
+{
+	static const char header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+	resetStringInfo(&t->buf);
+	if (cs->binary)
+		appendBinaryStringInfo(&t->buf, header, BINARY_HEADER_LEN);
 }
 
 /*
@@ -263,14 +296,18 @@ flush_remote(CopyState *cs, CopyTarget *t)
 static void
 flush_target(CopyState *cs, CopyTarget *t)
 {
-	if (t->buf.len == 0)
+	int			empty = cs->binary ? BINARY_HEADER_LEN : 0;
+
+	if (t->buf.len == empty)
 		return;
+	cs->buffered -= t->buf.len - empty;
+	if (cs->binary)
+		pq_sendint16(&t->buf, -1);	/* trailer */
 	if (t->node < 0)
 		flush_local(cs, t);
 	else
 		flush_remote(cs, t);
-	cs->buffered -= t->buf.len;
-	resetStringInfo(&t->buf);
+	start_buffer(cs, t);
 }
 
 /*
@@ -311,7 +348,7 @@ append_escaped(StringInfo buf, const char *s)
 }
 
 /*
- * format_row puts one row in COPY text format into cs->row.
+ * format_row puts one row in COPY binary or text format into cs->row.
  */
 static void
 format_row(CopyState *cs, Datum *values, bool *nulls)
@@ -319,6 +356,25 @@ format_row(CopyState *cs, Datum *values, bool *nulls)
 	int			i;
 
 	resetStringInfo(&cs->row);
+	if (cs->binary)
+	{
+		pq_sendint16(&cs->row, cs->natts);
+		for (i = 0; i < cs->natts; i++)
+		{
+			int			att = cs->attnums[i] - 1;
+			bytea	   *data;
+
+			if (nulls[att])
+			{
+				pq_sendint32(&cs->row, -1);
+				continue;
+			}
+			data = SendFunctionCall(&cs->out_funcs[i], values[att]);
+			pq_sendint32(&cs->row, VARSIZE(data) - VARHDRSZ);
+			appendBinaryStringInfo(&cs->row, VARDATA(data), VARSIZE(data) - VARHDRSZ);
+		}
+		return;
+	}
 	for (i = 0; i < cs->natts; i++)
 	{
 		int			att = cs->attnums[i] - 1;
@@ -334,8 +390,35 @@ format_row(CopyState *cs, Datum *values, bool *nulls)
 }
 
 /*
- * add_to_target buffers the formatted row for a target, flushing it (or
- * everything) when full.
+ * flush_ready flushes, for every remote node that is idle, its largest
+ * buffer that is full enough.
+ */
+static void
+flush_ready(CopyState *cs)
+{
+	int			n;
+	int			i;
+
+	for (n = 0; n < cs->nnodes; n++)
+	{
+		CopyTarget *best = NULL;
+
+		if (cs->nodes[n].conn == NULL || !poll_node(&cs->nodes[n]))
+			continue;
+		for (i = 0; i < cs->ntargets; i++)
+			if (cs->targets[i].node == n && cs->targets[i].buf.len >= COPY_FLUSH_BYTES &&
+				(best == NULL || cs->targets[i].buf.len > best->buf.len))
+				best = &cs->targets[i];
+		if (best)
+			flush_target(cs, best);
+	}
+}
+
+/*
+ * add_to_target buffers the formatted row for a target.  A local target
+ * is flushed when full; a remote one when full and its node is idle, or,
+ * when the node stays busy, once it holds COPY_MAX_BATCH bytes.  All
+ * buffers are flushed when together they reach COPY_MAX_BYTES.
  */
 static void
 add_to_target(CopyState *cs, CopyTarget *t)
@@ -344,7 +427,8 @@ add_to_target(CopyState *cs, CopyTarget *t)
 
 	appendBinaryStringInfo(&t->buf, cs->row.data, cs->row.len);
 	cs->buffered += cs->row.len;
-	if (t->buf.len >= COPY_FLUSH_BYTES)
+	if (t->buf.len >= COPY_FLUSH_BYTES &&
+		(t->node < 0 || t->buf.len >= COPY_MAX_BATCH || poll_node(&cs->nodes[t->node])))
 		flush_target(cs, t);
 	if (cs->buffered >= COPY_MAX_BYTES)
 		for (i = 0; i < cs->ntargets; i++)
@@ -450,12 +534,44 @@ setup_targets(CopyState *cs)
 		}
 	}
 	for (i = 0; i < cs->ntargets; i++)
+	{
 		initStringInfo(&cs->targets[i].buf);
+		start_buffer(cs, &cs->targets[i]);
+	}
+}
+
+/*
+ * binary_safe says whether values of a type can travel in COPY binary
+ * format to another node: a built-in type with a send function, and for
+ * arrays a built-in element type (array_recv checks the element type's
+ * OID, which differs between nodes for user-defined types; so do
+ * composites, which are left to the text format).
+ */
+static bool
+binary_safe(Oid type)
+{
+	HeapTuple	tup;
+	Form_pg_type typ;
+	bool		safe;
+
+	if (type >= FirstGenbkiObjectId)
+		return false;
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	typ = (Form_pg_type) GETSTRUCT(tup);
+	safe = OidIsValid(typ->typsend) && OidIsValid(typ->typreceive) &&
+		typ->typtype == TYPTYPE_BASE &&
+		(!OidIsValid(typ->typelem) || typ->typelem < FirstGenbkiObjectId);
+	ReleaseSysCache(tup);
+	return safe;
 }
 
 /*
  * setup_columns picks the columns sent to shards (every column but dropped
- * and generated ones: shards compute those) and their output functions.
+ * and generated ones: shards compute those), the format (binary when every
+ * column's type allows it: cheaper to make and to read than text), and
+ * the functions that print values in it.
  */
 static void
 setup_columns(CopyState *cs)
@@ -466,17 +582,29 @@ setup_columns(CopyState *cs)
 
 	cs->attnums = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
 	cs->out_funcs = palloc(sizeof(FmgrInfo) * Max(desc->natts, 1));
+	/* binary text values are converted from the client encoding when read */
+	cs->binary = pg_get_client_encoding() == GetDatabaseEncoding();
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && !att->attgenerated && !binary_safe(att->atttypid))
+			cs->binary = false;
+	}
 	initStringInfo(&cols);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Oid			typoutput;
+		Oid			func;
 		bool		isvarlena;
 
 		if (att->attisdropped || att->attgenerated)
 			continue;
-		getTypeOutputInfo(att->atttypid, &typoutput, &isvarlena);
-		fmgr_info(typoutput, &cs->out_funcs[cs->natts]);
+		if (cs->binary)
+			getTypeBinaryOutputInfo(att->atttypid, &func, &isvarlena);
+		else
+			getTypeOutputInfo(att->atttypid, &func, &isvarlena);
+		fmgr_info(func, &cs->out_funcs[cs->natts]);
 		cs->attnums[cs->natts++] = att->attnum;
 		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "(",
 						 quote_identifier(NameStr(att->attname)));
@@ -594,6 +722,8 @@ copy_rows(CopyState *cs, CopyFromState cstate, ExprState *qual)
 			add_to_target(cs, &cs->targets[idx]);
 		}
 		processed++;
+		if (processed % 256 == 0 && cs->nnodes > 0)
+			flush_ready(cs);
 	}
 	for (i = 0; i < cs->ntargets; i++)
 		flush_target(cs, &cs->targets[i]);
@@ -636,8 +766,11 @@ copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
 	{
 		/* a COPY left mid-stream: close the connection, which aborts it there */
 		for (i = 0; i < cs->nnodes; i++)
+		{
 			if (cs->nodes[i].in_flight && cs->nodes[i].conn)
 				cs->nodes[i].conn->broken = true;
+			PQclear(cs->nodes[i].error);
+		}
 		local_source = NULL;
 		PG_RE_THROW();
 	}

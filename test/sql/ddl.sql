@@ -297,6 +297,7 @@ SELECT count(*) AS shards FROM mycelium.shards;
 SELECT count(*) AS shard_tables FROM pg_class
  WHERE relname ~ '^(items|events|t)_[0-9]+$' AND relkind = 'r';
 DROP SCHEMA ddl_s;
+DROP OWNED BY ddl_reader, ddl_owner;
 DROP ROLE ddl_reader;
 DROP ROLE ddl_owner;
 DROP FUNCTION shard_defs(regclass), table_def(regclass), placement(regclass, text), item_rows();
