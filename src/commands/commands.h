@@ -22,7 +22,10 @@
 #ifndef MYCELIUM_COMMANDS_H
 #define MYCELIUM_COMMANDS_H
 
+#include "nodes/execnodes.h"
 #include "nodes/params.h"
+#include "parser/parse_node.h"
+#include "utils/relcache.h"
 #include "nodes/plannodes.h"
 #include "tcop/cmdtag.h"
 #include "tcop/dest.h"
@@ -97,5 +100,11 @@ extern char *MyceliumShardObjectName(const char *name, int64 shard_id);
 
 /* in commands/copy.c */
 extern bool MyceliumProcessCopy(MyceliumUtilityArgs *args);
+
+/* in commands/copy_check.c */
+extern ParseState *MyceliumCopyCheckPrivileges(MyceliumUtilityArgs *args, CopyStmt *stmt,
+											   Relation rel);
+extern ExprState *MyceliumCopyWhereQual(ParseState *pstate, Node *where);
+extern void MyceliumCopyToViaQuery(MyceliumUtilityArgs *args, CopyStmt *stmt);
 
 #endif							/* MYCELIUM_COMMANDS_H */

@@ -105,6 +105,8 @@ typedef struct CopyState
 	CopyNode   *nodes;
 	int64		buffered;		/* bytes in all buffers */
 	StringInfoData row;
+	MemoryContext cxt;			/* of the COPY */
+	MemoryContext flush_cxt;	/* reset after every flush */
 } CopyState;
 
 /* the buffer a local CopyFrom is reading (its callback has no argument) */
@@ -258,8 +260,10 @@ flush_remote(CopyState *cs, CopyTarget *t)
 		node->prepared = true;
 	}
 	conn->wrote = true;
-	node->sql = psprintf("COPY %s %s FROM STDIN%s", t->relname, cs->collist,
-						 cs->binary ? " (FORMAT binary)" : "");
+	if (node->sql)
+		pfree(node->sql);
+	node->sql = MemoryContextStrdup(cs->cxt, psprintf("COPY %s %s FROM STDIN%s", t->relname,
+													   cs->collist, cs->binary ? " (FORMAT binary)" : ""));
 	if (!MyceliumSendQuery(conn, node->sql, 0, NULL))
 		MyceliumReportConnError(ERROR, conn, "send a command");
 	node->in_flight = true;
@@ -297,16 +301,20 @@ static void
 flush_target(CopyState *cs, CopyTarget *t)
 {
 	int			empty = cs->binary ? BINARY_HEADER_LEN : 0;
+	MemoryContext old;
 
 	if (t->buf.len == empty)
 		return;
 	cs->buffered -= t->buf.len - empty;
 	if (cs->binary)
 		pq_sendint16(&t->buf, -1);	/* trailer */
+	old = MemoryContextSwitchTo(cs->flush_cxt);
 	if (t->node < 0)
 		flush_local(cs, t);
 	else
 		flush_remote(cs, t);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cs->flush_cxt);
 	start_buffer(cs, t);
 }
 
@@ -615,57 +623,6 @@ setup_columns(CopyState *cs)
 }
 
 /*
- * check_copy_privileges makes the checks DoCopy makes for COPY FROM: the
- * right to read server files or run programs, INSERT on the columns
- * copied, and a writable transaction.
- */
-static ParseState *
-check_copy_privileges(MyceliumUtilityArgs *args, CopyStmt *stmt, Relation rel)
-{
-	ParseState *pstate = make_parsestate(NULL);
-	ParseNamespaceItem *nsitem;
-	RangeTblEntry *rte;
-	ListCell   *lc;
-
-	pstate->p_sourcetext = args->queryString;
-	if (stmt->filename != NULL && !has_privs_of_role(GetUserId(), stmt->is_program ?
-													 ROLE_PG_EXECUTE_SERVER_PROGRAM :
-													 ROLE_PG_READ_SERVER_FILES))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg(stmt->is_program ?
-						"must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an external program" :
-						"must be superuser or have privileges of the pg_read_server_files role to COPY from a file")));
-	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
-	addNSItemToQuery(pstate, nsitem, false, true, true);
-	rte = nsitem->p_rte;
-	rte->requiredPerms = ACL_INSERT;
-	foreach(lc, CopyGetAttnums(RelationGetDescr(rel), rel, stmt->attlist))
-		rte->insertedCols = bms_add_member(rte->insertedCols,
-										   lfirst_int(lc) - FirstLowInvalidHeapAttributeNumber);
-	ExecCheckRTPerms(pstate->p_rtable, true);
-	PreventCommandIfReadOnly("COPY FROM");
-	PreventCommandIfParallelMode("COPY FROM");
-	return pstate;
-}
-
-/*
- * where_qual prepares a COPY FROM's WHERE clause as DoCopy does.
- */
-static ExprState *
-where_qual(ParseState *pstate, Node *where)
-{
-	if (where == NULL)
-		return NULL;
-	where = transformExpr(pstate, where, EXPR_KIND_COPY_WHERE);
-	where = coerce_to_boolean(pstate, where, "WHERE");
-	assign_expr_collations(pstate, where);
-	where = eval_const_expressions(NULL, where);
-	where = (Node *) canonicalize_qual((Expr *) where, false);
-	return ExecPrepareQual(make_ands_implicit((Expr *) where), CreateExecutorState());
-}
-
-/*
  * copy_rows reads every input row and routes it; returns the row count.
  */
 static uint64
@@ -749,9 +706,12 @@ copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
 	int			i;
 
 	cs->table = table;
+	cs->cxt = CurrentMemoryContext;
+	cs->flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "mycelium COPY flush",
+										  ALLOCSET_DEFAULT_SIZES);
 	cs->rel = table_openrv(stmt->relation, RowExclusiveLock);
-	pstate = check_copy_privileges(args, stmt, cs->rel);
-	qual = where_qual(pstate, stmt->whereClause);
+	pstate = MyceliumCopyCheckPrivileges(args, stmt, cs->rel);
+	qual = MyceliumCopyWhereQual(pstate, stmt->whereClause);
 	setup_columns(cs);
 	setup_targets(cs);
 	initStringInfo(&cs->row);
@@ -784,47 +744,6 @@ copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
 }
 
 /*
- * copy_to_via_query turns COPY dist_table [(cols)] TO into COPY (SELECT
- * cols FROM dist_table) TO, which the query router answers from every
- * shard.
- */
-static void
-copy_to_via_query(MyceliumUtilityArgs *args, CopyStmt *stmt)
-{
-	CopyStmt   *copy = copyObject(stmt);
-	SelectStmt *select = makeNode(SelectStmt);
-	ListCell   *lc;
-
-	if (stmt->attlist == NIL)
-	{
-		ColumnRef  *star = makeNode(ColumnRef);
-		ResTarget  *target = makeNode(ResTarget);
-
-		star->fields = list_make1(makeNode(A_Star));
-		star->location = -1;
-		target->val = (Node *) star;
-		target->location = -1;
-		select->targetList = list_make1(target);
-	}
-	foreach(lc, stmt->attlist)
-	{
-		ColumnRef  *col = makeNode(ColumnRef);
-		ResTarget  *target = makeNode(ResTarget);
-
-		col->fields = list_make1(makeString(pstrdup(strVal(lfirst(lc)))));
-		col->location = -1;
-		target->val = (Node *) col;
-		target->location = -1;
-		select->targetList = lappend(select->targetList, target);
-	}
-	select->fromClause = list_make1(copyObject(stmt->relation));
-	copy->relation = NULL;
-	copy->attlist = NIL;
-	copy->query = (Node *) select;
-	MyceliumRunStandardUtility(args, (Node *) copy);
-}
-
-/*
  * MyceliumProcessCopy handles COPY on a distributed or reference table;
  * returns false for any other COPY, which runs unchanged.
  */
@@ -846,7 +765,7 @@ MyceliumProcessCopy(MyceliumUtilityArgs *args)
 	{
 		if (table->method == MYCELIUM_DIST_REFERENCE)
 			return false;		/* the local copy is complete */
-		copy_to_via_query(args, stmt);
+		MyceliumCopyToViaQuery(args, stmt);
 		return true;
 	}
 	processed = copy_from(args, stmt, table);

@@ -312,8 +312,6 @@ process_drop_table(MyceliumUtilityArgs *args, DropStmt *stmt)
 	}
 	if (tables == NIL)
 		return false;
-	if (stmt->concurrent)
-		elog(ERROR, "DROP TABLE CONCURRENTLY is not a statement");
 	MyceliumRunStandardUtility(args, NULL);
 	MyceliumForgetDroppedTables(tables);
 	if (!mycelium_enable_ddl_propagation)
