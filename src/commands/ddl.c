@@ -637,29 +637,6 @@ MyceliumProcessDdl(MyceliumUtilityArgs *args)
 }
 
 /*
- * extension_owner returns the role that owns the mycelium extension.
- */
-static Oid
-extension_owner(void)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			owner = BOOTSTRAP_SUPERUSERID;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("mycelium"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return owner;
-}
-
-/*
  * MyceliumForgetDroppedTables deletes the local metadata of tables just
  * dropped here.  It runs as the extension's owner: the user may drop a
  * table it owns without any right on Mycelium's catalog.
@@ -669,7 +646,7 @@ MyceliumForgetDroppedTables(List *dist_tables)
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	Oid			owner = extension_owner();
+	Oid			owner = MyceliumExtensionOwner();
 	ListCell   *lc;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);

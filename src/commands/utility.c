@@ -17,10 +17,16 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 
 #include "cluster/cluster.h"
@@ -124,6 +130,29 @@ mycelium_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /*
+ * MyceliumExtensionOwner returns the role that owns the mycelium extension.
+ */
+Oid
+MyceliumExtensionOwner(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = BOOTSTRAP_SUPERUSERID;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("mycelium"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
  * MyceliumConnectOtherNodes opens (in the current transaction, in
  * parallel) a connection to every other node of the mesh; *nodes_out gets
  * the node list, parallel to the array (NULL for the local node).
@@ -131,8 +160,26 @@ mycelium_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 MyceliumConnection **
 MyceliumConnectOtherNodes(List **nodes_out)
 {
-	List	   *nodes = MyceliumLoadNodes();
+	List	   *nodes;
+	Oid			save_userid;
+	int			save_sec_context;
 
+	/*
+	 * A table's owner need not be able to read mycelium.node: read it as the
+	 * extension's owner, then connect as the user.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(MyceliumExtensionOwner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		nodes = MyceliumLoadNodes();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
 	*nodes_out = nodes;
 	return MyceliumConnectNodes(nodes, MYCELIUM_CONN_XACT, false, false, NULL);
 }

@@ -253,4 +253,45 @@ is(on_all(q{SELECT count(*) FROM pg_class WHERE relname ~ '^(orders|events|count
 	'n1=0 n2=0 n3=0', 'tables and shards dropped everywhere');
 ok($mesh->no_prepared_xacts, 'no prepared transaction left behind');
 
+# --- a table owner without superuser rights: its DDL, COPY and DROP run as
+# that role on every node, and DROP cleans the metadata it cannot write
+$_->safe_psql('postgres', 'CREATE ROLE ddl_user LOGIN') for $mesh->nodes;
+$n1->safe_psql('postgres', q{
+	CREATE TABLE owned (id int PRIMARY KEY, v text);
+	SELECT mycelium.create_distributed_table('owned', 'id', shard_count => 3);
+	ALTER TABLE owned OWNER TO ddl_user;
+});
+my @as_user = (extra_params => [ '-U', 'ddl_user' ]);
+like(fails($n3, "SET ROLE ddl_reader; ALTER TABLE owned ADD COLUMN x int"), qr/must be owner of table owned/,
+	'another role is refused by the local check first');
+# txn/twophase.c writes mycelium.commit_record with the user's rights, so
+# until it does that as the extension's owner, the role needs them
+$_->safe_psql('postgres', 'GRANT INSERT ON mycelium.commit_record TO ddl_user; GRANT CREATE ON SCHEMA public TO ddl_user') for $mesh->nodes;
+{
+	my ($rc, $out, $err) = $n2->psql('postgres',
+		"ALTER TABLE owned ADD COLUMN w int; CREATE INDEX ON owned (w);\nCOPY owned (id, v, w) FROM STDIN;\n1\ta\t1\n2\tb\t2\n3\tc\t3\n\\.\n",
+		@as_user);
+	is($rc, 0, 'the owner alters and copies into its table') or diag($err);
+	like(same_everywhere('DDL by the owner', 'owned'), qr/w integer \| .* \| owned_pkey, owned_w_idx \| ddl_user/,
+		'the owner altered the table and its shards everywhere');
+	my ($nrows, $bad) = (0, 0);
+	for my $node ($mesh->nodes)
+	{
+		for my $sh (split / /, $node->safe_psql('postgres', q{SELECT localrows('owned', 'id')}))
+		{
+			my (undef, $n, $m) = split /:/, $sh;
+			$nrows += $n;
+			$bad += $m;
+		}
+	}
+	is("$nrows $bad", '3 0', 'the owner copied its rows into the right shards');
+	($rc, $out, $err) = $n3->psql('postgres', 'DROP TABLE owned', @as_user);
+	is($rc, 0, 'the owner drops its table') or diag($err);
+}
+$n1->safe_psql('postgres', 'DROP TABLE IF EXISTS owned');
+is(on_all(q{SELECT count(*) FROM mycelium.dist_table}) . ' ' .
+	on_all(q{SELECT count(*) FROM pg_class WHERE relname ~ '^owned(_[0-9]+)?$' AND relkind = 'r'}),
+	'n1=0 n2=0 n3=0 n1=0 n2=0 n3=0', 'the table, its shards and its metadata are gone everywhere');
+ok($mesh->no_prepared_xacts, 'no prepared transaction left behind');
+
 done_testing();
