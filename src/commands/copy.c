@@ -74,7 +74,7 @@
 typedef struct CopyTarget
 {
 	char	   *relname;		/* qualified, quoted */
-	int			node;			/* index in CopyState.conns; -1 = local */
+	int			node;			/* index in RoutedCopy.nodes; -1 = local */
 	Relation	rel;			/* local target, open */
 	StringInfoData buf;			/* rows waiting, COPY text format */
 } CopyTarget;
@@ -89,7 +89,7 @@ typedef struct CopyNode
 	PGresult   *error;			/* its first failed result, once read */
 } CopyNode;
 
-typedef struct CopyState
+typedef struct RoutedCopy
 {
 	MyceliumDistTable *table;
 	Relation	rel;			/* the shell or reference table */
@@ -107,7 +107,7 @@ typedef struct CopyState
 	StringInfoData row;
 	MemoryContext cxt;			/* of the COPY */
 	MemoryContext flush_cxt;	/* reset after every flush */
-} CopyState;
+} RoutedCopy;
 
 /* the buffer a local CopyFrom is reading (its callback has no argument) */
 static StringInfo local_source = NULL;
@@ -130,7 +130,7 @@ local_source_cb(void *outbuf, int minread, int maxread)
  * flush_local inserts a local target's rows with PostgreSQL's CopyFrom.
  */
 static void
-flush_local(CopyState *cs, CopyTarget *t)
+flush_local(RoutedCopy *cs, CopyTarget *t)
 {
 	ParseState *pstate = make_parsestate(NULL);
 	CopyFromState cstate;
@@ -246,7 +246,7 @@ finish_in_flight(CopyNode *node)
  * poll_node pushes it out later, so the node inserts while we read on.
  */
 static void
-flush_remote(CopyState *cs, CopyTarget *t)
+flush_remote(RoutedCopy *cs, CopyTarget *t)
 {
 	CopyNode   *node = &cs->nodes[t->node];
 	MyceliumConnection *conn = node->conn;
@@ -285,7 +285,7 @@ flush_remote(CopyState *cs, CopyTarget *t)
  * with the file header (signature, flags, no extension).
  */
 static void
-start_buffer(CopyState *cs, CopyTarget *t)
+start_buffer(RoutedCopy *cs, CopyTarget *t)
 {
 	static const char header[] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -298,7 +298,7 @@ start_buffer(CopyState *cs, CopyTarget *t)
  * flush_target sends or inserts a target's waiting rows.
  */
 static void
-flush_target(CopyState *cs, CopyTarget *t)
+flush_target(RoutedCopy *cs, CopyTarget *t)
 {
 	int			empty = cs->binary ? BINARY_HEADER_LEN : 0;
 	MemoryContext old;
@@ -359,7 +359,7 @@ append_escaped(StringInfo buf, const char *s)
  * format_row puts one row in COPY binary or text format into cs->row.
  */
 static void
-format_row(CopyState *cs, Datum *values, bool *nulls)
+format_row(RoutedCopy *cs, Datum *values, bool *nulls)
 {
 	int			i;
 
@@ -402,7 +402,7 @@ format_row(CopyState *cs, Datum *values, bool *nulls)
  * buffer that is full enough.
  */
 static void
-flush_ready(CopyState *cs)
+flush_ready(RoutedCopy *cs)
 {
 	int			n;
 	int			i;
@@ -429,7 +429,7 @@ flush_ready(CopyState *cs)
  * buffers are flushed when together they reach COPY_MAX_BYTES.
  */
 static void
-add_to_target(CopyState *cs, CopyTarget *t)
+add_to_target(RoutedCopy *cs, CopyTarget *t)
 {
 	int			i;
 
@@ -448,7 +448,7 @@ add_to_target(CopyState *cs, CopyTarget *t)
  * range table, or raises 23502 / 23514.
  */
 static int
-route_row(CopyState *cs, Datum *values, bool *nulls)
+route_row(RoutedCopy *cs, Datum *values, bool *nulls)
 {
 	MyceliumDistTable *table = cs->table;
 	int			att = table->dist_attno - 1;
@@ -499,7 +499,7 @@ node_index(List *nodes, const char *node_name)
  * nodes holding the others.
  */
 static void
-setup_targets(CopyState *cs)
+setup_targets(RoutedCopy *cs)
 {
 	MyceliumDistTable *table = cs->table;
 	List	   *nodes;
@@ -582,7 +582,7 @@ binary_safe(Oid type)
  * the functions that print values in it.
  */
 static void
-setup_columns(CopyState *cs)
+setup_columns(RoutedCopy *cs)
 {
 	TupleDesc	desc = RelationGetDescr(cs->rel);
 	StringInfoData cols;
@@ -626,7 +626,7 @@ setup_columns(CopyState *cs)
  * copy_rows reads every input row and routes it; returns the row count.
  */
 static uint64
-copy_rows(CopyState *cs, CopyFromState cstate, ExprState *qual)
+copy_rows(RoutedCopy *cs, CopyFromState cstate, ExprState *qual)
 {
 	TupleDesc	desc = RelationGetDescr(cs->rel);
 	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
@@ -698,7 +698,7 @@ copy_rows(CopyState *cs, CopyFromState cstate, ExprState *qual)
 static uint64
 copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
 {
-	CopyState  *cs = palloc0(sizeof(CopyState));
+	RoutedCopy  *cs = palloc0(sizeof(RoutedCopy));
 	ParseState *pstate;
 	CopyFromState cstate;
 	ExprState  *qual;
