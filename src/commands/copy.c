@@ -84,6 +84,7 @@ typedef struct CopyNode
 {
 	MyceliumConnection *conn;
 	bool		in_flight;		/* a COPY's data or completion is pending */
+	bool		ended;			/* ... and all its data is queued in libpq */
 	bool		prepared;		/* propagation turned off there */
 	char	   *sql;			/* of the COPY in flight */
 	PGresult   *error;			/* its first failed result, once read */
@@ -267,6 +268,7 @@ flush_remote(RoutedCopy *cs, CopyTarget *t)
 	if (!MyceliumSendQuery(conn, node->sql, 0, NULL))
 		MyceliumReportConnError(ERROR, conn, "send a command");
 	node->in_flight = true;
+	node->ended = false;
 	res = next_result(conn);
 	if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
 	{
@@ -278,6 +280,7 @@ flush_remote(RoutedCopy *cs, CopyTarget *t)
 	if (PQputCopyData(conn->conn, t->buf.data, t->buf.len) != 1 ||
 		PQputCopyEnd(conn->conn, NULL) != 1)
 		MyceliumReportConnError(ERROR, conn, "copy rows");
+	node->ended = true;
 }
 
 /*
@@ -724,12 +727,19 @@ copy_from(MyceliumUtilityArgs *args, CopyStmt *stmt, MyceliumDistTable *table)
 	}
 	PG_CATCH();
 	{
-		/* a COPY left mid-stream: close the connection, which aborts it there */
+		/*
+		 * A COPY whose data is all sent is cancelled and drained by the
+		 * abort of the (sub)transaction; one left mid-stream can only be
+		 * ended by closing the connection, which aborts it there.
+		 */
 		for (i = 0; i < cs->nnodes; i++)
 		{
-			if (cs->nodes[i].in_flight && cs->nodes[i].conn)
-				cs->nodes[i].conn->broken = true;
-			PQclear(cs->nodes[i].error);
+			CopyNode   *node = &cs->nodes[i];
+
+			if (node->in_flight && node->conn &&
+				(!node->ended || node->conn->conn == NULL || PQflush(node->conn->conn) != 0))
+				node->conn->broken = true;
+			PQclear(node->error);
 		}
 		local_source = NULL;
 		PG_RE_THROW();

@@ -213,6 +213,12 @@ like(fails($n1, "COPY orders (id, client) FROM STDIN;\n30001\tok\n5\tduplicate\n
 	qr/duplicate key value violates unique constraint "orders_pkey_\d+"/, 'a remote or local constraint violation aborts the COPY');
 $n1->safe_psql('postgres', "BEGIN;\nCOPY orders (id, client) FROM STDIN;\n40001\ta\n40002\tb\n40003\tc\n\\.\nROLLBACK;\n");
 is($count_all->(), 10002, 'failed and rolled-back COPYs left nothing anywhere');
+($rc, $out, $err) = $n2->psql('postgres', "BEGIN;\nSAVEPOINT s;\nCOPY orders (id, client) FROM STDIN;\n50001\tx\n\\N\ty\n\\.\n"
+	  . "ROLLBACK TO SAVEPOINT s;\nCOPY orders (id, client) FROM STDIN;\n50002\tkept\n50003\tkept\n\\.\nCOMMIT;\n",
+	on_error_stop => 0);
+like($err, qr/null value in distribution column/, 'the first COPY failed');
+is($count_all->(), 10004, 'a COPY rolled back to a savepoint leaves nothing, the next one commits')
+  or diag($err);
 ok($mesh->no_prepared_xacts, 'no prepared transaction left behind');
 
 # range table: a value in a gap is 23514, the COPY leaves nothing
