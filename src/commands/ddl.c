@@ -540,9 +540,66 @@ index_table_of(RangeVar *rv)
 }
 
 /*
+ * check_foreign_keys refuses foreign keys, among a list of constraints
+ * (and of column definitions with theirs), that reference a distributed
+ * or reference table: its local table is an empty shell (or one node's
+ * copy), so they could not be checked against its rows.
+ */
+static void
+check_foreign_keys(List *elts)
+{
+	ListCell   *lc;
+
+	foreach(lc, elts)
+	{
+		Node	   *elt = lfirst(lc);
+		Constraint *con;
+		MyceliumDistTable *table;
+
+		if (IsA(elt, ColumnDef))
+		{
+			check_foreign_keys(((ColumnDef *) elt)->constraints);
+			continue;
+		}
+		if (!IsA(elt, Constraint))
+			continue;
+		con = (Constraint *) elt;
+		if (con->contype == CONSTR_FOREIGN && con->pktable &&
+			(table = dist_table_of(con->pktable)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot create a foreign key referencing %s table \"%s\"",
+							table->method == MYCELIUM_DIST_REFERENCE ? "reference" : "distributed",
+							table->rel_name),
+					 errhint("Foreign keys are not enforced across shards and nodes.")));
+	}
+}
+
+/*
+ * alter_table_elements returns the column definitions and constraints an
+ * ALTER TABLE adds.
+ */
+static List *
+alter_table_elements(AlterTableStmt *stmt)
+{
+	List	   *elts = NIL;
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+
+		if ((cmd->subtype == AT_AddColumn || cmd->subtype == AT_AddConstraint) && cmd->def)
+			elts = lappend(elts, cmd->def);
+	}
+	return elts;
+}
+
+/*
  * check_other refuses the statements that would silently not apply to a
  * distributed table's rows: moving it to another schema, triggers,
- * policies, rules, and ALTER INDEX on its indexes.
+ * policies, rules, ALTER INDEX on its indexes, and foreign keys (from any
+ * table) that reference it.
  */
 static void
 check_other(Node *stmt)
@@ -551,6 +608,9 @@ check_other(Node *stmt)
 
 	switch (nodeTag(stmt))
 	{
+		case T_CreateStmt:
+			check_foreign_keys(((CreateStmt *) stmt)->tableElts);
+			break;
 		case T_AlterObjectSchemaStmt:
 			if (((AlterObjectSchemaStmt *) stmt)->relation &&
 				(table = dist_table_of(((AlterObjectSchemaStmt *) stmt)->relation)))
@@ -577,6 +637,7 @@ check_other(Node *stmt)
 			if (((AlterTableStmt *) stmt)->objtype == OBJECT_INDEX &&
 				(table = index_table_of(((AlterTableStmt *) stmt)->relation)))
 				MyceliumRefuse(table, "alter an index of", "Drop the index and create it again.");
+			check_foreign_keys(alter_table_elements((AlterTableStmt *) stmt));
 			break;
 		default:
 			break;

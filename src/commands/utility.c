@@ -71,6 +71,7 @@ may_name_table(Node *stmt)
 	switch (nodeTag(stmt))
 	{
 		case T_CopyStmt:
+		case T_CreateStmt:
 		case T_AlterTableStmt:
 		case T_IndexStmt:
 		case T_DropStmt:

@@ -282,6 +282,14 @@ SELECT * FROM countries ORDER BY code;
 TRUNCATE countries;
 SELECT count(*) FROM countries;
 
+-- foreign keys referencing distributed or reference tables are refused
+CREATE TABLE local_ref (item int REFERENCES items (id));
+CREATE TABLE local_ref (item int, code text);
+ALTER TABLE local_ref ADD FOREIGN KEY (code) REFERENCES countries (code);
+ALTER TABLE local_ref ADD COLUMN other int REFERENCES public.items;
+ALTER TABLE local_ref ADD CONSTRAINT ok CHECK (item > 0);
+DROP TABLE local_ref;
+
 -- DROP SCHEMA ... CASCADE of a schema with a distributed table is refused
 CREATE SCHEMA ddl_s;
 CREATE TABLE ddl_s.t (id int);
