@@ -232,10 +232,10 @@ node_work_finish(NodeWork *w)
 }
 
 /*
- * add_table_work adds, for one table, `sql_for(target, shard_id)` for the
- * shell (or reference table) on every other node and for each shard on
- * its node.  With local_shell, the local table's statement is added too
- * (otherwise the standard utility already did it).
+ * add_table_work adds, for one table, the statement for each shard (on
+ * its node) and for the shell or reference table on every other node (the
+ * standard utility did the local one).  The statement is ddl's text
+ * spliced for the target, or, without ddl, fmt with the target's name.
  */
 static void
 add_table_work(NodeWork *w, MyceliumDistTable *table, MyceliumDdlText *ddl,
