@@ -85,6 +85,22 @@ BEGIN
   RETURN rtrim(result);
 END
 $$;
+-- sum over the local shards of a table of a query on one shard (%I)
+CREATE FUNCTION localsum(t text, q text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  s record;
+  n bigint;
+  total bigint := 0;
+BEGIN
+  FOR s IN SELECT shard_name FROM mycelium.shards
+            WHERE table_name = t::regclass
+              AND node_name = (SELECT node_name FROM mycelium.nodes WHERE is_local) LOOP
+    EXECUTE format(q, s.shard_name) INTO n;
+    total := total + coalesce(n, 0);
+  END LOOP;
+  RETURN total;
+END
+$$;
 CREATE ROLE ddl_reader;
 CREATE ROLE ddl_owner;
 };
@@ -220,6 +236,16 @@ like($err, qr/null value in distribution column/, 'the first COPY failed');
 is($count_all->(), 10004, 'a COPY rolled back to a savepoint leaves nothing, the next one commits')
   or diag($err);
 ok($mesh->no_prepared_xacts, 'no prepared transaction left behind');
+
+# DDL and COPY in one transaction: the COPY sees the new column on every shard
+$n3->safe_psql('postgres', "BEGIN;\nALTER TABLE orders ADD COLUMN z int DEFAULT 7;\n"
+	  . "COPY orders (id, client, z) FROM STDIN;\n60001\tz\t1\n60002\tz\t2\n\\.\nCOMMIT;\n");
+is($count_all->(), 10006, 'COPY after ALTER TABLE in one transaction');
+like(same_everywhere('ALTER then COPY', 'orders'), qr/z integer default 7/, 'the column is everywhere');
+my $zsum = 0;
+$zsum += $_->safe_psql('postgres',
+	q{SELECT localsum('orders', 'SELECT sum(z) FROM %I WHERE id IN (1, 60001, 60002)')}) for $mesh->nodes;
+is($zsum, 10, 'the copied rows have their values, older rows the default');
 
 # range table: a value in a gap is 23514, the COPY leaves nothing
 $n1->safe_psql('postgres', q{
