@@ -609,8 +609,16 @@ check_other(Node *stmt)
 	switch (nodeTag(stmt))
 	{
 		case T_CreateStmt:
-			check_foreign_keys(((CreateStmt *) stmt)->tableElts);
-			break;
+			{
+				ListCell   *lc;
+
+				check_foreign_keys(((CreateStmt *) stmt)->tableElts);
+				foreach(lc, ((CreateStmt *) stmt)->inhRelations)
+					if ((table = dist_table_of(lfirst(lc))))
+						MyceliumRefuse(table, "inherit from or add a partition to",
+									   "Its rows live in its shards, not in the table.");
+				break;
+			}
 		case T_AlterObjectSchemaStmt:
 			if (((AlterObjectSchemaStmt *) stmt)->relation &&
 				(table = dist_table_of(((AlterObjectSchemaStmt *) stmt)->relation)))

@@ -289,6 +289,8 @@ ALTER TABLE local_ref ADD FOREIGN KEY (code) REFERENCES countries (code);
 ALTER TABLE local_ref ADD COLUMN other int REFERENCES public.items;
 ALTER TABLE local_ref ADD CONSTRAINT ok CHECK (item > 0);
 DROP TABLE local_ref;
+CREATE TABLE child () INHERITS (items);
+CREATE TABLE child PARTITION OF items DEFAULT;
 
 -- DROP SCHEMA ... CASCADE of a schema with a distributed table is refused
 CREATE SCHEMA ddl_s;
