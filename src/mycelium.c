@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
+#include "router/router.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -107,4 +108,6 @@ _PG_init(void)
 	MyceliumRegisterWorkers();
 	MyceliumRegisterReplicationLauncher();
 	MyceliumInstallUtilityHook();
+	MyceliumInstallPlannerHook();
+	MyceliumRegisterCustomScans();
 }
