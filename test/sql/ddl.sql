@@ -221,6 +221,14 @@ COPY items (id, qty) FROM STDIN WHERE id % 2 = 0;
 \.
 COPY items (id, name) FROM PROGRAM 'seq 1000 2999 | sed "s/$/\tbulk/"';
 SELECT * FROM placement('items', 'id');
+-- COPY TO reads every shard (through the router)
+CREATE TABLE copied (id int, name text, qty bigint);
+COPY items (id, name, qty) TO PROGRAM 'sort -n > items_copy.txt';
+COPY copied FROM PROGRAM 'cat items_copy.txt';
+SELECT count(*), min(id), max(id), count(DISTINCT id) FROM copied;
+SELECT * FROM copied WHERE id < 10 ORDER BY id;
+DROP TABLE copied;
+
 -- bad rows abort the whole COPY: nothing is inserted anywhere
 COPY items (id, name) FROM STDIN;
 5000	fine

@@ -210,6 +210,10 @@ is_deeply(\%actual, \%expected, 'each shard holds the rows that hash to it');
 is($misplaced, 0, 'no row is in a shard shard_for does not name');
 like($out . $err, qr/^$/, 'nothing printed');
 
+# COPY TO reads every shard, from any node
+my @ids = sort { $a <=> $b } split /\n/, $n3->safe_psql('postgres', 'COPY orders (id) TO STDOUT');
+is(scalar(@ids) . " $ids[0] $ids[-1]", '10000 1 10000', 'COPY TO returns every row');
+
 # COPY reports its row count
 ($rc, $out, $err) = $n3->psql('postgres', "COPY orders (id, client) FROM STDIN;\n20001\tx\n20002\ty\n\\.\n",
 	extra_params => [ '-v', 'QUIET=0' ]);
