@@ -67,7 +67,6 @@ extern void MyceliumInstallUtilityHook(void);
 extern void MyceliumRunStandardUtility(MyceliumUtilityArgs *args, Node *stmt);
 extern void MyceliumRunOnNodes(MyceliumConnection **conns, char **sqls, int n);
 extern MyceliumConnection **MyceliumConnectOtherNodes(List **nodes_out);
-extern Oid	MyceliumExtensionOwner(void);
 extern char *MyceliumRemotePreamble(void);
 
 /* in commands/ddl.c */

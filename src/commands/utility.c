@@ -131,29 +131,6 @@ mycelium_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /*
- * MyceliumExtensionOwner returns the role that owns the mycelium extension.
- */
-Oid
-MyceliumExtensionOwner(void)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			owner = BOOTSTRAP_SUPERUSERID;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("mycelium"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return owner;
-}
-
-/*
  * MyceliumConnectOtherNodes opens (in the current transaction, in
  * parallel) a connection to every other node of the mesh; *nodes_out gets
  * the node list, parallel to the array (NULL for the local node).
@@ -162,25 +139,9 @@ MyceliumConnection **
 MyceliumConnectOtherNodes(List **nodes_out)
 {
 	List	   *nodes;
-	Oid			save_userid;
-	int			save_sec_context;
 
-	/*
-	 * A table's owner need not be able to read mycelium.node: read it as the
-	 * extension's owner, then connect as the user.
-	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(MyceliumExtensionOwner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		nodes = MyceliumLoadNodes();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
+	/* MyceliumLoadNodes reads the catalog as the extension's owner */
+	nodes = MyceliumLoadNodes();
 	*nodes_out = nodes;
 	return MyceliumConnectNodes(nodes, MYCELIUM_CONN_XACT, false, false, NULL);
 }
