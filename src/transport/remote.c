@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/timestamp.h"
@@ -225,6 +226,38 @@ MyceliumGetResult(MyceliumConnection *conn, TimestampTz deadline, bool can_throw
 }
 
 /*
+ * The wait set of the last connection waited on alone, kept between waits:
+ * a routed statement waits on one node, and building a set costs several
+ * system calls.  It is rebuilt when the connection (its socket, or the
+ * connection it belongs to, which may reuse a socket number) changes.
+ */
+static WaitEventSet *single_set = NULL;
+static pgsocket single_sock = PGINVALID_SOCKET;
+static PGconn *single_conn = NULL;
+static TimestampTz single_opened_at = 0;
+
+static WaitEventSet *
+single_wait_set(MyceliumConnection *conn)
+{
+	pgsocket	sock = PQsocket(conn->conn);
+
+	if (single_set != NULL && sock == single_sock && conn->conn == single_conn &&
+		conn->opened_at == single_opened_at)
+		return single_set;
+	if (single_set != NULL)
+		FreeWaitEventSet(single_set);
+	single_set = NULL;
+	single_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(single_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(single_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(single_set, WL_SOCKET_READABLE, sock, NULL, (void *) (intptr_t) 0);
+	single_sock = sock;
+	single_conn = conn->conn;
+	single_opened_at = conn->opened_at;
+	return single_set;
+}
+
+/*
  * MyceliumWaitResults waits for the queries in flight on conns[0..n-1] all
  * at once; results[i] gets each one's result, or NULL for a connection that
  * failed, was not usable, or missed the deadline (0 = none).
@@ -272,15 +305,21 @@ MyceliumWaitResults(MyceliumConnection **conns, int n, PGresult **results,
 			timeout = wait_timeout_ms(deadline);
 			if (timeout == -2)
 				break;
-			set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
-			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-			for (i = 0; i < n; i++)
-				if (!done[i])
-					AddWaitEventToSet(set, WL_SOCKET_READABLE, PQsocket(conns[i]->conn),
-									  NULL, (void *) (intptr_t) i);
+			if (n == 1)
+				set = single_wait_set(conns[0]);
+			else
+			{
+				set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+				AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+				AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+				for (i = 0; i < n; i++)
+					if (!done[i])
+						AddWaitEventToSet(set, WL_SOCKET_READABLE, PQsocket(conns[i]->conn),
+										  NULL, (void *) (intptr_t) i);
+			}
 			nev = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
-			FreeWaitEventSet(set);
+			if (n != 1)
+				FreeWaitEventSet(set);
 
 			for (i = 0; i < nev; i++)
 			{
