@@ -1,0 +1,278 @@
+# Shard moves, splits, rebalancing and draining across a mesh: a move
+# with a concurrent writer loses no acknowledged row and leaves the catalog
+# identical everywhere with the old copy gone; every copy path (relayed,
+# from the local node, to the local node); colocated shards move and split
+# together; bad input fails with its SQLSTATE; a target killed in the middle
+# of a copy changes nothing and the move succeeds when retried.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MyceliumMesh;
+
+my $mesh = MyceliumMesh->new(nodes => 3);
+my ($n1, $n2, $n3) = map { $mesh->node($_) } 1 .. 3;
+my %by_name = (n1 => $n1, n2 => $n2, n3 => $n3);
+
+# catalog(): the shard catalog as one string, to compare between nodes
+my $catalog_sql =
+    "SELECT string_agg(format('%s %s %s %s %s', table_name, shard_id, min_value, max_value, node_name), "
+  . "E'\\n' ORDER BY shard_id) FROM mycelium.shard";
+
+sub catalog_same_everywhere
+{
+	my ($what, @nodes) = @_;
+	@nodes = $mesh->nodes unless @nodes;
+	my %seen = map { $_->safe_psql('postgres', $catalog_sql) => 1 } @nodes;
+	is(scalar(keys %seen), 1, "$what: the shard catalog is identical on every node");
+}
+
+sub q1
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# placement($shard_id): the node holding a shard, per n1's catalog
+sub placement
+{
+	my ($id) = @_;
+	return q1($n1, "SELECT node_name FROM mycelium.shard WHERE shard_id = $id");
+}
+
+# rows($shard_id): count and checksum of a shard table on its node
+sub rows
+{
+	my ($id) = @_;
+	my $node = $by_name{ placement($id) };
+	my $name = q1($n1, "SELECT shard_name FROM mycelium.shard WHERE shard_id = $id");
+	return q1($node, "SELECT count(*) || ' ' || mycelium.table_checksum('public.$name') FROM public.$name");
+}
+
+# exists_on($node, $shard_name): whether the shard table exists there
+sub exists_on
+{
+	my ($node, $name) = @_;
+	return q1($node, "SELECT to_regclass('public.$name') IS NOT NULL") eq 't';
+}
+
+q1($n1, "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL DEFAULT 'x', n int)");
+q1($n1, "INSERT INTO items SELECT i, 'row ' || i, i % 7 FROM generate_series(1, 2000) i");
+q1($n1, "SELECT mycelium.create_distributed_table('items', 'id', shard_count => 6)");
+q1($n1, "CREATE TABLE details (id int, note text)");
+q1($n1, "INSERT INTO details SELECT i, 'note ' || i FROM generate_series(1, 2000, 3) i");
+q1($n1, "SELECT mycelium.create_distributed_table('details', 'id', shard_count => 6, colocate_with => 'items')");
+catalog_same_everywhere('after distributing');
+
+# the shard of items at index $i (by hash range) and its colocated details shard
+sub shard_at
+{
+	my ($table, $i) = @_;
+	return q1($n1, "SELECT shard_id FROM mycelium.shard WHERE table_name = '$table'::regclass "
+		  . "ORDER BY min_value::int OFFSET $i LIMIT 1");
+}
+
+# --- a move relayed by a third node, with a writer on the source ---
+my $s = q1($n1, "SELECT shard_id FROM mycelium.shard WHERE table_name = 'items'::regclass "
+	  . "AND node_name = 'n1' ORDER BY shard_id LIMIT 1");
+my $s_name = "items_$s";
+my $idx = q1($n1, "SELECT count(*) FROM mycelium.shard WHERE table_name = 'items'::regclass "
+	  . "AND min_value::int < (SELECT min_value::int FROM mycelium.shard WHERE shard_id = $s)");
+my $d = shard_at('details', $idx);
+is(placement($d), 'n1', 'the colocated details shard is on the same node');
+my $d_before = rows($d);
+
+my @ids = split /,/, q1($n1, "SELECT string_agg(i::text, ',') FROM (SELECT i FROM generate_series(100001, 140000) i "
+	  . "WHERE mycelium.shard_for('items', i) = $s LIMIT 300) x");
+is(scalar(@ids), 300, 'found new keys of the moving shard');
+my $script = join '', map { "INSERT INTO public.$s_name (id, v) VALUES ($_, 'w') RETURNING id;\nSELECT pg_sleep(0.01);\n" } @ids;
+my ($w_out, $w_err) = ('', '');
+my $writer = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres') ],
+	'<', \$script, '>', \$w_out, '2>', \$w_err,
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+$n1->poll_query_until('postgres', "SELECT count(*) >= 20 FROM public.$s_name WHERE v = 'w'")
+  or die 'the writer did not start';
+q1($n3, "SELECT mycelium.move_shard($s, 'n2')");
+$writer->finish;
+my @acked = grep { /^\d+$/ } split /\n/, $w_out;
+ok(@acked >= 20, 'the writer committed rows before the move (' . scalar(@acked) . ')');
+like($w_err, qr/does not exist|could not open relation/, 'writes to the old copy fail once it is gone');
+is(placement($s), 'n2', 'the shard is on n2');
+is(placement($d), 'n2', 'its colocated shard moved with it');
+is(q1($n2, "SELECT count(*) FROM public.$s_name WHERE id IN (" . join(',', @acked) . ")"),
+	scalar(@acked), 'every acknowledged write is in the moved shard');
+is(q1($n2, "SELECT count(*) FROM public.$s_name WHERE v = 'w'"), scalar(@acked),
+	'and nothing else was written');
+ok(!exists_on($n1, $s_name), 'the old copy is dropped');
+ok(!exists_on($n1, "details_$d"), 'the old colocated copy is dropped');
+is(rows($d), $d_before, 'the colocated shard kept its rows');
+catalog_same_everywhere('after a relayed move');
+my $after = q1($n1, "SELECT i FROM generate_series(140001, 200000) i WHERE mycelium.shard_for('items', i) = $s LIMIT 1");
+q1($n2, "INSERT INTO public.$s_name (id, v) VALUES ($after, 'after')");
+ok(1, 'the moved shard takes writes on its new node');
+
+# --- the source is the local node, then the target is ---
+my $before = rows($s);
+q1($n2, "SELECT mycelium.move_shard($s, 'n3')");
+is(placement($s), 'n3', 'moved from the local node');
+is(rows($s), $before, 'rows and checksum kept (local source)');
+ok(!exists_on($n2, $s_name), 'old copy gone (local source)');
+q1($n1, "SELECT mycelium.move_shard($s, 'n1')");
+is(placement($s), 'n1', 'moved to the local node');
+is(rows($s), $before, 'rows and checksum kept (local target)');
+ok(!exists_on($n3, $s_name), 'old copy gone (local target)');
+catalog_same_everywhere('after local moves');
+is(q1($n1, 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'nothing left prepared');
+
+# --- bad input ---
+my ($ret, $out, $err);
+$ret = $n1->psql('postgres', "SELECT mycelium.move_shard(42, 'n2')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42704: shard 42 does not exist/, 'unknown shard: 42704');
+$n1->psql('postgres', "SELECT mycelium.move_shard($s, 'n9')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42704: node "n9" is not a member/, 'unknown node: 42704');
+$n1->psql('postgres', "SELECT mycelium.move_shard($s, NULL)", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/22004/, 'NULL target: 22004');
+($ret, $out, $err) = $n1->psql('postgres', "SELECT mycelium.move_shard($s, 'n1')");
+like($err, qr/already on node "n1"/, 'moving to the node that holds it is a no-op with a notice');
+q1($n1, "CREATE ROLE mallory LOGIN");
+$n1->psql('postgres', "SET ROLE mallory; SELECT mycelium.move_shard($s, 'n2')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42501: must be owner of table/, 'a role that does not own the table cannot move: 42501');
+$n1->psql('postgres', "SET ROLE mallory; SELECT mycelium.split_shard($s, '0')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42501: must be owner of table/, 'nor split: 42501');
+$n1->psql('postgres', "SET ROLE mallory; SELECT mycelium.drain_node('n2')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42501/, 'nor drain a node: 42501');
+for my $bad ('abc', '', '99999999999', '1.5')
+{
+	$n1->psql('postgres', "SELECT mycelium.split_shard($s, '$bad')", stderr => \$err,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/22023: invalid split point/, "split point '$bad': 22023");
+}
+my ($smin, $smax) = split /\|/, q1($n1, "SELECT min_value, max_value FROM mycelium.shard WHERE shard_id = $s");
+$n1->psql('postgres', "SELECT mycelium.split_shard($s, '$smin')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/22023: invalid split point/, 'split at the lower bound: 22023');
+$n1->psql('postgres', "SELECT mycelium.split_shard($s, '" . ($smax + 1) . "')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ])
+  if $smax < 2147483647;
+like($err, qr/22023: invalid split point/, 'split above the upper bound: 22023');
+
+# a target that is down: a clear error, nothing changes
+$n3->stop('immediate');
+$n1->psql('postgres', "SELECT mycelium.move_shard($s, 'n3')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/08006: could not connect to node "n3"/, 'target down: 08006 naming the node');
+is(placement($s), 'n1', 'the shard stayed');
+$n3->start;
+catalog_same_everywhere('after the refused moves');
+
+# --- split (hash): the shard and its colocated shard split at one point ---
+my $mid = int(($smin + $smax) / 2);
+my $items_before = q1($n1, "SELECT count(*) FROM public.$s_name");
+my $new = q1($n2, "SELECT mycelium.split_shard($s, '$mid')");
+like($new, qr/^\d+$/, 'split_shard returns the new shard id');
+is(q1($n1, "SELECT min_value || ' ' || max_value || ' ' || node_name FROM mycelium.shard WHERE shard_id = $new"),
+	"$mid $smax n1", 'the new shard covers the upper part, on the same node');
+is(q1($n1, "SELECT max_value FROM mycelium.shard WHERE shard_id = $s"), $mid - 1,
+	'the old shard keeps the lower part');
+is(q1($n1, "SELECT (SELECT count(*) FROM public.$s_name) + (SELECT count(*) FROM public.items_$new)"),
+	$items_before, 'no row lost or duplicated');
+is(q1($n1, "SELECT count(*) FROM public.items_$new WHERE mycelium.shard_for('items', id) <> $new"),
+	'0', 'every row of the new shard belongs to it');
+is(q1($n1, "SELECT count(*) FROM public.$s_name WHERE mycelium.shard_for('items', id) <> $s"),
+	'0', 'every row left in the old shard belongs to it');
+is(q1($n1, "SELECT count(*) FROM mycelium.shard WHERE table_name = 'details'::regclass "
+	  . "AND min_value = '$mid' AND node_name = 'n1'"), '1', 'the colocated shard split at the same point');
+is(q1($n1, "SELECT count(*) FROM details WHERE false") , '0', 'the shell table is still fine');
+catalog_same_everywhere('after a split');
+
+# --- a target killed in the middle of a copy ---
+q1($n1, "CREATE TABLE big (id int PRIMARY KEY, pad text)");
+q1($n1, "SELECT mycelium.create_distributed_table('big', 'id', shard_count => 1)");
+my $b = q1($n1, "SELECT shard_id || ' ' || node_name FROM mycelium.shard WHERE table_name = 'big'::regclass");
+my ($bid, $bnode) = split / /, $b;
+my $src = $by_name{$bnode};
+my ($tname) = grep { $_ ne $bnode && $_ ne 'n1' } qw(n2 n3);
+$tname //= 'n2';
+my $tgt = $by_name{$tname};
+q1($src, "INSERT INTO public.big_$bid SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, 300000) i");
+my $big_before = rows($bid);
+my $mover = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-c', "SELECT mycelium.move_shard($bid, '$tname')" ],
+	'>', \my $m_out, '2>', \my $m_err,
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+$tgt->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'COPY %big_$bid%FROM STDIN'")
+  or die 'the copy did not start';
+$tgt->stop('immediate');
+$mover->finish;
+like($m_err, qr/ERROR/, 'the move fails when its target dies: ' . ($m_err =~ /ERROR:\s*(.*)/ ? $1 : ''));
+is(placement($bid), $bnode, 'the shard stays on its source');
+is(rows($bid), $big_before, 'with all its rows');
+catalog_same_everywhere('after the failed move', grep { $_ ne $tgt } $mesh->nodes);
+$tgt->start;
+ok(!exists_on($tgt, "big_$bid"), 'no half-copied table is left on the target');
+$n1->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pg_prepared_xacts') or die 'prepared left';
+q1($n1, "SELECT mycelium.move_shard($bid, '$tname')");
+is(placement($bid), $tname, 'the retried move succeeds');
+is(rows($bid), $big_before, 'and keeps every row');
+ok(!exists_on($src, "big_$bid"), 'and drops the old copy');
+catalog_same_everywhere('after the retried move');
+
+# --- rebalance after adding a fourth node ---
+my $n4 = $mesh->new_node('n4');
+$by_name{n4} = $n4;
+q1($n1, "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
+push @{ $mesh->{nodes} }, $n4;
+my $moves = q1($n1, "SELECT shard_id || ' ' || from_node || ' ' || to_node FROM mycelium.rebalance('items')");
+like($moves, qr/ n4$/m, "rebalance moves shards to the new node:\n$moves");
+is(q1($n1, "SELECT max(c) - min(c) <= 1 FROM (SELECT n.node_name, count(s.shard_id) c FROM mycelium.node n "
+	  . "LEFT JOIN mycelium.shard s ON s.node_name = n.node_name AND s.table_name = 'items'::regclass "
+	  . "GROUP BY n.node_name) x"), 't', 'items is balanced over the four nodes');
+is(q1($n1, "SELECT count(*) FROM mycelium.shard a JOIN mycelium.shard b ON a.min_value = b.min_value "
+	  . "WHERE a.table_name = 'items'::regclass AND b.table_name = 'details'::regclass AND a.node_name <> b.node_name"),
+	'0', 'colocated shards stayed together');
+is(q1($n1, "SELECT count(*) FROM mycelium.rebalance('items')"), '0', 'a second rebalance has nothing to do');
+q1($n1, "SELECT count(*) FROM mycelium.rebalance()");
+catalog_same_everywhere('after rebalancing');
+$n1->psql('postgres', "SELECT * FROM mycelium.rebalance('pg_class')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/22023/, 'rebalancing a table that is not distributed: 22023');
+
+# --- drain n4, then remove it ---
+my $on_n4 = q1($n1, "SELECT count(*) FROM mycelium.shard WHERE node_name = 'n4'");
+ok($on_n4 > 0, "n4 holds $on_n4 shards");
+$n1->psql('postgres', "SELECT mycelium.remove_node('n4')", stderr => \$err);
+like($err, qr/ERROR/, 'remove_node refuses a node that holds shards');
+is(q1($n1, "SELECT mycelium.drain_node('n4')"), $on_n4, 'drain_node returns the number of shards moved');
+is(q1($n1, "SELECT count(*) FROM mycelium.shard WHERE node_name = 'n4'"), '0', 'n4 holds no shard');
+is(q1($n2, "SELECT status FROM mycelium.node WHERE node_name = 'n4'"), 'draining', 'n4 is draining');
+is(q1($n4, "SELECT count(*) FROM pg_tables WHERE tablename ~ '^(items|details|big)_[0-9]+\$'"), '0',
+	'no shard table is left on n4');
+is(q1($n1, "SELECT count(*) FROM mycelium.rebalance()"), '0', 'rebalance puts nothing on a draining node');
+catalog_same_everywhere('after draining');
+q1($n1, "SELECT mycelium.remove_node('n4')");
+pop @{ $mesh->{nodes} };
+is(q1($n2, "SELECT count(*) FROM mycelium.node WHERE node_name = 'n4'"), '0', 'then remove_node works');
+$n1->psql('postgres', "SELECT mycelium.drain_node('n9')", stderr => \$err,
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/42704/, 'draining an unknown node: 42704');
+
+# every row of items is still somewhere, exactly once
+my $total = 0;
+for my $node ($n1, $n2, $n3)
+{
+	$total += q1($node, "SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %s', c.oid::regclass), false, true, '')))[1]::text::int), 0) "
+		  . "FROM pg_class c WHERE c.relname ~ '^items_[0-9]+\$' AND c.relkind = 'r'");
+}
+is($total, 2000 + scalar(@acked) + 1, 'every row of items is in exactly one shard');
+
+done_testing();
