@@ -37,6 +37,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
@@ -58,15 +59,6 @@
 #include "shard/shard_move.h"
 
 PG_FUNCTION_INFO_V1(mycelium_move_shard);
-
-#define COPY_FETCH_ROWS 1000
-
-/* state of the data source callback of a local COPY FROM (see below) */
-static MyceliumConnection *copy_src_conn = NULL;
-static char *copy_src_buf = NULL;	/* owned by libpq */
-static int	copy_src_len = 0;
-static int	copy_src_off = 0;
-static bool copy_src_eof = false;
 
 /*
  * copy_member fills a ShardGroupMember from a cache entry.
@@ -176,6 +168,23 @@ ShardCheckOwner(MyceliumDistTable *table, const char *action)
 				 errmsg("must be owner of table %s to %s its shards",
 						quote_qualified_identifier(table->schema_name, table->rel_name),
 						action)));
+}
+
+/*
+ * ShardCheckIsolation refuses to run in a transaction whose snapshot was
+ * taken before the shards were locked (REPEATABLE READ, SERIALIZABLE): the
+ * copy would miss rows committed meanwhile.
+ */
+void
+ShardCheckIsolation(const char *what)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot %s in a transaction with isolation level %s", what,
+						XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Its snapshot could predate the lock on the shards, so rows committed meanwhile would be lost."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
 }
 
 /*
@@ -289,20 +298,17 @@ ShardLockMeshFor(const char *target_node, MyceliumConnection ***conns_out)
 }
 
 /*
- * ShardTableDDL returns the statements (one string) that create an empty
- * shard table for a group member on any node: the table's columns,
- * constraints and indexes, as the table policies make them.
+ * ShardCreateTable creates the (empty) shard table of a group member on a
+ * node, one statement at a time.
  */
-char *
-ShardTableDDL(ShardGroupMember *m)
+void
+ShardCreateTable(ShardGroupMember *m, List *nodes, MyceliumConnection **conns,
+				 const char *node_name)
 {
-	StringInfoData buf;
 	ListCell   *lc;
 
-	initStringInfo(&buf);
 	foreach(lc, MyceliumShardCreateCommands(m->relid, m->schema_name, m->shard_name))
-		appendStringInfo(&buf, "%s;\n", (char *) lfirst(lc));
-	return buf.data;
+		ShardRunOn(nodes, conns, node_name, lfirst(lc));
 }
 
 /*
@@ -339,411 +345,6 @@ ShardNextId(void)
 		id = Max(id, DatumGetInt64(d));
 	SPI_finish();
 	return id;
-}
-
-/*
- * column_list returns "(a, b, ...)": the columns COPY moves (all but
- * dropped and generated ones), in attribute order, from the shell table.
- */
-static char *
-column_list(Oid relid, List **names)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '(');
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (att->attisdropped || att->attgenerated)
-			continue;
-		if (*names != NIL)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, quote_identifier(NameStr(att->attname)));
-		*names = lappend(*names, makeString(pstrdup(NameStr(att->attname))));
-	}
-	appendStringInfoChar(&buf, ')');
-	table_close(rel, AccessShareLock);
-	return buf.data;
-}
-
-/*
- * ShardColumnList returns "a, b, ..." (see column_list).
- */
-char *
-ShardColumnList(Oid relid)
-{
-	List	   *names = NIL;
-	char	   *cols = column_list(relid, &names);
-
-	return pnstrdup(cols + 1, strlen(cols) - 2);
-}
-
-/*
- * copy_wait waits until the connection's socket is ready for `events` or
- * the latch is set; a node that stays silent for mycelium.peer_timeout
- * fails the move.
- */
-static void
-copy_wait(MyceliumConnection *conn, int events)
-{
-	int			rc;
-
-	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
-						   PQsocket(conn->conn), mycelium_peer_timeout_ms, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	if (rc & WL_TIMEOUT)
-	{
-		conn->broken = true;
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("node \"%s\" stopped responding while a shard was being copied", conn->node_name),
-				 errdetail("It sent nothing for %d ms (mycelium.peer_timeout).", mycelium_peer_timeout_ms),
-				 errhint("Nothing was changed; run the move again once the node is healthy.")));
-	}
-}
-
-/*
- * copy_start sends a COPY command and waits until the node enters the
- * expected copy state (PGRES_COPY_OUT or PGRES_COPY_IN).
- */
-static void
-copy_start(MyceliumConnection *conn, const char *sql, ExecStatusType expected)
-{
-	PGresult   *res;
-
-	if (!MyceliumSendQuery(conn, sql, 0, NULL))
-		MyceliumReportConnError(ERROR, conn, "start a copy");
-	while (PQisBusy(conn->conn))
-	{
-		copy_wait(conn, WL_SOCKET_READABLE);
-		if (!PQconsumeInput(conn->conn))
-			MyceliumReportConnError(ERROR, conn, "start a copy");
-	}
-	res = PQgetResult(conn->conn);
-	if (res == NULL || PQresultStatus(res) != expected)
-	{
-		conn->broken = true;
-		MyceliumReportResultError(ERROR, res, conn, sql);
-	}
-	PQclear(res);
-}
-
-/*
- * copy_out_next returns the next row of a COPY TO STDOUT in *buf (libpq's
- * memory: PQfreemem it) and its length, or -1 once the copy has finished
- * successfully.
- */
-static int
-copy_out_next(MyceliumConnection *conn, char **buf)
-{
-	for (;;)
-	{
-		int			len = PQgetCopyData(conn->conn, buf, 1);
-		PGresult   *res;
-
-		if (len > 0)
-			return len;
-		if (len == -2)
-			MyceliumReportConnError(ERROR, conn, "read rows of a shard");
-		if (len == -1)
-		{
-			res = MyceliumGetResult(conn, 0, true);
-			if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-				MyceliumReportResultError(ERROR, res, conn, "COPY ... TO STDOUT");
-			PQclear(res);
-			return -1;
-		}
-		copy_wait(conn, WL_SOCKET_READABLE);
-		if (!PQconsumeInput(conn->conn))
-			MyceliumReportConnError(ERROR, conn, "read rows of a shard");
-	}
-}
-
-/*
- * copy_in_put queues data for a COPY FROM STDIN, waiting while libpq's
- * buffer is full.
- */
-static void
-copy_in_put(MyceliumConnection *conn, const char *buf, int len)
-{
-	for (;;)
-	{
-		int			rc = PQputCopyData(conn->conn, buf, len);
-
-		if (rc == 1)
-			break;
-		if (rc < 0)
-			MyceliumReportConnError(ERROR, conn, "write rows of a shard");
-		copy_wait(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
-		if (PQflush(conn->conn) < 0 || !PQconsumeInput(conn->conn))
-			MyceliumReportConnError(ERROR, conn, "write rows of a shard");
-	}
-}
-
-/*
- * copy_in_end ends a COPY FROM STDIN and checks its result.
- */
-static void
-copy_in_end(MyceliumConnection *conn, const char *sql)
-{
-	PGresult   *res;
-	int			rc;
-
-	while ((rc = PQputCopyEnd(conn->conn, NULL)) == 0)
-		copy_wait(conn, WL_SOCKET_WRITEABLE);
-	if (rc < 0)
-		MyceliumReportConnError(ERROR, conn, "write rows of a shard");
-	while ((rc = PQflush(conn->conn)) == 1)
-		copy_wait(conn, WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE);
-	if (rc < 0)
-		MyceliumReportConnError(ERROR, conn, "write rows of a shard");
-	res = MyceliumGetResult(conn, 0, true);
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-		MyceliumReportResultError(ERROR, res, conn, sql);
-	PQclear(res);
-}
-
-/*
- * append_copy_text appends a value in COPY text format.
- */
-static void
-append_copy_text(StringInfo buf, const char *s)
-{
-	for (; *s; s++)
-	{
-		switch (*s)
-		{
-			case '\\':
-				appendStringInfoString(buf, "\\\\");
-				break;
-			case '\n':
-				appendStringInfoString(buf, "\\n");
-				break;
-			case '\r':
-				appendStringInfoString(buf, "\\r");
-				break;
-			case '\t':
-				appendStringInfoString(buf, "\\t");
-				break;
-			default:
-				appendStringInfoChar(buf, *s);
-		}
-	}
-}
-
-/*
- * copy_local_to_remote streams a local shard table into a COPY FROM STDIN
- * already started on conn, reading it through an SPI cursor in batches.
- */
-static void
-copy_local_to_remote(const char *select_sql, MyceliumConnection *conn)
-{
-	MemoryContext batch = AllocSetContextCreate(CurrentMemoryContext, "shard copy batch",
-												ALLOCSET_DEFAULT_SIZES);
-	Portal		portal;
-
-	SPI_connect();
-	portal = SPI_cursor_open_with_args(NULL, select_sql, 0, NULL, NULL, NULL, true, 0);
-	for (;;)
-	{
-		uint64		r;
-		MemoryContext old;
-
-		SPI_cursor_fetch(portal, true, COPY_FETCH_ROWS);
-		if (SPI_processed == 0)
-			break;
-		old = MemoryContextSwitchTo(batch);
-		for (r = 0; r < SPI_processed; r++)
-		{
-			StringInfoData line;
-			int			a;
-
-			initStringInfo(&line);
-			for (a = 1; a <= SPI_tuptable->tupdesc->natts; a++)
-			{
-				char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, a);
-
-				if (a > 1)
-					appendStringInfoChar(&line, '\t');
-				if (v == NULL)
-					appendStringInfoString(&line, "\\N");
-				else
-					append_copy_text(&line, v);
-			}
-			appendStringInfoChar(&line, '\n');
-			copy_in_put(conn, line.data, line.len);
-		}
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(batch);
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
-	SPI_finish();
-	MemoryContextDelete(batch);
-}
-
-/*
- * copy_from_remote_cb is the data source of a local COPY FROM: it hands
- * CopyFrom the rows of the remote COPY TO STDOUT on copy_src_conn.
- */
-static int
-copy_from_remote_cb(void *outbuf, int minread, int maxread)
-{
-	int			got = 0;
-
-	while (got < minread)
-	{
-		int			n;
-
-		if (copy_src_off >= copy_src_len)
-		{
-			if (copy_src_buf)
-				PQfreemem(copy_src_buf);
-			copy_src_buf = NULL;
-			copy_src_len = copy_src_off = 0;
-			if (copy_src_eof)
-				break;
-			n = copy_out_next(copy_src_conn, &copy_src_buf);
-			if (n < 0)
-			{
-				copy_src_eof = true;
-				break;
-			}
-			copy_src_len = n;
-		}
-		n = Min(maxread - got, copy_src_len - copy_src_off);
-		memcpy((char *) outbuf + got, copy_src_buf + copy_src_off, n);
-		got += n;
-		copy_src_off += n;
-	}
-	return got;
-}
-
-/*
- * copy_remote_to_local streams a COPY TO STDOUT already started on conn
- * into a local shard table with the server's own COPY FROM machinery.
- */
-static void
-copy_remote_to_local(MyceliumConnection *conn, const char *schema, const char *relname,
-					 List *attnames)
-{
-	Relation	rel;
-	CopyFromState cstate;
-	ParseState *pstate = make_parsestate(NULL);
-
-	rel = table_openrv(makeRangeVar(pstrdup(schema), pstrdup(relname), -1), RowExclusiveLock);
-	copy_src_conn = conn;
-	copy_src_buf = NULL;
-	copy_src_len = copy_src_off = 0;
-	copy_src_eof = false;
-	PG_TRY();
-	{
-		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_from_remote_cb,
-							   attnames, NIL);
-		CopyFrom(cstate);
-		EndCopyFrom(cstate);
-	}
-	PG_FINALLY();
-	{
-		if (copy_src_buf)
-			PQfreemem(copy_src_buf);
-		copy_src_buf = NULL;
-		copy_src_conn = NULL;
-	}
-	PG_END_TRY();
-	/* CopyFrom stops at the end-of-data marker: drain to the final result */
-	while (!copy_src_eof && copy_out_next(conn, &copy_src_buf) >= 0)
-	{
-		PQfreemem(copy_src_buf);
-		copy_src_buf = NULL;
-	}
-	table_close(rel, NoLock);
-	CommandCounterIncrement();
-}
-
-/*
- * copy_remote_to_remote relays a COPY TO STDOUT on src into a COPY FROM
- * STDIN on dst, row by row (nothing is buffered beyond libpq's buffers).
- */
-static void
-copy_remote_to_remote(MyceliumConnection *src, MyceliumConnection *dst)
-{
-	char	   *volatile buf = NULL;
-
-	PG_TRY();
-	{
-		for (;;)
-		{
-			char	   *row;
-			int			len = copy_out_next(src, &row);
-
-			if (len < 0)
-				break;
-			buf = row;
-			copy_in_put(dst, row, len);
-			buf = NULL;
-			PQfreemem(row);
-		}
-	}
-	PG_CATCH();
-	{
-		if (buf)
-			PQfreemem(buf);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
- * copy_shard copies the rows of one shard table from the source node to
- * the (already created, empty) table of the same name on the target.  A
- * connection left in the middle of a COPY by an error is marked broken,
- * so it is closed (its remote transaction rolled back) at abort.
- */
-static void
-copy_shard(ShardGroupMember *m, MyceliumConnection *src, MyceliumConnection *dst)
-{
-	List	   *attnames = NIL;
-	char	   *cols = column_list(m->relid, &attnames);
-	char	   *qname = quote_qualified_identifier(m->schema_name, m->shard_name);
-	char	   *out_sql = psprintf("COPY %s %s TO STDOUT", qname, cols);
-	char	   *in_sql = psprintf("COPY %s %s FROM STDIN", qname, cols);
-
-	PG_TRY();
-	{
-		if (src)
-			copy_start(src, out_sql, PGRES_COPY_OUT);
-		if (dst)
-			copy_start(dst, in_sql, PGRES_COPY_IN);
-		if (src == NULL)
-			copy_local_to_remote(psprintf("SELECT %s FROM %s", ShardColumnList(m->relid), qname),
-								 dst);
-		else if (dst == NULL)
-			copy_remote_to_local(src, m->schema_name, m->shard_name, attnames);
-		else
-			copy_remote_to_remote(src, dst);
-		if (dst)
-			copy_in_end(dst, in_sql);
-	}
-	PG_CATCH();
-	{
-		if (src)
-			src->broken = true;
-		if (dst)
-			dst->broken = true;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (dst)
-		dst->wrote = true;
 }
 
 /*
@@ -798,8 +399,8 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 	{
 		ShardGroupMember *m = lfirst(lc);
 
-		ShardRunOn(nodes, conns, target_node, ShardTableDDL(m));
-		copy_shard(m, src, dst);
+		ShardCreateTable(m, nodes, conns, target_node);
+		ShardCopyRows(m, src, dst);
 		appendStringInfo(&ids, "%s" INT64_FORMAT, ids.len > 1 ? "," : "", m->shard_id);
 	}
 	appendStringInfoChar(&ids, '}');
@@ -860,6 +461,13 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 	foreach(lc, group)
 		ShardCheckOwner(MyceliumGetDistTable(((ShardGroupMember *) lfirst(lc))->relid), "move");
 	check_move_target(MyceliumLoadNodes(), target_node);
+	if (strcmp(((ShardGroupMember *) linitial(group))->node_name, target_node) == 0)
+	{
+		ereport(NOTICE,
+				(errmsg("shard " INT64_FORMAT " is already on node \"%s\"", shard_id, target_node)));
+		PG_RETURN_VOID();
+	}
+	ShardCheckIsolation("move shards");
 
 	/* then again under the mesh lock: another move may have committed */
 	nodes = ShardLockMeshFor(target_node, &conns);

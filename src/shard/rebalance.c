@@ -278,6 +278,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	}
 	foreach(lc, colocation_representatives(only))
 		check_owner_of_group(lfirst_oid(lc), "move");
+	ShardCheckIsolation("rebalance shards");
 
 	nodes = ShardLockMeshFor(NULL, &conns);
 	reps = colocation_representatives(only);
@@ -359,6 +360,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("node \"%s\" is not a member of the mesh", node_name),
 				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
+	ShardCheckIsolation("drain a node");
 
 	nodes = ShardLockMeshFor(NULL, &conns);
 	node = MyceliumFindNode(nodes, node_name);

@@ -57,10 +57,16 @@ extern void ShardWriteMetadata(List *nodes, MyceliumConnection **conns, const ch
 							   int nparams, const char *const *params);
 extern void ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 								 const char *target_node);
-extern char *ShardTableDDL(ShardGroupMember *m);
+extern void ShardCreateTable(ShardGroupMember *m, List *nodes, MyceliumConnection **conns,
+							 const char *node_name);
+extern void ShardCheckIsolation(const char *what);
 extern char *ShardHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point);
 extern int64 ShardNextId(void);
-extern char *ShardColumnList(Oid relid);
 extern List *ShardLockMeshFor(const char *target_node, MyceliumConnection ***conns_out);
+
+/* in shard/move_copy.c */
+extern char *ShardColumnList(Oid relid);
+extern void ShardCopyRows(ShardGroupMember *m, MyceliumConnection *src,
+						  MyceliumConnection *dst);
 
 #endif							/* MYCELIUM_SHARD_MOVE_H */

@@ -174,7 +174,7 @@ split_member(ShardGroupMember *m, const char *split_point, int32 hash_point,
 	n->min_text = m->method == MYCELIUM_DIST_HASH ? psprintf("%d", hash_point) : pstrdup(split_point);
 	new_q = quote_qualified_identifier(n->schema_name, n->shard_name);
 
-	ShardRunOn(nodes, conns, m->node_name, ShardTableDDL(n));
+	ShardCreateTable(n, nodes, conns, m->node_name);
 	ShardRunOn(nodes, conns, m->node_name,
 			   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
 						"INSERT INTO %s %s SELECT %s FROM moved",
@@ -244,6 +244,7 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	foreach(lc, group)
 		ShardCheckOwner(MyceliumGetDistTable(((ShardGroupMember *) lfirst(lc))->relid), "split");
 	check_split_point(group, split_point);
+	ShardCheckIsolation("split shards");
 
 	first = linitial(group);
 	nodes = ShardLockMeshFor(first->node_name, &conns);
