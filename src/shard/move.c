@@ -25,8 +25,8 @@
  * is unchanged, and the move can simply be run again.
  *
  * This first version blocks writes to the moving shards for the whole copy
- * (reads are never blocked until the final drop); docs/shard-moves.md
- * says so.  Streaming the bulk of the rows by logical replication before
+ * (reads are blocked only from the final drop to the commit);
+ * docs/shard-moves.md says so.  The row streaming is in move_copy.c.  Streaming the bulk of the rows by logical replication before
  * taking the lock is the planned improvement.
  *
  * IDENTIFICATION
@@ -36,26 +36,15 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/copy.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
-#include "parser/parse_node.h"
-#include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/timestamp.h"
 
-#include "config/config.h"
 #include "shard/shard_move.h"
 
 PG_FUNCTION_INFO_V1(mycelium_move_shard);
@@ -387,6 +376,14 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 	ListCell   *lc;
 
 	strlcpy(source_node, first->node_name, sizeof(source_node));
+	foreach(lc, group)
+		if (strcmp(((ShardGroupMember *) lfirst(lc))->node_name, source_node) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("colocated shards of shard " INT64_FORMAT " are on different nodes",
+							first->shard_id),
+					 errdetail("Shard " INT64_FORMAT " is on node \"%s\"; colocated shards always move together.",
+							   first->shard_id, source_node)));
 	src = ShardNodeConnection(nodes, conns, source_node);
 	dst = ShardNodeConnection(nodes, conns, target_node);
 
