@@ -50,12 +50,12 @@
 PG_FUNCTION_INFO_V1(mycelium_move_shard);
 
 /*
- * copy_member fills a ShardGroupMember from a cache entry.
+ * copy_member fills a ShardMoveMember from a cache entry.
  */
-static ShardGroupMember *
+static ShardMoveMember *
 copy_member(MyceliumDistTable *table, int index)
 {
-	ShardGroupMember *m = palloc0(sizeof(ShardGroupMember));
+	ShardMoveMember *m = palloc0(sizeof(ShardMoveMember));
 	MyceliumShard *s = &table->shards[index];
 
 	m->relid = table->relid;
@@ -75,12 +75,12 @@ copy_member(MyceliumDistTable *table, int index)
 }
 
 /*
- * ShardColocatedTables returns the distributed tables colocated with
+ * ShardMoveColocated returns the distributed tables colocated with
  * `table` (itself first): same colocation group and the same number of
  * shards, so that shard i of each covers the same range.
  */
 List *
-ShardColocatedTables(MyceliumDistTable *table)
+ShardMoveColocated(MyceliumDistTable *table)
 {
 	List	   *result = list_make1(table);
 	ListCell   *lc;
@@ -101,27 +101,27 @@ ShardColocatedTables(MyceliumDistTable *table)
 }
 
 /*
- * ShardGroupAt returns the shard group of shard `index` of `table`: a
- * list of ShardGroupMember, the table's own shard first.
+ * ShardMoveGroupAt returns the shard group of shard `index` of `table`: a
+ * list of ShardMoveMember, the table's own shard first.
  */
 List *
-ShardGroupAt(MyceliumDistTable *table, int index)
+ShardMoveGroupAt(MyceliumDistTable *table, int index)
 {
 	List	   *group = NIL;
 	ListCell   *lc;
 
-	foreach(lc, ShardColocatedTables(table))
+	foreach(lc, ShardMoveColocated(table))
 		group = lappend(group, copy_member(lfirst(lc), index));
 	return group;
 }
 
 /*
- * ShardGroupOf finds a shard by id in the shard cache and returns its
- * group (see ShardGroupAt); an unknown id is an error unless missing_ok
+ * ShardMoveGroupOf finds a shard by id in the shard cache and returns its
+ * group (see ShardMoveGroupAt); an unknown id is an error unless missing_ok
  * (then NIL).
  */
 List *
-ShardGroupOf(int64 shard_id, bool missing_ok)
+ShardMoveGroupOf(int64 shard_id, bool missing_ok)
 {
 	ListCell   *lc;
 
@@ -134,7 +134,7 @@ ShardGroupOf(int64 shard_id, bool missing_ok)
 			continue;
 		for (i = 0; i < table->nshards; i++)
 			if (table->shards[i].shard_id == shard_id)
-				return ShardGroupAt(table, i);
+				return ShardMoveGroupAt(table, i);
 	}
 	if (!missing_ok)
 		ereport(ERROR,
@@ -145,11 +145,11 @@ ShardGroupOf(int64 shard_id, bool missing_ok)
 }
 
 /*
- * ShardCheckOwner allows only the owner of a distributed table, or a
+ * ShardMoveCheckOwner allows only the owner of a distributed table, or a
  * superuser, to move or split its shards.
  */
 void
-ShardCheckOwner(MyceliumDistTable *table, const char *action)
+ShardMoveCheckOwner(MyceliumDistTable *table, const char *action)
 {
 	if (!pg_class_ownercheck(table->relid, GetUserId()))
 		ereport(ERROR,
@@ -160,12 +160,12 @@ ShardCheckOwner(MyceliumDistTable *table, const char *action)
 }
 
 /*
- * ShardCheckIsolation refuses to run in a transaction whose snapshot was
+ * ShardMoveCheckIsolation refuses to run in a transaction whose snapshot was
  * taken before the shards were locked (REPEATABLE READ, SERIALIZABLE): the
  * copy would miss rows committed meanwhile.
  */
 void
-ShardCheckIsolation(const char *what)
+ShardMoveCheckIsolation(const char *what)
 {
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -177,11 +177,11 @@ ShardCheckIsolation(const char *what)
 }
 
 /*
- * ShardNodeConnection returns the connection to a node of a
+ * ShardMoveConn returns the connection to a node of a
  * MyceliumLockMesh result: NULL for the local node.
  */
 MyceliumConnection *
-ShardNodeConnection(List *nodes, MyceliumConnection **conns, const char *node_name)
+ShardMoveConn(List *nodes, MyceliumConnection **conns, const char *node_name)
 {
 	ListCell   *lc;
 	int			i = 0;
@@ -208,14 +208,14 @@ ShardNodeConnection(List *nodes, MyceliumConnection **conns, const char *node_na
 }
 
 /*
- * ShardRunOn runs one utility or DML statement on a node (locally through
+ * ShardMoveRunOn runs one utility or DML statement on a node (locally through
  * SPI), as part of the current distributed transaction.
  */
 void
-ShardRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
+ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 		   const char *sql)
 {
-	MyceliumConnection *conn = ShardNodeConnection(nodes, conns, node_name);
+	MyceliumConnection *conn = ShardMoveConn(nodes, conns, node_name);
 
 	if (conn == NULL)
 	{
@@ -230,11 +230,11 @@ ShardRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 }
 
 /*
- * ShardWriteMetadata runs one catalog write (text parameters) locally and
+ * ShardMoveCatalogWrite runs one catalog write (text parameters) locally and
  * on every member, joining the distributed commit.
  */
 void
-ShardWriteMetadata(List *nodes, MyceliumConnection **conns, const char *sql,
+ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 				   int nparams, const char *const *params)
 {
 	Oid		   *types = palloc(sizeof(Oid) * Max(nparams, 1));
@@ -258,12 +258,12 @@ ShardWriteMetadata(List *nodes, MyceliumConnection **conns, const char *sql,
 }
 
 /*
- * ShardLockMeshFor connects to the target node first, so that a target
+ * ShardMoveLockMesh connects to the target node first, so that a target
  * that is down gets an error naming it, then locks the mesh metadata (see
  * MyceliumLockMesh) and returns the membership under the lock.
  */
 List *
-ShardLockMeshFor(const char *target_node, MyceliumConnection ***conns_out)
+ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
 {
 	List	   *nodes = MyceliumLoadNodes();
 	MyceliumNode *target = target_node ? MyceliumFindNode(nodes, target_node) : NULL;
@@ -287,26 +287,26 @@ ShardLockMeshFor(const char *target_node, MyceliumConnection ***conns_out)
 }
 
 /*
- * ShardCreateTable creates the (empty) shard table of a group member on a
+ * ShardMoveCreateTable creates the (empty) shard table of a group member on a
  * node, one statement at a time.
  */
 void
-ShardCreateTable(ShardGroupMember *m, List *nodes, MyceliumConnection **conns,
+ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 				 const char *node_name)
 {
 	ListCell   *lc;
 
 	foreach(lc, MyceliumShardCreateCommands(m->relid, m->schema_name, m->shard_name))
-		ShardRunOn(nodes, conns, node_name, lfirst(lc));
+		ShardMoveRunOn(nodes, conns, node_name, lfirst(lc));
 }
 
 /*
- * ShardHashExpr returns the SQL condition "hash(col) >= point" with the
+ * ShardMoveHashExpr returns the SQL condition "hash(col) >= point" with the
  * table's hash function, which computes on any node the same hash as
  * MyceliumHashValue (the column's collation applies implicitly).
  */
 char *
-ShardHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point)
+ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point)
 {
 	Oid			fn = table->hash_fn.fn_oid;
 
@@ -314,26 +314,6 @@ ShardHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *poin
 					quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)),
 											   get_func_name(fn)),
 					quoted_col, quote_literal_cstr(point));
-}
-
-/*
- * ShardNextId returns the next free shard id: max(shard_id) + 1, which is
- * safe because every catalog change holds the mesh lock.
- */
-int64
-ShardNextId(void)
-{
-	int64		id = MYCELIUM_FIRST_SHARD_ID;
-	bool		isnull;
-	Datum		d;
-
-	SPI_connect();
-	MyceliumSpiExecLatest("SELECT max(shard_id) + 1 FROM mycelium.shard", 0, NULL, NULL, true);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		id = Max(id, DatumGetInt64(d));
-	SPI_finish();
-	return id;
 }
 
 /*
@@ -348,7 +328,7 @@ shard_table_list(List *group)
 	initStringInfo(&buf);
 	foreach(lc, group)
 	{
-		ShardGroupMember *m = lfirst(lc);
+		ShardMoveMember *m = lfirst(lc);
 
 		if (buf.len > 0)
 			appendStringInfoString(&buf, ", ");
@@ -366,7 +346,7 @@ void
 ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 					 const char *target_node)
 {
-	ShardGroupMember *first = linitial(group);
+	ShardMoveMember *first = linitial(group);
 	char		source_node[64];
 	MyceliumConnection *src;
 	MyceliumConnection *dst;
@@ -377,35 +357,35 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 
 	strlcpy(source_node, first->node_name, sizeof(source_node));
 	foreach(lc, group)
-		if (strcmp(((ShardGroupMember *) lfirst(lc))->node_name, source_node) != 0)
+		if (strcmp(((ShardMoveMember *) lfirst(lc))->node_name, source_node) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("colocated shards of shard " INT64_FORMAT " are on different nodes",
 							first->shard_id),
 					 errdetail("Shard " INT64_FORMAT " is on node \"%s\"; colocated shards always move together.",
 							   first->shard_id, source_node)));
-	src = ShardNodeConnection(nodes, conns, source_node);
-	dst = ShardNodeConnection(nodes, conns, target_node);
+	src = ShardMoveConn(nodes, conns, source_node);
+	dst = ShardMoveConn(nodes, conns, target_node);
 
 	/* writes to the group wait from here until the commit; reads go on */
-	ShardRunOn(nodes, conns, source_node, psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
+	ShardMoveRunOn(nodes, conns, source_node, psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
 
 	initStringInfo(&ids);
 	appendStringInfoChar(&ids, '{');
 	foreach(lc, group)
 	{
-		ShardGroupMember *m = lfirst(lc);
+		ShardMoveMember *m = lfirst(lc);
 
-		ShardCreateTable(m, nodes, conns, target_node);
-		ShardCopyRows(m, src, dst);
+		ShardMoveCreateTable(m, nodes, conns, target_node);
+		ShardMoveCopyRows(m, src, dst);
 		appendStringInfo(&ids, "%s" INT64_FORMAT, ids.len > 1 ? "," : "", m->shard_id);
 	}
 	appendStringInfoChar(&ids, '}');
 
-	ShardRunOn(nodes, conns, source_node, psprintf("DROP TABLE %s", tables));
+	ShardMoveRunOn(nodes, conns, source_node, psprintf("DROP TABLE %s", tables));
 	params[0] = ids.data;
 	params[1] = target_node;
-	ShardWriteMetadata(nodes, conns, SHARD_MOVE_SQL, 2, params);
+	ShardMoveCatalogWrite(nodes, conns, SHARD_MOVE_SQL, 2, params);
 }
 
 /*
@@ -454,23 +434,23 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 	MyceliumEnsureLocalNode();
 
 	/* fail fast on bad input, before connecting anywhere */
-	group = ShardGroupOf(shard_id, false);
+	group = ShardMoveGroupOf(shard_id, false);
 	foreach(lc, group)
-		ShardCheckOwner(MyceliumGetDistTable(((ShardGroupMember *) lfirst(lc))->relid), "move");
+		ShardMoveCheckOwner(MyceliumGetDistTable(((ShardMoveMember *) lfirst(lc))->relid), "move");
 	check_move_target(MyceliumLoadNodes(), target_node);
-	if (strcmp(((ShardGroupMember *) linitial(group))->node_name, target_node) == 0)
+	if (strcmp(((ShardMoveMember *) linitial(group))->node_name, target_node) == 0)
 	{
 		ereport(NOTICE,
 				(errmsg("shard " INT64_FORMAT " is already on node \"%s\"", shard_id, target_node)));
 		PG_RETURN_VOID();
 	}
-	ShardCheckIsolation("move shards");
+	ShardMoveCheckIsolation("move shards");
 
 	/* then again under the mesh lock: another move may have committed */
-	nodes = ShardLockMeshFor(target_node, &conns);
+	nodes = ShardMoveLockMesh(target_node, &conns);
 	check_move_target(nodes, target_node);
-	group = ShardGroupOf(shard_id, false);
-	if (strcmp(((ShardGroupMember *) linitial(group))->node_name, target_node) == 0)
+	group = ShardMoveGroupOf(shard_id, false);
+	if (strcmp(((ShardMoveMember *) linitial(group))->node_name, target_node) == 0)
 	{
 		ereport(NOTICE,
 				(errmsg("shard " INT64_FORMAT " is already on node \"%s\"", shard_id, target_node)));

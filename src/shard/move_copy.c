@@ -76,10 +76,10 @@ column_list(Oid relid, List **names)
 }
 
 /*
- * ShardColumnList returns "a, b, ..." (see column_list).
+ * ShardMoveColumnList returns "a, b, ..." (see column_list).
  */
 char *
-ShardColumnList(Oid relid)
+ShardMoveColumnList(Oid relid)
 {
 	List	   *names = NIL;
 	char	   *cols = column_list(relid, &names);
@@ -408,13 +408,13 @@ copy_remote_to_remote(MyceliumConnection *src, MyceliumConnection *dst)
 }
 
 /*
- * ShardCopyRows copies the rows of one shard table from the source node to
+ * ShardMoveCopyRows copies the rows of one shard table from the source node to
  * the (already created, empty) table of the same name on the target.  A
  * connection left in the middle of a COPY by an error is marked broken,
  * so it is closed (its remote transaction rolled back) at abort.
  */
 void
-ShardCopyRows(ShardGroupMember *m, MyceliumConnection *src, MyceliumConnection *dst)
+ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src, MyceliumConnection *dst)
 {
 	List	   *attnames = NIL;
 	char	   *cols = column_list(m->relid, &attnames);
@@ -429,7 +429,7 @@ ShardCopyRows(ShardGroupMember *m, MyceliumConnection *src, MyceliumConnection *
 		if (dst)
 			copy_start(dst, in_sql, PGRES_COPY_IN);
 		if (src == NULL)
-			copy_local_to_remote(psprintf("SELECT %s FROM %s", ShardColumnList(m->relid), qname),
+			copy_local_to_remote(psprintf("SELECT %s FROM %s", ShardMoveColumnList(m->relid), qname),
 								 dst);
 		else if (dst == NULL)
 			copy_remote_to_local(src, m->schema_name, m->shard_name, attnames);

@@ -97,7 +97,7 @@ load_placement(Oid relid, List *nodes)
 
 	p->relid = relid;
 	p->nshards = table->nshards;
-	p->group_size = list_length(ShardColocatedTables(table));
+	p->group_size = list_length(ShardMoveColocated(table));
 	p->node_of = palloc0(sizeof(char *) * Max(p->nshards, 1));
 	p->count = palloc0(sizeof(int) * Max(list_length(nodes), 1));
 	for (i = 0; i < p->nshards; i++)
@@ -132,12 +132,12 @@ colocation_representatives(Oid only)
 
 		if (t->method == MYCELIUM_DIST_REFERENCE || t->nshards == 0)
 			continue;
-		foreach(lc2, ShardColocatedTables(t))
+		foreach(lc2, ShardMoveColocated(t))
 			if (list_member_oid(seen, ((MyceliumDistTable *) lfirst(lc2))->relid))
 				dup = true;
 		if (dup)
 			continue;
-		foreach(lc2, ShardColocatedTables(t))
+		foreach(lc2, ShardMoveColocated(t))
 			seen = lappend_oid(seen, ((MyceliumDistTable *) lfirst(lc2))->relid);
 		reps = lappend_oid(reps, t->relid);
 	}
@@ -152,8 +152,8 @@ check_owner_of_group(Oid relid, const char *action)
 {
 	ListCell   *lc;
 
-	foreach(lc, ShardColocatedTables(MyceliumGetDistTable(relid)))
-		ShardCheckOwner(lfirst(lc), action);
+	foreach(lc, ShardMoveColocated(MyceliumGetDistTable(relid)))
+		ShardMoveCheckOwner(lfirst(lc), action);
 }
 
 /*
@@ -164,12 +164,12 @@ static MoveMade *
 move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int to)
 {
 	MyceliumDistTable *table = MyceliumGetDistTable(p->relid);
-	List	   *group = ShardGroupAt(table, index);
+	List	   *group = ShardMoveGroupAt(table, index);
 	MyceliumNode *target = list_nth(nodes, to);
 	MoveMade   *mv = palloc(sizeof(MoveMade));
 	int			from = node_index(nodes, p->node_of[index]);
 
-	mv->shard_id = ((ShardGroupMember *) linitial(group))->shard_id;
+	mv->shard_id = ((ShardMoveMember *) linitial(group))->shard_id;
 	mv->from_node = pstrdup(p->node_of[index]);
 	mv->to_node = pstrdup(target->node_name);
 	mv->nshards = list_length(group);
@@ -278,9 +278,9 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	}
 	foreach(lc, colocation_representatives(only))
 		check_owner_of_group(lfirst_oid(lc), "move");
-	ShardCheckIsolation("rebalance shards");
+	ShardMoveCheckIsolation("rebalance shards");
 
-	nodes = ShardLockMeshFor(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns);
 	reps = colocation_representatives(only);
 	foreach(lc, reps)
 	{
@@ -360,9 +360,9 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("node \"%s\" is not a member of the mesh", node_name),
 				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
-	ShardCheckIsolation("drain a node");
+	ShardMoveCheckIsolation("drain a node");
 
-	nodes = ShardLockMeshFor(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns);
 	node = MyceliumFindNode(nodes, node_name);
 	if (node == NULL)
 		ereport(ERROR,
@@ -370,7 +370,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				 errmsg("node \"%s\" is not a member of the mesh", node_name),
 				 errdetail("Another session removed it meanwhile.")));
 	params[0] = node_name;
-	ShardWriteMetadata(nodes, conns,
+	ShardMoveCatalogWrite(nodes, conns,
 					   "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1", 1, params);
 	strlcpy(node->status, "draining", sizeof(node->status));
 

@@ -18,12 +18,13 @@
 
 #include "cluster/cluster.h"
 #include "shard/shard.h"
+#include "shard/shard_internal.h"
 
 /*
  * One member of a shard group, copied out of the shard cache (which a
  * catalog change may rebuild under our feet).
  */
-typedef struct ShardGroupMember
+typedef struct ShardMoveMember
 {
 	Oid			relid;			/* the distributed (shell) table */
 	char		method;
@@ -38,35 +39,34 @@ typedef struct ShardGroupMember
 	int32		max_hash;
 	char	   *min_text;
 	char	   *max_text;
-} ShardGroupMember;
+} ShardMoveMember;
 
 /* catalog writes (text parameters), run on every member */
 #define SHARD_MOVE_SQL \
 	"UPDATE mycelium.shard SET node_name = $2 WHERE shard_id = ANY ($1::bigint[])"
 
 /* in shard/move.c */
-extern List *ShardGroupOf(int64 shard_id, bool missing_ok);
-extern List *ShardGroupAt(MyceliumDistTable *table, int index);
-extern List *ShardColocatedTables(MyceliumDistTable *table);
-extern void ShardCheckOwner(MyceliumDistTable *table, const char *action);
-extern MyceliumConnection *ShardNodeConnection(List *nodes, MyceliumConnection **conns,
+extern List *ShardMoveGroupOf(int64 shard_id, bool missing_ok);
+extern List *ShardMoveGroupAt(MyceliumDistTable *table, int index);
+extern List *ShardMoveColocated(MyceliumDistTable *table);
+extern void ShardMoveCheckOwner(MyceliumDistTable *table, const char *action);
+extern MyceliumConnection *ShardMoveConn(List *nodes, MyceliumConnection **conns,
 											   const char *node_name);
-extern void ShardRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
+extern void ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 					   const char *sql);
-extern void ShardWriteMetadata(List *nodes, MyceliumConnection **conns, const char *sql,
+extern void ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 							   int nparams, const char *const *params);
 extern void ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 								 const char *target_node);
-extern void ShardCreateTable(ShardGroupMember *m, List *nodes, MyceliumConnection **conns,
+extern void ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 							 const char *node_name);
-extern void ShardCheckIsolation(const char *what);
-extern char *ShardHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point);
-extern int64 ShardNextId(void);
-extern List *ShardLockMeshFor(const char *target_node, MyceliumConnection ***conns_out);
+extern void ShardMoveCheckIsolation(const char *what);
+extern char *ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point);
+extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out);
 
 /* in shard/move_copy.c */
-extern char *ShardColumnList(Oid relid);
-extern void ShardCopyRows(ShardGroupMember *m, MyceliumConnection *src,
+extern char *ShardMoveColumnList(Oid relid);
+extern void ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src,
 						  MyceliumConnection *dst);
 
 #endif							/* MYCELIUM_SHARD_MOVE_H */

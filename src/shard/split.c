@@ -48,7 +48,7 @@ PG_FUNCTION_INFO_V1(mycelium_split_shard);
  * bad_split_point raises the error for a split point outside the shard.
  */
 static void
-bad_split_point(ShardGroupMember *m, const char *split_point, const char *why)
+bad_split_point(ShardMoveMember *m, const char *split_point, const char *why)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -61,7 +61,7 @@ bad_split_point(ShardGroupMember *m, const char *split_point, const char *why)
  * min_hash < point <= max_hash, so both halves are non-empty.
  */
 static int32
-parse_hash_point(ShardGroupMember *m, const char *split_point)
+parse_hash_point(ShardMoveMember *m, const char *split_point)
 {
 	char	   *end;
 	long long	v;
@@ -117,7 +117,7 @@ parse_value_quietly(MyceliumDistTable *table, const char *text, Datum *value)
  * column's type strictly between the shard's bounds.
  */
 static void
-check_range_point(ShardGroupMember *m, const char *split_point)
+check_range_point(ShardMoveMember *m, const char *split_point)
 {
 	MyceliumDistTable *table = MyceliumGetDistTable(m->relid);
 	MyceliumShard *s = &table->shards[m->index];
@@ -141,13 +141,13 @@ check_range_point(ShardGroupMember *m, const char *split_point)
  * the upper part of a shard on the node holding it.
  */
 static char *
-upper_part_condition(ShardGroupMember *m, const char *split_point)
+upper_part_condition(ShardMoveMember *m, const char *split_point)
 {
 	MyceliumDistTable *table = MyceliumGetDistTable(m->relid);
 	const char *col = quote_identifier(m->dist_column);
 
 	if (m->method == MYCELIUM_DIST_HASH)
-		return ShardHashExpr(table, col, split_point);
+		return ShardMoveHashExpr(table, col, split_point);
 	return psprintf("%s >= %s::%s", col, quote_literal_cstr(split_point),
 					format_type_with_typemod(table->dist_type, table->dist_typmod));
 }
@@ -157,25 +157,25 @@ upper_part_condition(ShardGroupMember *m, const char *split_point)
  * halves on every member; returns the new shard's id.
  */
 static int64
-split_member(ShardGroupMember *m, const char *split_point, int32 hash_point,
+split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
 			 List *nodes, MyceliumConnection **conns)
 {
-	ShardGroupMember *n = palloc(sizeof(ShardGroupMember));
+	ShardMoveMember *n = palloc(sizeof(ShardMoveMember));
 	char	   *old_q = quote_qualified_identifier(m->schema_name, m->shard_name);
 	char	   *new_q;
-	char	   *cols = ShardColumnList(m->relid);
+	char	   *cols = ShardMoveColumnList(m->relid);
 	char		idbuf[32],
 				newidbuf[32];
 	const char *params[6];
 
 	*n = *m;
-	n->shard_id = ShardNextId();
+	n->shard_id = ShardNextShardId();
 	n->shard_name = MyceliumShardName(m->rel_name, n->shard_id);
 	n->min_text = m->method == MYCELIUM_DIST_HASH ? psprintf("%d", hash_point) : pstrdup(split_point);
 	new_q = quote_qualified_identifier(n->schema_name, n->shard_name);
 
-	ShardCreateTable(n, nodes, conns, m->node_name);
-	ShardRunOn(nodes, conns, m->node_name,
+	ShardMoveCreateTable(n, nodes, conns, m->node_name);
+	ShardMoveRunOn(nodes, conns, m->node_name,
 			   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
 						"INSERT INTO %s %s SELECT %s FROM moved",
 						old_q, upper_part_condition(m, split_point), cols,
@@ -185,14 +185,14 @@ split_member(ShardGroupMember *m, const char *split_point, int32 hash_point,
 	snprintf(newidbuf, sizeof(newidbuf), INT64_FORMAT, n->shard_id);
 	params[0] = idbuf;
 	params[1] = m->method == MYCELIUM_DIST_HASH ? psprintf("%d", hash_point - 1) : split_point;
-	ShardWriteMetadata(nodes, conns, SHARD_SHRINK_SQL, 2, params);
+	ShardMoveCatalogWrite(nodes, conns, SHARD_SHRINK_SQL, 2, params);
 	params[0] = newidbuf;
 	params[1] = quote_qualified_identifier(m->schema_name, m->rel_name);
 	params[2] = n->shard_name;
 	params[3] = n->min_text;
 	params[4] = m->max_text;
 	params[5] = m->node_name;
-	ShardWriteMetadata(nodes, conns, SHARD_INSERT_SQL, 6, params);
+	ShardMoveCatalogWrite(nodes, conns, SHARD_INSERT_SQL, 6, params);
 	return n->shard_id;
 }
 
@@ -204,7 +204,7 @@ split_member(ShardGroupMember *m, const char *split_point, int32 hash_point,
 static int32
 check_split_point(List *group, const char *split_point)
 {
-	ShardGroupMember *m = linitial(group);
+	ShardMoveMember *m = linitial(group);
 
 	if (m->method == MYCELIUM_DIST_HASH)
 		return parse_hash_point(m, split_point);
@@ -226,7 +226,7 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	List	   *group;
 	List	   *nodes;
 	MyceliumConnection **conns;
-	ShardGroupMember *first;
+	ShardMoveMember *first;
 	StringInfoData tables;
 	int32		hash_point;
 	int64		result = 0;
@@ -240,15 +240,15 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	split_point = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	MyceliumEnsureLocalNode();
 
-	group = ShardGroupOf(shard_id, false);
+	group = ShardMoveGroupOf(shard_id, false);
 	foreach(lc, group)
-		ShardCheckOwner(MyceliumGetDistTable(((ShardGroupMember *) lfirst(lc))->relid), "split");
+		ShardMoveCheckOwner(MyceliumGetDistTable(((ShardMoveMember *) lfirst(lc))->relid), "split");
 	check_split_point(group, split_point);
-	ShardCheckIsolation("split shards");
+	ShardMoveCheckIsolation("split shards");
 
 	first = linitial(group);
-	nodes = ShardLockMeshFor(first->node_name, &conns);
-	group = ShardGroupOf(shard_id, false);
+	nodes = ShardMoveLockMesh(first->node_name, &conns);
+	group = ShardMoveGroupOf(shard_id, false);
 	hash_point = check_split_point(group, split_point);
 	first = linitial(group);
 
@@ -256,12 +256,12 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	initStringInfo(&tables);
 	foreach(lc, group)
 	{
-		ShardGroupMember *m = lfirst(lc);
+		ShardMoveMember *m = lfirst(lc);
 
 		appendStringInfo(&tables, "%s%s", tables.len > 0 ? ", " : "",
 						 quote_qualified_identifier(m->schema_name, m->shard_name));
 	}
-	ShardRunOn(nodes, conns, first->node_name,
+	ShardMoveRunOn(nodes, conns, first->node_name,
 			   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables.data));
 
 	foreach(lc, group)
