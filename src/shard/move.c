@@ -219,10 +219,7 @@ ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 
 	if (conn == NULL)
 	{
-		SPI_connect();
-		MyceliumSpiExecLatest(sql, 0, NULL, NULL, false);
-		SPI_finish();
-		CommandCounterIncrement();
+		ShardRunLocal(sql, 0, NULL);
 		return;
 	}
 	MyceliumExecCommand(conn, sql);
@@ -237,22 +234,10 @@ void
 ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 				   int nparams, const char *const *params)
 {
-	Oid		   *types = palloc(sizeof(Oid) * Max(nparams, 1));
-	Datum	   *values = palloc(sizeof(Datum) * Max(nparams, 1));
 	MyceliumConnection **remote;
 	int			nremote;
-	int			i;
 
-	for (i = 0; i < nparams; i++)
-	{
-		types[i] = TEXTOID;
-		values[i] = CStringGetTextDatum(params[i]);
-	}
-	SPI_connect();
-	MyceliumSpiExecLatest(sql, nparams, types, values, false);
-	SPI_finish();
-	CommandCounterIncrement();
-
+	ShardRunLocal(sql, nparams, params);
 	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	MyceliumWriteOnMembers(remote, nremote, sql, nparams, params);
 }
@@ -431,12 +416,12 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 				 errmsg("shard id and target node must not be null")));
 	shard_id = PG_GETARG_INT64(0);
 	target_node = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	MyceliumEnsureLocalNode();
 
 	/* fail fast on bad input, before connecting anywhere */
 	group = ShardMoveGroupOf(shard_id, false);
 	foreach(lc, group)
 		ShardMoveCheckOwner(MyceliumGetDistTable(((ShardMoveMember *) lfirst(lc))->relid), "move");
+	MyceliumEnsureLocalNode();
 	check_move_target(MyceliumLoadNodes(), target_node);
 	if (strcmp(((ShardMoveMember *) linitial(group))->node_name, target_node) == 0)
 	{

@@ -27,6 +27,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
+#include "parser/parse_relation.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
@@ -345,6 +346,8 @@ copy_remote_to_local(MyceliumConnection *conn, const char *schema, const char *r
 	ParseState *pstate = make_parsestate(NULL);
 
 	rel = table_openrv(makeRangeVar(pstrdup(schema), pstrdup(relname), -1), RowExclusiveLock);
+	/* CopyFrom finds its target as range table entry 1 */
+	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 	copy_src_conn = conn;
 	copy_src_buf = NULL;
 	copy_src_len = copy_src_off = 0;
@@ -408,10 +411,26 @@ copy_remote_to_remote(MyceliumConnection *src, MyceliumConnection *dst)
 }
 
 /*
+ * abandon_copy closes a connection left in the middle of a COPY by an
+ * error: closing it rolls back its remote transaction, which the abort
+ * path could not do while the node is still sending or expecting rows.
+ * Safe in an error handler (no ERROR).
+ */
+static void
+abandon_copy(MyceliumConnection *conn)
+{
+	if (conn == NULL)
+		return;
+	conn->broken = true;
+	if (conn->conn && PQtransactionStatus(conn->conn) == PQTRANS_ACTIVE)
+		MyceliumCloseConnection(conn);
+}
+
+/*
  * ShardMoveCopyRows copies the rows of one shard table from the source node to
  * the (already created, empty) table of the same name on the target.  A
- * connection left in the middle of a COPY by an error is marked broken,
- * so it is closed (its remote transaction rolled back) at abort.
+ * connection left in the middle of a COPY by an error is closed at once
+ * (see abandon_copy).
  */
 void
 ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src, MyceliumConnection *dst)
@@ -440,10 +459,8 @@ ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src, MyceliumConnectio
 	}
 	PG_CATCH();
 	{
-		if (src)
-			src->broken = true;
-		if (dst)
-			dst->broken = true;
+		abandon_copy(src);
+		abandon_copy(dst);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

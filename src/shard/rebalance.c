@@ -264,7 +264,6 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	MyceliumEnsureLocalNode();
 	if (OidIsValid(only))
 	{
 		MyceliumDistTable *t = MyceliumGetDistTable(only);
@@ -278,6 +277,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	}
 	foreach(lc, colocation_representatives(only))
 		check_owner_of_group(lfirst_oid(lc), "move");
+	MyceliumEnsureLocalNode();
 	ShardMoveCheckIsolation("rebalance shards");
 
 	nodes = ShardMoveLockMesh(NULL, &conns);

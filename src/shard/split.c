@@ -177,7 +177,7 @@ split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
 	ShardMoveCreateTable(n, nodes, conns, m->node_name);
 	ShardMoveRunOn(nodes, conns, m->node_name,
 			   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
-						"INSERT INTO %s %s SELECT %s FROM moved",
+						"INSERT INTO %s (%s) SELECT %s FROM moved",
 						old_q, upper_part_condition(m, split_point), cols,
 						new_q, cols, cols));
 
@@ -238,11 +238,11 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 				 errmsg("shard id and split point must not be null")));
 	shard_id = PG_GETARG_INT64(0);
 	split_point = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	MyceliumEnsureLocalNode();
 
 	group = ShardMoveGroupOf(shard_id, false);
 	foreach(lc, group)
 		ShardMoveCheckOwner(MyceliumGetDistTable(((ShardMoveMember *) lfirst(lc))->relid), "split");
+	MyceliumEnsureLocalNode();
 	check_split_point(group, split_point);
 	ShardMoveCheckIsolation("split shards");
 

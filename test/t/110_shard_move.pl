@@ -88,15 +88,20 @@ my @ids = split /,/, q1($n1, "SELECT string_agg(i::text, ',') FROM (SELECT i FRO
 	  . "WHERE mycelium.shard_for('items', i) = $s LIMIT 300) x");
 is(scalar(@ids), 300, 'found new keys of the moving shard');
 my $script = join '', map { "INSERT INTO public.$s_name (id, v) VALUES ($_, 'w') RETURNING id;\nSELECT pg_sleep(0.01);\n" } @ids;
-my ($w_out, $w_err) = ('', '');
+# files, not scalars: IPC::Run only feeds and drains scalars while pumped
+my $dir = $PostgreSQL::Test::Utils::tmp_check;
+open my $fh, '>', "$dir/writer.sql" or die $!;
+print $fh $script;
+close $fh;
 my $writer = IPC::Run::start(
-	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres') ],
-	'<', \$script, '>', \$w_out, '2>', \$w_err,
-	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-f', "$dir/writer.sql" ],
+	'>', "$dir/writer.out", '2>', "$dir/writer.err");
 $n1->poll_query_until('postgres', "SELECT count(*) >= 20 FROM public.$s_name WHERE v = 'w'")
-  or die 'the writer did not start';
+  or die 'the writer did not start: ' . slurp_file("$dir/writer.err");
 q1($n3, "SELECT mycelium.move_shard($s, 'n2')");
 $writer->finish;
+my $w_out = slurp_file("$dir/writer.out");
+my $w_err = slurp_file("$dir/writer.err");
 my @acked = grep { /^\d+$/ } split /\n/, $w_out;
 ok(@acked >= 20, 'the writer committed rows before the move (' . scalar(@acked) . ')');
 like($w_err, qr/does not exist|could not open relation/, 'writes to the old copy fail once it is gone');
@@ -207,13 +212,13 @@ q1($src, "INSERT INTO public.big_$bid SELECT i, repeat(md5(i::text), 8) FROM gen
 my $big_before = rows($bid);
 my $mover = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-c', "SELECT mycelium.move_shard($bid, '$tname')" ],
-	'>', \my $m_out, '2>', \my $m_err,
-	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	'>', "$dir/mover.out", '2>', "$dir/mover.err");
 $tgt->poll_query_until('postgres',
 	"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'COPY %big_$bid%FROM STDIN'")
   or die 'the copy did not start';
 $tgt->stop('immediate');
 $mover->finish;
+my $m_err = slurp_file("$dir/mover.err");
 like($m_err, qr/ERROR/, 'the move fails when its target dies: ' . ($m_err =~ /ERROR:\s*(.*)/ ? $1 : ''));
 is(placement($bid), $bnode, 'the shard stays on its source');
 is(rows($bid), $big_before, 'with all its rows');
