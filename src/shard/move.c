@@ -213,7 +213,7 @@ ShardMoveConn(List *nodes, MyceliumConnection **conns, const char *node_name)
  */
 void
 ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
-		   const char *sql)
+			   const char *sql)
 {
 	MyceliumConnection *conn = ShardMoveConn(nodes, conns, node_name);
 
@@ -232,7 +232,7 @@ ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
  */
 void
 ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
-				   int nparams, const char *const *params)
+					  int nparams, const char *const *params)
 {
 	MyceliumConnection **remote;
 	int			nremote;
@@ -277,7 +277,7 @@ ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
  */
 void
 ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
-				 const char *node_name)
+					 const char *node_name)
 {
 	ListCell   *lc;
 

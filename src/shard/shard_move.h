@@ -50,23 +50,24 @@ extern List *ShardMoveGroupOf(int64 shard_id, bool missing_ok);
 extern List *ShardMoveGroupAt(MyceliumDistTable *table, int index);
 extern List *ShardMoveColocated(MyceliumDistTable *table);
 extern void ShardMoveCheckOwner(MyceliumDistTable *table, const char *action);
+extern void ShardMoveCheckIsolation(const char *what);
 extern MyceliumConnection *ShardMoveConn(List *nodes, MyceliumConnection **conns,
-											   const char *node_name);
+										 const char *node_name);
 extern void ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
-					   const char *sql);
+						   const char *sql);
 extern void ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
-							   int nparams, const char *const *params);
+								  int nparams, const char *const *params);
+extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out);
+extern void ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
+								 const char *node_name);
+extern char *ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col,
+							   const char *point);
 extern void ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 								 const char *target_node);
-extern void ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
-							 const char *node_name);
-extern void ShardMoveCheckIsolation(const char *what);
-extern char *ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col, const char *point);
-extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out);
 
 /* in shard/move_copy.c */
 extern char *ShardMoveColumnList(Oid relid);
 extern void ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src,
-						  MyceliumConnection *dst);
+							  MyceliumConnection *dst);
 
 #endif							/* MYCELIUM_SHARD_MOVE_H */

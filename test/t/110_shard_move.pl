@@ -199,6 +199,29 @@ is(q1($n1, "SELECT count(*) FROM mycelium.shard WHERE table_name = 'details'::re
 is(q1($n1, "SELECT count(*) FROM details WHERE false") , '0', 'the shell table is still fine');
 catalog_same_everywhere('after a split');
 
+# --- split and move (range) ---
+q1($n1, "CREATE TABLE events (day date, what text)");
+q1($n1, "SELECT mycelium.create_distributed_table('events', 'day', 'range')");
+my $r = q1($n1, "SELECT mycelium.add_range_shard('events', '2024-01-01', '2024-03-01', 'n2')");
+q1($n2, "INSERT INTO public.events_$r SELECT d, 'e' FROM generate_series('2024-01-01'::date, '2024-02-29', '1 day') d");
+for my $bad ('2024-01-01', '2024-03-01', '2025-01-01', 'someday')
+{
+	$n1->psql('postgres', "SELECT mycelium.split_shard($r, '$bad')", stderr => \$err,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/22023: invalid split point/, "range split point '$bad': 22023");
+}
+my $r2 = q1($n1, "SELECT mycelium.split_shard($r, '2024-02-01')");
+is(q1($n1, "SELECT string_agg(min_value || ' ' || max_value || ' ' || node_name, ', ' ORDER BY shard_id) "
+	  . "FROM mycelium.shard WHERE table_name = 'events'::regclass"),
+	'2024-01-01 2024-02-01 n2, 2024-02-01 2024-03-01 n2', 'a range shard splits into [lower, point) and [point, upper)');
+is(q1($n2, "SELECT (SELECT count(*) FROM public.events_$r WHERE day < '2024-02-01') || ' ' || "
+	  . "(SELECT count(*) FROM public.events_$r) || ' ' || (SELECT count(*) FROM public.events_$r2 WHERE day >= '2024-02-01')"),
+	'31 31 29', 'rows of a range shard go to the half that covers them');
+q1($n3, "SELECT mycelium.move_shard($r2, 'n3')");
+is(q1($n3, "SELECT count(*) FROM public.events_$r2"), '29', 'a range shard moves');
+is(placement($r), 'n2', 'without its neighbour (range tables are not colocated)');
+catalog_same_everywhere('after splitting and moving a range shard');
+
 # --- a target killed in the middle of a copy ---
 q1($n1, "CREATE TABLE big (id int PRIMARY KEY, pad text)");
 q1($n1, "SELECT mycelium.create_distributed_table('big', 'id', shard_count => 1)");
@@ -210,6 +233,14 @@ $tname //= 'n2';
 my $tgt = $by_name{$tname};
 q1($src, "INSERT INTO public.big_$bid SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, 300000) i");
 my $big_before = rows($bid);
+
+# a move cancelled in the middle of its copy changes nothing
+$n1->psql('postgres', "SET statement_timeout = '300ms'; SELECT mycelium.move_shard($bid, '$tname')",
+	stderr => \$err, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/57014/, 'a move cancelled by statement_timeout fails with 57014');
+is(placement($bid), $bnode, 'the cancelled move left the shard on its source');
+ok(!exists_on($tgt, "big_$bid"), 'and nothing on the target');
+catalog_same_everywhere('after a cancelled move');
 my $mover = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-c', "SELECT mycelium.move_shard($bid, '$tname')" ],
 	'>', "$dir/mover.out", '2>', "$dir/mover.err");
