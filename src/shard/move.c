@@ -75,9 +75,28 @@ copy_member(MyceliumDistTable *table, int index)
 }
 
 /*
+ * same_hash_ranges says whether two hash tables' shards cover the same
+ * ranges, index by index.
+ */
+static bool
+same_hash_ranges(MyceliumDistTable *a, MyceliumDistTable *b)
+{
+	int			i;
+
+	if (a->nshards != b->nshards)
+		return false;
+	for (i = 0; i < a->nshards; i++)
+		if (a->shards[i].min_hash != b->shards[i].min_hash ||
+			a->shards[i].max_hash != b->shards[i].max_hash)
+			return false;
+	return true;
+}
+
+/*
  * ShardMoveColocated returns the distributed tables colocated with
- * `table` (itself first): same colocation group and the same number of
- * shards, so that shard i of each covers the same range.
+ * `table` (itself first): hash tables of the same colocation group whose
+ * shard i covers the same hash range as its shard i.  Range tables are
+ * never colocated.
  */
 List *
 ShardMoveColocated(MyceliumDistTable *table)
@@ -85,7 +104,7 @@ ShardMoveColocated(MyceliumDistTable *table)
 	List	   *result = list_make1(table);
 	ListCell   *lc;
 
-	if (table->colocation_id == 0)
+	if (table->colocation_id == 0 || table->method != MYCELIUM_DIST_HASH)
 		return result;
 	foreach(lc, MyceliumAllDistTables())
 	{
@@ -93,8 +112,8 @@ ShardMoveColocated(MyceliumDistTable *table)
 
 		if (other->relid != table->relid &&
 			other->colocation_id == table->colocation_id &&
-			other->method == table->method &&
-			other->nshards == table->nshards)
+			other->method == MYCELIUM_DIST_HASH &&
+			same_hash_ranges(table, other))
 			result = lappend(result, other);
 	}
 	return result;
