@@ -241,6 +241,33 @@ like($err, qr/57014/, 'a move cancelled by statement_timeout fails with 57014');
 is(placement($bid), $bnode, 'the cancelled move left the shard on its source');
 ok(!exists_on($tgt, "big_$bid"), 'and nothing on the target');
 catalog_same_everywhere('after a cancelled move');
+# a target that stops answering in the middle of the copy: reads of the
+# moving shard go on, writes to it wait (only to it), and the move fails
+# after mycelium.peer_timeout, changing nothing
+my $copy_q = "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY %big_$bid%FROM STDIN'";
+my $staller = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-c', "SELECT mycelium.move_shard($bid, '$tname')" ],
+	'>', "$dir/stall.out", '2>', "$dir/stall.err");
+$tgt->poll_query_until('postgres', "SELECT count(*) > 0 FROM ($copy_q) c") or die 'the copy did not start';
+my $copy_pid = q1($tgt, $copy_q);
+kill 'STOP', $copy_pid;
+is(q1($src, "SET lock_timeout = '5s'; SELECT count(*) FROM public.big_$bid"), '300000',
+	'reads of the moving shard go on during the copy');
+$src->psql('postgres', "SET lock_timeout = '200ms'; INSERT INTO public.big_$bid VALUES (0, 'x')",
+	stderr => \$err, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/55P03/, 'writes to the moving shard wait for the move');
+my $other = q1($n1, "SELECT shard_name FROM mycelium.shard WHERE node_name = '$bnode' "
+	  . "AND table_name = 'items'::regclass LIMIT 1");
+q1($src, "SET lock_timeout = '2s'; INSERT INTO public.$other (id, v) VALUES (-1, 'during'); "
+	  . "DELETE FROM public.$other WHERE id = -1") if $other;
+ok(1, 'writes to other shards of the source go on');
+$staller->finish;
+kill 'CONT', $copy_pid;
+like(slurp_file("$dir/stall.err"), qr/stopped responding/,
+	'a target that stops answering fails the move after mycelium.peer_timeout');
+is(placement($bid), $bnode, 'the stalled move left the shard on its source');
+is(rows($bid), $big_before, 'with all its rows');
+
 my $mover = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $n1->connstr('postgres'), '-c', "SELECT mycelium.move_shard($bid, '$tname')" ],
 	'>', "$dir/mover.out", '2>', "$dir/mover.err");
