@@ -371,20 +371,28 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 	src = ShardMoveConn(nodes, conns, source_node);
 	dst = ShardMoveConn(nodes, conns, target_node);
 
-	/* writes to the group wait from here until the commit; reads go on */
-	ShardMoveRunOn(nodes, conns, source_node, psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
-
 	initStringInfo(&ids);
 	appendStringInfoChar(&ids, '{');
 	foreach(lc, group)
-	{
-		ShardMoveMember *m = lfirst(lc);
-
-		ShardMoveCreateTable(m, nodes, conns, target_node);
-		ShardMoveCopyRows(m, src, dst);
-		appendStringInfo(&ids, "%s" INT64_FORMAT, ids.len > 1 ? "," : "", m->shard_id);
-	}
+		appendStringInfo(&ids, "%s" INT64_FORMAT, ids.len > 1 ? "," : "",
+						 ((ShardMoveMember *) lfirst(lc))->shard_id);
 	appendStringInfoChar(&ids, '}');
+
+	if (ShardMoveOnlinePossible(nodes, conns, source_node))
+		ShardMoveCopyOnline(group, nodes, conns, source_node, target_node, tables);
+	else
+	{
+		/* writes to the group wait from here until the commit; reads go on */
+		ShardMoveRunOn(nodes, conns, source_node,
+					   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
+		foreach(lc, group)
+		{
+			ShardMoveMember *m = lfirst(lc);
+
+			ShardMoveCreateTable(m, nodes, conns, target_node);
+			ShardMoveCopyRows(m, src, dst);
+		}
+	}
 
 	ShardMoveRunOn(nodes, conns, source_node, psprintf("DROP TABLE %s", tables));
 	params[0] = ids.data;

@@ -369,12 +369,18 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("node \"%s\" is not a member of the mesh", node_name),
 				 errdetail("Another session removed it meanwhile.")));
-	params[0] = node_name;
-	ShardMoveCatalogWrite(nodes, conns,
-					   "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1", 1, params);
+	/*
+	 * The node takes no shard from here on; its catalog status is written
+	 * last, so the first move can still copy online (see move_online.c).
+	 * The mesh lock keeps every other metadata change out until the commit,
+	 * so no one sees the difference.
+	 */
 	strlcpy(node->status, "draining", sizeof(node->status));
-
 	foreach(lc, colocation_representatives(InvalidOid))
 		moved += drain_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, node_name);
+	params[0] = node_name;
+	ShardMoveCatalogWrite(nodes, conns,
+						  "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1",
+						  1, params);
 	PG_RETURN_INT32(moved);
 }

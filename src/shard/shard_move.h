@@ -70,4 +70,11 @@ extern char *ShardMoveColumnList(Oid relid);
 extern void ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src,
 							  MyceliumConnection *dst);
 
+/* in shard/move_online.c */
+extern bool ShardMoveOnlinePossible(List *nodes, MyceliumConnection **conns,
+									const char *source_node);
+extern void ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
+								const char *source_node, const char *target_node,
+								const char *tables);
+
 #endif							/* MYCELIUM_SHARD_MOVE_H */
