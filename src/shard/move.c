@@ -9,25 +9,21 @@
  *
  *	 1. lock the mesh metadata (MyceliumLockMesh: every member's node
  *		catalog, in node_id order), re-read the shard group under the lock;
- *	 2. on the source, LOCK the group's shard tables IN EXCLUSIVE MODE:
- *		reads go on, writes wait;
- *	 3. on the target, create the shard tables and stream each one's rows
- *		into it with COPY: the coordinator relays COPY TO STDOUT on the
- *		source into COPY FROM STDIN on the target, or reads/writes locally
- *		when it is one of the two nodes;
- *	 4. drop the old shard tables on the source;
- *	 5. point the group's placements at the target on every member.
+ *	 2. fill the new copies on the target and block writes on the source:
+ *		either by logical replication while writes go on, then a lock on
+ *		the source tables IN EXCLUSIVE MODE for the catch-up only
+ *		(move_online.c), or, when that cannot be used, by taking that lock
+ *		first and streaming the rows with COPY (move_copy.c);
+ *	 3. drop the old shard tables on the source;
+ *	 4. point the group's placements at the target on every member.
  *
- * Everything commits together with two-phase commit at the end of the
- * caller's transaction, so a failure anywhere (a node dying mid-copy, a
- * cancel, a timeout) rolls all of it back: the target's half-made tables
- * vanish with its remote transaction, the source keeps its rows, metadata
- * is unchanged, and the move can simply be run again.
- *
- * This first version blocks writes to the moving shards for the whole copy
- * (reads are blocked only from the final drop to the commit);
- * docs/shard-moves.md says so.  The row streaming is in move_copy.c.  Streaming the bulk of the rows by logical replication before
- * taking the lock is the planned improvement.
+ * The catalog change and the drop commit together with two-phase commit at
+ * the end of the caller's transaction, so a failure anywhere (a node dying
+ * mid-copy, a cancel, a timeout) changes nothing: the source keeps its
+ * rows, the catalog is unchanged, and the move can simply be run again
+ * (the replication objects a failed attempt could not remove are removed
+ * by the next one).  Reads of the moving shards are blocked only from the
+ * drop to the commit.
  *
  * IDENTIFICATION
  *	  src/shard/move.c

@@ -132,6 +132,26 @@ ok(!exists_on($n3, $s_name), 'old copy gone (local target)');
 catalog_same_everywhere('after local moves');
 is(q1($n1, 'SELECT count(*) FROM pg_prepared_xacts'), '0', 'nothing left prepared');
 
+# --- two moves off one node in one transaction: the second copies under a
+# lock (a logical slot cannot be created where the transaction already wrote) ---
+my @two = split /\n/, q1($n1, "SELECT shard_id FROM mycelium.shard WHERE table_name = 'items'::regclass "
+	  . "AND node_name = 'n2' ORDER BY shard_id LIMIT 2");
+if (@two == 2)
+{
+	my %before = map { $_ => rows($_) } @two;
+	q1($n3, "BEGIN; SELECT mycelium.move_shard($two[0], 'n1'); SELECT mycelium.move_shard($two[1], 'n3'); COMMIT");
+	is(placement($two[0]) . ' ' . placement($two[1]), 'n1 n3', 'two moves in one transaction');
+	is(rows($_), $before{$_}, "shard $_ kept its rows (online, then locked copy)") for @two;
+	ok(!exists_on($n2, "items_$_"), "old copy of $_ dropped") for @two;
+	catalog_same_everywhere('after two moves in one transaction');
+	q1($n1, "BEGIN; SELECT mycelium.move_shard($two[0], 'n2'); SELECT mycelium.move_shard($two[1], 'n2'); COMMIT");
+	is(placement($two[0]) . ' ' . placement($two[1]), 'n2 n2', 'and back');
+}
+else
+{
+	fail('n2 holds two shards of items');
+}
+
 # --- bad input ---
 my ($ret, $out, $err);
 $ret = $n1->psql('postgres', "SELECT mycelium.move_shard(42, 'n2')", stderr => \$err,
