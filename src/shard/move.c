@@ -378,6 +378,7 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 		ShardMoveCopyOnline(group, nodes, conns, source_node, target_node, tables);
 	else
 	{
+		ShardMoveRemoveLeftovers(group, nodes, source_node, target_node, tables);
 		/* writes to the group wait from here until the commit; reads go on */
 		ShardMoveRunOn(nodes, conns, source_node,
 					   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));

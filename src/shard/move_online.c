@@ -417,3 +417,30 @@ ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
 	MyceliumReleaseConnection(oc.src);
 	MyceliumReleaseConnection(oc.dst);
 }
+
+/*
+ * ShardMoveRemoveLeftovers removes what a failed online copy of the group
+ * left on the two nodes (see cleanup), before a copy under a lock; only a
+ * superuser can have made such objects, or remove them.
+ */
+void
+ShardMoveRemoveLeftovers(List *group, List *nodes, const char *source_node,
+						 const char *target_node, const char *tables)
+{
+	OnlineCopy	oc;
+	bool		ok;
+
+	if (!superuser())
+		return;
+	oc.name = psprintf("mycelium_move_" INT64_FORMAT, ((ShardMoveMember *) linitial(group))->shard_id);
+	oc.tables = pstrdup(tables);
+	oc.src = ac_connection(nodes, source_node);
+	oc.dst = ac_connection(nodes, target_node);
+	ok = cleanup(&oc, true);
+	MyceliumReleaseConnection(oc.src);
+	MyceliumReleaseConnection(oc.dst);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not remove what an earlier move of these shards left")));
+}

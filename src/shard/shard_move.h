@@ -76,5 +76,7 @@ extern bool ShardMoveOnlinePossible(List *nodes, MyceliumConnection **conns,
 extern void ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
 								const char *source_node, const char *target_node,
 								const char *tables);
+extern void ShardMoveRemoveLeftovers(List *group, List *nodes, const char *source_node,
+									 const char *target_node, const char *tables);
 
 #endif							/* MYCELIUM_SHARD_MOVE_H */
