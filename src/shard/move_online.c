@@ -28,7 +28,7 @@
  * on an error they are undone at once where possible, and by the next
  * attempt otherwise.  Every wait is interruptible and fails when the
  * replication reports an error or stops progressing for
- * mycelium.peer_timeout.
+ * REPLICATION_STALL_MS.
  *
  * IDENTIFICATION
  *	  src/shard/move_online.c
@@ -51,6 +51,14 @@
 
 #define POLL_MS 50
 #define CLEANUP_TIMEOUT_MS 5000
+
+/*
+ * A subscriber reports its position at least every
+ * wal_receiver_status_interval (10 s by default), and often sooner: allow
+ * a replication this long without visible progress, or
+ * mycelium.peer_timeout if that is longer.
+ */
+#define REPLICATION_STALL_MS Max(mycelium_peer_timeout_ms, 30000)
 
 /* the autocommit sessions and names of one online copy */
 typedef struct OnlineCopy
@@ -264,12 +272,12 @@ check_progress(OnlineCopy *oc, char **last, TimestampTz *since, const char *prog
 		*since = now;
 		return;
 	}
-	if (TimestampDifferenceExceeds(*since, now, mycelium_peer_timeout_ms))
+	if (TimestampDifferenceExceeds(*since, now, REPLICATION_STALL_MS))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("logical replication of the moving shards to node \"%s\" stopped progressing while %s",
 						oc->dst->node_name, what),
-				 errdetail("Nothing changed for %d ms (mycelium.peer_timeout).", mycelium_peer_timeout_ms),
+				 errdetail("Nothing changed for %d ms.", REPLICATION_STALL_MS),
 				 errhint("Nothing was changed; run the move again once both nodes are healthy.")));
 }
 
