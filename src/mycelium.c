@@ -20,9 +20,11 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 
+#include "commands/commands.h"
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
+#include "router/router.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -105,4 +107,7 @@ _PG_init(void)
 
 	MyceliumRegisterWorkers();
 	MyceliumRegisterReplicationLauncher();
+	MyceliumInstallUtilityHook();
+	MyceliumInstallPlannerHook();
+	MyceliumRegisterCustomScans();
 }

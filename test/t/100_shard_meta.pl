@@ -90,7 +90,7 @@ is(on_all(q{SELECT string_agg(node_name || ':' || n, ',' ORDER BY node_name) FRO
 	(SELECT node_name, count(*) n FROM mycelium.shards GROUP BY 1) s}),
 	join(' ', map { "$_=n1:2,n2:2,n3:2" } qw(n1 n2 n3)),
 	'shards are placed round-robin, two per node');
-is(on_all('SELECT count(*) FROM ONLY app.orders'), 'n1=0 n2=0 n3=0',
+is(on_all('SET mycelium.enable_routing = off; SELECT count(*) FROM ONLY app.orders'), 'n1=0 n2=0 n3=0',
 	'the shell exists on every node and is empty');
 
 my $orders = shards_of('app.orders');
@@ -242,7 +242,7 @@ ok(same_everywhere($catalog_sql), 'the catalog is identical on every node after 
 my $n4 = $mesh->new_node('n4');
 $n1->safe_psql('postgres', "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
 ok(same_everywhere($catalog_sql, $n1, $n4), 'the new node has the same catalog');
-is($n4->safe_psql('postgres', 'SELECT count(*) FROM ONLY app.orders'), '0',
+is($n4->safe_psql('postgres', 'SET mycelium.enable_routing = off; SELECT count(*) FROM ONLY app.orders'), '0',
 	'the new node has the empty shell');
 is($n4->safe_psql('postgres', "SELECT string_agg(code, ',' ORDER BY code) FROM ONLY app.countries"),
 	'fr,jp,pe', 'the new node has the reference table with its rows');
