@@ -361,4 +361,35 @@ for my $node ($n1, $n2, $n3)
 }
 is($total, 2000 + scalar(@acked) + 1, 'every row of items is in exactly one shard');
 
+# --- through the distributed table (the router) ---
+my $routed_total = 2000 + scalar(@acked) + 1;
+is($_->safe_psql('postgres', 'SELECT count(*) FROM items'), $routed_total,
+	$_->name . ': a query on the distributed table sees every row after the moves')
+  for $n1, $n2, $n3;
+my ($rs, $rnode) = split / /, q1($n1, "SELECT shard_id || ' ' || node_name FROM mycelium.shard "
+	  . "WHERE table_name = 'items'::regclass ORDER BY shard_id LIMIT 1");
+my ($rtarget) = grep { $_ ne $rnode } qw(n1 n2 n3);
+my @rids = split /,/, q1($n1, "SELECT string_agg(i::text, ',') FROM (SELECT i FROM generate_series(200001, 260000) i "
+	  . "WHERE mycelium.shard_for('items', i) = $rs LIMIT 200) x");
+open $fh, '>', "$dir/routed.sql" or die $!;
+print $fh map { "INSERT INTO items (id, v) VALUES ($_, 'routed') RETURNING id;\nSELECT pg_sleep(0.01);\n" } @rids;
+close $fh;
+my $rwriter = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $n2->connstr('postgres'), '-f', "$dir/routed.sql" ],
+	'>', "$dir/routed.out", '2>', "$dir/routed.err");
+$n1->poll_query_until('postgres', "SELECT count(*) >= 20 FROM items WHERE v = 'routed'")
+  or die 'the routed writer did not start: ' . slurp_file("$dir/routed.err");
+q1($n3, "SELECT mycelium.move_shard($rs, '$rtarget')");
+$rwriter->finish;
+my @racked = grep { /^\d+$/ } split /\n/, slurp_file("$dir/routed.out");
+ok(@racked >= 20, 'the writer through the distributed table committed rows (' . scalar(@racked) . ')');
+is(placement($rs), $rtarget, 'the shard it wrote to moved');
+is($_->safe_psql('postgres', "SELECT count(*) FROM items WHERE id IN (" . join(',', @racked) . ")"),
+	scalar(@racked), $_->name . ': every acknowledged routed write is there')
+  for $n1, $n2, $n3;
+is(q1($n1, "SELECT count(*) FROM items"), $routed_total + scalar(@racked), 'and nothing else');
+q1($n2, "INSERT INTO items (id, v) VALUES ($rids[0] + 1000000, 'after the move')");
+is(q1($n3, "SELECT v FROM items WHERE id = $rids[0] + 1000000"), 'after the move',
+	'routed writes and reads work after the move');
+
 done_testing();
