@@ -26,7 +26,9 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -265,15 +267,41 @@ RouterBindParams(Node *node, ParamListInfo params)
 }
 
 /*
- * RouterPushSearchPath sets search_path to pg_catalog until the matching
- * RouterPopSearchPath, so ruleutils qualifies every other name.
+ * RouterPushSearchPath sets search_path to pg_catalog (and the transmission
+ * modes) until the matching RouterPopSearchPath, so ruleutils qualifies
+ * every other name and prints constants unambiguously.
  */
 int
 RouterPushSearchPath(void)
 {
-	int			nestlevel = NewGUCNestLevel();
+	int			nestlevel = RouterPushTransmissionModes();
 
 	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
+ * RouterPushTransmissionModes makes values print in the forms every node
+ * reads back the same way (the settings node-to-node sessions use, see
+ * transport/connect.c), until RouterPopSearchPath: a date printed in the
+ * client's DateStyle 'German' would be misread by a shard.
+ */
+int
+RouterPushTransmissionModes(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	/* the usual case costs nothing: the session prints that way already */
+	if (DateStyle == USE_ISO_DATES && IntervalStyle == INTSTYLE_POSTGRES &&
+		extra_float_digits > 0)
+		return nestlevel;
+
+	(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
 }

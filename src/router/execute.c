@@ -193,8 +193,12 @@ static const char *const *
 text_params(RouterTask *task)
 {
 	const char **out = palloc0(sizeof(char *) * Max(task->nparams, 1));
+	int			nestlevel;
 	int			i;
 
+	if (task->nparams == 0)
+		return (const char *const *) out;
+	nestlevel = RouterPushTransmissionModes();
 	for (i = 0; i < task->nparams; i++)
 	{
 		Oid			outfunc;
@@ -205,6 +209,7 @@ text_params(RouterTask *task)
 		getTypeOutputInfo(task->types[i], &outfunc, &isvarlena);
 		out[i] = OidOutputFunctionCall(outfunc, task->values[i]);
 	}
+	RouterPopSearchPath(nestlevel);
 	return (const char *const *) out;
 }
 

@@ -96,6 +96,7 @@ extern char *RouterDeparseExpr(Node *expr, Oid relid);
 extern char *RouterDeparseExprList(List *exprs, Oid relid, const char *sep);
 extern char *RouterDeparseQuery(Query *query);
 extern int	RouterPushSearchPath(void);
+extern int	RouterPushTransmissionModes(void);
 extern void RouterPopSearchPath(int nestlevel);
 
 /* in router/prune.c */
