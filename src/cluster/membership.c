@@ -25,6 +25,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/replication.h"
+#include "shard/shard.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 
@@ -213,6 +214,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 	MyceliumExecCommand(newconn, "LOCK TABLE mycelium.node IN SHARE ROW EXCLUSIVE MODE");
 	check_not_member(nodes, node_name, host, port);
 	check_new_node_alone(newconn, node_name);
+	MyceliumShardCheckNodeJoinable(newconn, node_name);
 	foreach(lc, nodes)
 		new_id = Max(new_id, ((MyceliumNode *) lfirst(lc))->node_id + 1);
 
@@ -232,6 +234,7 @@ mycelium_add_node(PG_FUNCTION_ARGS)
 	}
 	MyceliumCopyMetadataTo(newconn);
 	MyceliumReplCopyTablesTo(newconn);
+	MyceliumShardCopyMetadataTo(newconn);
 	MyceliumPeerForget(node_name);
 
 	PG_RETURN_INT32(new_id);
@@ -273,6 +276,7 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot remove the local node \"%s\"", node_name),
 				 errhint("Run mycelium.remove_node on another member of the mesh.")));
+	MyceliumShardCheckNodeRemovable(node_name);
 
 	{
 		const char *tname = target->node_name;
@@ -294,6 +298,7 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("node \"%s\" is not a member of the mesh", node_name),
 				 errdetail("Another session removed it meanwhile.")));
+	MyceliumShardCheckNodeRemovable(node_name);
 
 	SPI_connect();
 	{
@@ -318,6 +323,7 @@ mycelium_remove_node(PG_FUNCTION_ARGS)
 	{
 		MyceliumAddOutsideParticipant(node_name, target->host, target->port);
 		MyceliumResetMetadataOf(tconn, node_name);
+		MyceliumShardResetMetadataOf(tconn);
 	}
 	MyceliumPeerForget(node_name);
 	PG_RETURN_VOID();

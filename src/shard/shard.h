@@ -82,14 +82,50 @@ typedef struct MyceliumDistTable
 	MyceliumShard *shards;		/* palloc'd array of nshards, sorted */
 } MyceliumDistTable;
 
-/* in shard/cache.c */
+/* first shard_id of a mesh; later ones are max(shard_id) + 1 */
+#define MYCELIUM_FIRST_SHARD_ID 102008
+
+/* most shards a hash table may have */
+#define MYCELIUM_MAX_SHARD_COUNT 16384
+
+struct MyceliumConnection;
+
+/*
+ * in shard/cache.c
+ *
+ * Everything the cache returns (tables, their shards, the list) stays valid
+ * until the end of the current transaction even if an invalidation arrives
+ * meanwhile (a rebuilt cache lives in a new memory context; the old one is
+ * freed at transaction end).  Callers must not modify it.
+ */
 extern bool MyceliumAnyDistTables(void);
 extern MyceliumDistTable *MyceliumGetDistTable(Oid relid);
 extern List *MyceliumAllDistTables(void);
+extern void MyceliumShardCacheInvalidate(void);
 
 /* in shard/hashing.c */
 extern int32 MyceliumHashValue(MyceliumDistTable *table, Datum value);
 extern int	MyceliumShardIndexForValue(MyceliumDistTable *table, Datum value, bool isnull);
 extern char *MyceliumShardQualifiedName(MyceliumDistTable *table, MyceliumShard *shard);
+extern void MyceliumHashShardBounds(int shard_count, int index, int32 *min_hash, int32 *max_hash);
+extern char *MyceliumShardName(const char *rel_name, int64 shard_id);
+extern int	MyceliumCompareRangeValues(MyceliumDistTable *table, Datum a, Datum b);
+extern Datum MyceliumRangeBoundIn(Oid type, int32 typmod, const char *text);
+extern char *MyceliumRangeBoundOut(Oid type, Datum value);
+
+/* in shard/table_ddl.c */
+extern List *MyceliumShardCreateCommands(Oid relid, const char *schema, const char *shard_name);
+extern List *MyceliumTableCreateCommands(Oid relid);
+extern char *MyceliumInsertColumnList(Oid relid);
+
+/* in shard/placement.c */
+extern void MyceliumCopyRows(const char *source_sql, const char *target_qualname,
+							 const char *cols, struct MyceliumConnection **conns, int n);
+
+/* in shard/join.c (add_node, remove_node) */
+extern void MyceliumShardCheckNodeJoinable(struct MyceliumConnection *conn, const char *node_name);
+extern void MyceliumShardCopyMetadataTo(struct MyceliumConnection *conn);
+extern void MyceliumShardResetMetadataOf(struct MyceliumConnection *conn);
+extern void MyceliumShardCheckNodeRemovable(const char *node_name);
 
 #endif							/* MYCELIUM_SHARD_H */
