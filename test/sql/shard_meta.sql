@@ -175,6 +175,15 @@ SELECT try($$SELECT mycelium.create_reference_table('bad')$$);
 SELECT try($$SELECT mycelium.undistribute_table('orders')$$);
 SELECT try($$SELECT mycelium.add_range_shard('events', '2024-09-01', '2024-10-01')$$);
 RESET ROLE;
+-- an owner that is not a superuser cannot write the catalog (for now)
+CREATE ROLE shard_meta_owner;
+CREATE TABLE owned (k int);
+ALTER TABLE owned OWNER TO shard_meta_owner;
+SET ROLE shard_meta_owner;
+SELECT try($$SELECT mycelium.create_distributed_table('owned', 'k')$$);
+RESET ROLE;
+DROP TABLE owned;
+DROP ROLE shard_meta_owner;
 
 -- the catalog changes invalidate cached plans over the table
 PREPARE q AS SELECT count(*) FROM mycelium.shards WHERE table_name = 'bad'::regclass;
