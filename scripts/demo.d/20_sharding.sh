@@ -15,7 +15,8 @@ demo_sql 2 "SELECT shard_id, shard_name, min_value, max_value, node_name FROM my
 
 say "Rows inserted on any node go to the shard of their key"
 demo_sql 3 "INSERT INTO orders VALUES (1001, 'customer 1', 'fr', 12.50), (1002, 'customer 2', 'jp', 99.00)
-  RETURNING id, mycelium.shard_for('orders', id) AS shard_id"
+  RETURNING *"
+demo_sql 3 "SELECT id, mycelium.shard_for('orders', id) AS shard_id FROM (VALUES (1001::bigint), (1002)) v(id)"
 
 say "A query by key is routed to the one shard that holds it (here from n2)"
 demo_sql 2 "SELECT * FROM orders WHERE id = 1001"
