@@ -42,6 +42,7 @@ CREATE TABLE %S%.events (account_id int NOT NULL, seq int NOT NULL, kind text NO
 	amount int NOT NULL, at timestamp NOT NULL, PRIMARY KEY (account_id, seq));
 CREATE TABLE %S%.ranged (k int PRIMARY KEY, v text, n int NOT NULL);
 CREATE TABLE %S%.regions (code text PRIMARY KEY, name text NOT NULL, zone int NOT NULL);
+CREATE TABLE %S%.tags (tag text PRIMARY KEY, account_id int, hits int NOT NULL);
 INSERT INTO %S%.accounts
 SELECT id, 'acc' || lpad(id::text, 3, '0'), (ARRAY['eu','us','ap','sa','zz',NULL])[id % 6 + 1],
 	((id * 37) % 1000 + (id % 7) / 100.0)::numeric(12,2),
@@ -52,6 +53,8 @@ INSERT INTO %S%.events
 SELECT a, s, (ARRAY['buy','sell','refund'])[(a + s) % 3 + 1], ((a * s * 11) % 500) - 100,
 	timestamp '2024-01-01' + make_interval(hours => a * 5 + s)
   FROM generate_series(1, 310) a, generate_series(1, 4) s WHERE s <= a % 5;
+INSERT INTO %S%.tags SELECT 'tag' || g, g % 50, (g * 3) % 17 FROM generate_series(1, 120) g;
+INSERT INTO %S%.tags VALUES ('', NULL, 1), ('a b', 7, 2), ('ÄÖü', 8, 3), ('Tag1', 9, 4);
 INSERT INTO %S%.regions VALUES ('eu', 'Europe', 1), ('us', 'Americas', 2),
 	('ap', 'Asia', 3), ('sa', 'South America', 2), ('af', 'Africa', 4);
 SQL
@@ -83,6 +86,7 @@ else
 		SELECT mycelium.create_distributed_table('dist.accounts', 'id', shard_count => 6);
 		SELECT mycelium.create_distributed_table('dist.events', 'account_id', colocate_with => 'dist.accounts');
 		SELECT mycelium.create_reference_table('dist.regions');
+		SELECT mycelium.create_distributed_table('dist.tags', 'tag', shard_count => 4);
 		SELECT mycelium.create_distributed_table('dist.ranged', 'k', 'range');
 		SELECT mycelium.add_range_shard('dist.ranged', '0', '100', 'n1');
 		SELECT mycelium.add_range_shard('dist.ranged', '100', '250', 'n2');
@@ -318,6 +322,15 @@ my %shapes = (
 				"SELECT id, CASE WHEN score > 25 THEN 'hi' ELSE 'lo' END FROM %S%.accounts WHERE id < " . rid(),
 				"SELECT account_id * 10 + seq, abs(amount) FROM %S%.events WHERE account_id = " . rid()), 0 ]
 	},
+	text_key => sub {
+		my $t = pick("'tag" . int(rand(130)) . "'", "''", "'a b'", "'ÄÖü'", "'Tag1'", "'TAG1'");
+		[ pick("SELECT * FROM %S%.tags WHERE tag = $t",
+				"SELECT tag, hits FROM %S%.tags WHERE tag IN ($t, 'tag" . int(rand(130)) . "', NULL)",
+				"SELECT count(*), sum(hits) FROM %S%.tags WHERE tag LIKE 'tag1%'",
+				"SELECT hits, count(*) FROM %S%.tags GROUP BY hits HAVING count(*) > 6",
+				"SELECT t.tag, a.name FROM %S%.tags t JOIN %S%.accounts a ON a.id = t.account_id WHERE t.tag = $t",
+				"SELECT tag FROM %S%.tags ORDER BY tag COLLATE \"C\" LIMIT 5"), 0 ]
+	},
 	setop => sub {
 		[ pick("SELECT id FROM %S%.accounts WHERE id = " . rid() . " UNION ALL SELECT id FROM %S%.accounts WHERE id = " . rid(),
 				"SELECT region FROM %S%.accounts UNION SELECT code FROM %S%.regions",
@@ -338,6 +351,7 @@ my @prepared = (
 	[ 'int', 'SELECT count(*), sum(balance) FROM %S%.accounts WHERE score > $1', sub { rscore() } ],
 	[ 'int', 'SELECT k, v FROM %S%.ranged WHERE k = $1', sub { rk() } ],
 	[ 'text', 'SELECT id FROM %S%.accounts WHERE region = $1', sub { rregion() } ],
+	[ 'text', 'SELECT tag, hits FROM %S%.tags WHERE tag = $1', sub { pick("'tag" . int(rand(130)) . "'", "''", 'NULL') } ],
 );
 
 # run a read-only query on every node against the oracle
@@ -415,10 +429,15 @@ my %dml = (
 	insert_duplicate => sub { ["INSERT INTO %S%.accounts VALUES (" . (1 + int(rand(300))) . ", 'dup', NULL, 0, NULL, date '2024-01-01', NULL)", 'accounts'] },
 	update_range => sub { my $a = rk(); ["UPDATE %S%.ranged SET n = n + 1 WHERE k BETWEEN $a AND " . ($a + int(rand(150))) . " RETURNING k, n", 'ranged'] },
 	insert_range => sub { my $k = 500 + int(rand(100)); ["INSERT INTO %S%.ranged VALUES ($k, 'new', 1) ON CONFLICT (k) DO UPDATE SET n = %S%.ranged.n + 1 RETURNING k, n", 'ranged'] },
+	upsert_text => sub {
+		my $t = pick("'tag" . int(rand(130)) . "'", "'new" . $next_id++ . "'");
+		["INSERT INTO %S%.tags VALUES ($t, 1, 1) ON CONFLICT (tag) DO UPDATE SET hits = %S%.tags.hits + 1 RETURNING tag, hits", 'tags']
+	},
 	update_reference => sub { ["UPDATE %S%.regions SET zone = zone + 1 WHERE code = " . pick("'eu'", "'ap'", "'af'") . " RETURNING code, zone", 'regions'] },
 	delete_subquery => sub { ["DELETE FROM %S%.events e WHERE e.account_id = " . rid() . " AND e.amount > (SELECT min(amount) FROM %S%.events x WHERE x.account_id = e.account_id)", 'events'] },
 );
-my %keys = (accounts => 'id', events => 'account_id, seq', ranged => 'k', regions => 'code');
+my %keys = (accounts => 'id', events => 'account_id, seq', ranged => 'k', regions => 'code',
+	tags => 'tag COLLATE "C"');
 
 # compare the full contents of a table on every node with the oracle
 sub check_contents
