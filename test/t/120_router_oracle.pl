@@ -117,6 +117,28 @@ unless ($plain || $n1->safe_psql('postgres', 'EXPLAIN SELECT * FROM dist.account
 	plan skip_all => 'the query router is not installed';
 }
 
+# the rows really are in the shards (read there directly, bypassing the
+# router), spread over the nodes
+unless ($plain)
+{
+	for my $t (qw(accounts events ranged tags))
+	{
+		my $want = $n1->safe_psql('postgres', "SELECT count(*) FROM oracle.$t");
+		my ($have, %per_node) = (0);
+		for my $sh (split /\n/, $n1->safe_psql('postgres',
+				"SELECT shard_name, substr(node_name, 2) FROM mycelium.shards "
+				  . "WHERE table_name = 'dist.$t'::regclass"))
+		{
+			my ($name, $i) = split /\|/, $sh;
+			my $c = $nodes[ $i - 1 ]->safe_psql('postgres', "SELECT count(*) FROM dist.$name");
+			$have += $c;
+			$per_node{$i} += $c;
+		}
+		is($have, $want, "the shards of dist.$t hold its $want rows");
+		ok(keys(%per_node) >= 2, "dist.$t is spread over " . keys(%per_node) . ' nodes');
+	}
+}
+
 # --- sessions and running statements --------------------------------------
 my @dist = map { $_->background_psql('postgres', on_error_stop => 0) } @nodes;
 my $orac = $n1->background_psql('postgres', on_error_stop => 0);
@@ -331,6 +353,47 @@ my %shapes = (
 				"SELECT t.tag, a.name FROM %S%.tags t JOIN %S%.accounts a ON a.id = t.account_id WHERE t.tag = $t",
 				"SELECT tag FROM %S%.tags ORDER BY tag COLLATE \"C\" LIMIT 5"), 0 ]
 	},
+	pruning => sub {
+		my $i = rid();
+		[ pick("SELECT id FROM %S%.accounts WHERE id = $i.0",
+				"SELECT id FROM %S%.accounts WHERE id = ${i}::bigint",
+				"SELECT id FROM %S%.accounts WHERE id = '$i'",
+				"SELECT id FROM %S%.accounts WHERE id::numeric = $i",
+				"SELECT id FROM %S%.accounts WHERE id = 2147483648",
+				"SELECT id FROM %S%.accounts WHERE id = $i AND id = " . rid(),
+				"SELECT id FROM %S%.accounts WHERE id = $i OR id = " . rid(),
+				"SELECT id FROM %S%.accounts WHERE id BETWEEN $i AND " . ($i + 5),
+				"SELECT id FROM %S%.accounts WHERE id + 0 = $i",
+				"SELECT id FROM %S%.accounts WHERE -id = -$i",
+				"SELECT id FROM %S%.accounts WHERE id = ANY (ARRAY[$i, " . rid() . "])",
+				"SELECT id FROM %S%.accounts WHERE id = $i LIMIT 0",
+				"SELECT id, generate_series(1, 2) FROM %S%.accounts WHERE id = $i",
+				"SELECT k FROM %S%.ranged WHERE k = 99.5",
+				"SELECT k FROM %S%.ranged WHERE k < " . int(rand(120)) . " AND k > 95",
+				"SELECT k FROM %S%.ranged WHERE k = -1",
+				"SELECT k FROM %S%.ranged WHERE k IN (-5, 700, " . rk() . ")",
+				"SELECT count(*) FROM %S%.ranged WHERE k >= 250 AND k < 260",
+				"SELECT tag FROM %S%.tags WHERE tag = 'Tag1' COLLATE \"C\"",
+				"SELECT tag FROM %S%.tags WHERE lower(tag) = 'tag1'",
+				"SELECT tag FROM %S%.tags WHERE tag = 'tag1'::varchar"), 0 ]
+	},
+	agg_edge => sub {
+		[ pick("SELECT avg(score), sum(score), min(name), max(created), count(*) FROM %S%.accounts WHERE id = 100000",
+				"SELECT region, avg(balance) FROM %S%.accounts GROUP BY region HAVING avg(balance) > " . int(rand(600)),
+				"SELECT region FROM %S%.accounts GROUP BY region ORDER BY sum(balance) DESC, region NULLS FIRST",
+				"SELECT DISTINCT score FROM %S%.accounts ORDER BY score NULLS FIRST LIMIT 5",
+				"SELECT count(*) FROM (SELECT id FROM %S%.accounts WHERE score > 10 ORDER BY id LIMIT 20) s",
+				"SELECT max(balance) FILTER (WHERE region = 'eu'), count(*) FILTER (WHERE score IS NULL) FROM %S%.accounts",
+				"SELECT string_agg(name, ',' ORDER BY name) FROM %S%.accounts WHERE id < 20",
+				"SELECT array_agg(id ORDER BY id) FROM %S%.accounts WHERE score = " . rscore(),
+				"SELECT bool_and(balance > 0), bool_or(score > 48), every(id > 0) FROM %S%.accounts",
+				"SELECT stddev(score)::numeric(20,6), variance(balance)::numeric(30,6) FROM %S%.accounts",
+				"SELECT count(*), count(DISTINCT kind), sum(DISTINCT amount) FROM %S%.events WHERE account_id < 100",
+				"SELECT region, min(name), max(name) FROM %S%.accounts GROUP BY region",
+				"SELECT created, count(*) FROM %S%.accounts GROUP BY created HAVING count(*) > 1 ORDER BY created LIMIT 3 OFFSET 1",
+				"SELECT 1 FROM %S%.accounts HAVING count(*) > 10",
+				"SELECT count(*) FROM %S%.accounts a JOIN %S%.events e ON e.account_id = a.id AND e.seq = 1 WHERE a.region IN ('eu', 'us')"), 0 ]
+	},
 	setop => sub {
 		[ pick("SELECT id FROM %S%.accounts WHERE id = " . rid() . " UNION ALL SELECT id FROM %S%.accounts WHERE id = " . rid(),
 				"SELECT region FROM %S%.accounts UNION SELECT code FROM %S%.regions",
@@ -433,6 +496,18 @@ my %dml = (
 		my $t = pick("'tag" . int(rand(130)) . "'", "'new" . $next_id++ . "'");
 		["INSERT INTO %S%.tags VALUES ($t, 1, 1) ON CONFLICT (tag) DO UPDATE SET hits = %S%.tags.hits + 1 RETURNING tag, hits", 'tags']
 	},
+	update_join_reference => sub { ["UPDATE %S%.accounts a SET score = r.zone FROM %S%.regions r WHERE r.code = a.region AND a.id < " . rid() . " RETURNING a.id, a.score", 'accounts'] },
+	update_no_row => sub { ["UPDATE %S%.accounts SET score = 1 WHERE id = 2147483647 RETURNING id", 'accounts'] },
+	delete_in_subquery => sub { ["DELETE FROM %S%.events WHERE account_id IN (SELECT id FROM %S%.accounts WHERE score = " . rscore() . ") RETURNING account_id, seq", 'events'] },
+	insert_columns => sub { my $i = $next_id++; ["INSERT INTO %S%.accounts (id, name, balance, created) VALUES ($i, 'c$i', 3, date '2024-10-10') RETURNING id, region, score, weight", 'accounts'] },
+	upsert_where => sub {
+		my $id = rid();
+		["INSERT INTO %S%.accounts AS t VALUES ($id, 'uw', 'ap', 1, 1, date '2024-11-01', 2) ON CONFLICT (id) DO UPDATE SET score = coalesce(t.score, 0) + 100 WHERE t.balance < 500 RETURNING id, score", 'accounts']
+	},
+	insert_select_limit => sub {
+		my $off = 2000 + $next_id++;
+		["INSERT INTO %S%.events SELECT account_id, seq + $off, kind, amount, at FROM %S%.events ORDER BY account_id, seq LIMIT 5 RETURNING account_id, seq", 'events']
+	},
 	update_reference => sub { ["UPDATE %S%.regions SET zone = zone + 1 WHERE code = " . pick("'eu'", "'ap'", "'af'") . " RETURNING code, zone", 'regions'] },
 	delete_subquery => sub { ["DELETE FROM %S%.events e WHERE e.account_id = " . rid() . " AND e.amount > (SELECT min(amount) FROM %S%.events x WHERE x.account_id = e.account_id)", 'events'] },
 );
@@ -520,10 +595,13 @@ for my $q (1 .. $nqueries)
 		my ($sql, $table) = @{ $dml{$name}->() };
 		if (rand() < 0.15)
 		{
-			# two statements in one transaction, committed or rolled back
+			# two statements in one transaction with reads between them
+			# (each sees the transaction's own writes), then commit or roll back
 			my ($sql2) = @{ $dml{$name}->() };
 			my $end = pick('COMMIT', 'ROLLBACK');
-			$diverged = !check_dml("txn_${name}_" . lc($end), [ $sql, $sql2 ], $table, $node, $end);
+			my $read = "SELECT count(*) FROM %S%.$table";
+			my $read2 = "SELECT * FROM %S%.$table ORDER BY $keys{$table}";
+			$diverged = !check_dml("txn_${name}_" . lc($end), [ $sql, $read, $sql2, $read2 ], $table, $node, $end);
 		}
 		else
 		{
