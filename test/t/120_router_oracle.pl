@@ -405,6 +405,45 @@ my %shapes = (
 	},
 );
 
+# session settings that change how values are read and printed: every
+# query must mean on the shards what it means here
+my @settings = (
+	"SET DateStyle = 'SQL, DMY'", "SET DateStyle = 'German'", "SET DateStyle = 'Postgres, MDY'",
+	"SET TimeZone = 'Asia/Kathmandu'", "SET TimeZone = 'America/St_Johns'",
+	"SET IntervalStyle = 'sql_standard'", "SET extra_float_digits = -3",
+	"SET datestyle = 'ISO, YMD'; SET TimeZone = 'Pacific/Chatham'");
+my @setting_queries = (
+	[ "SELECT count(*) FROM %S%.accounts WHERE created < '10/02/2024'", 0 ],
+	[ "SELECT id, created FROM %S%.accounts WHERE created BETWEEN '03/04/2024' AND '08/05/2024'", 0 ],
+	[ "SELECT id, created FROM %S%.accounts WHERE id = ID", 0 ],
+	[ "SELECT count(*) FROM %S%.events WHERE at < '03/01/2024 12:00'", 0 ],
+	[ "SELECT account_id, seq, at, at::timestamptz FROM %S%.events WHERE account_id = ID", 0 ],
+	[ "SELECT count(*) FROM %S%.events WHERE at::timestamptz < '2024-01-20 00:00:00+00'", 0 ],
+	[ "SELECT date_trunc('day', at::timestamptz)::text, count(*) FROM %S%.events GROUP BY 1", 0 ],
+	[ "SELECT (at - timestamp '2024-01-01')::text, at::date FROM %S%.events WHERE account_id = ID", 0 ],
+	[ "SELECT sum(weight * 1.1::float8)::text, avg(weight)::text FROM %S%.accounts", 0 ],
+	[ "SELECT count(*) FROM %S%.events WHERE at - timestamp '2024-01-01' > interval '3 days 2 hours'", 0 ],
+	[ "SELECT created::timestamptz::text FROM %S%.accounts WHERE id IN (ID, ID)", 0 ],
+	[ "SELECT to_char(at, 'DD Mon YYYY HH24:MI') FROM %S%.events WHERE account_id = ID", 0 ]);
+
+sub check_settings
+{
+	my $setting = pick(@settings);
+	for my $sess (@dist, $orac)
+	{
+		my $r = sq($sess, $setting);
+		die "could not apply $setting: " . render($r) if $r->{err};
+	}
+	for (1 .. 3)
+	{
+		my ($sql, $ordered) = @{ pick(@setting_queries) };
+		$sql =~ s/ID/rid()/ge;
+		check_query('settings', "$sql -- after $setting", $ordered);
+	}
+	sq($_, 'RESET DateStyle; RESET TimeZone; RESET IntervalStyle; SET extra_float_digits = 0')
+	  for @dist, $orac;
+}
+
 # prepared statements: [name, parameter types, sql with $n, parameter generator]
 my @prepared = (
 	[ 'int', 'SELECT * FROM %S%.accounts WHERE id = $1', sub { pick(rid(), rid(), rid(), 'NULL') } ],
@@ -588,7 +627,11 @@ for my $q (1 .. $nqueries)
 	{
 		check_prepared(pick(@prepared));
 	}
-	elsif ($r < 0.30 && $with_dml)
+	elsif ($r < 0.16)
+	{
+		check_settings();
+	}
+	elsif ($r < 0.33 && $with_dml)
 	{
 		my $name = pick(@dml_names);
 		my $node = int(rand(3));
