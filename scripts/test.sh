@@ -28,6 +28,11 @@ if [ "$(id -u)" -eq 0 ]; then
 	run_as=(runuser -u postgres --)
 fi
 
+# TAP clusters of concurrent runs on this machine reserve ports in one
+# shared directory, so two runs never start nodes on the same port
+portdir=${PG_TEST_PORT_DIR:-/tmp/mycelium-portlock}
+mkdir -p "$portdir" && chmod 1777 "$portdir"
+
 passed=0; failed=0; failed_suites=()
 count() {	# count <log> <pass-regex> <fail-regex>
 	local p f
@@ -38,7 +43,7 @@ count() {	# count <log> <pass-regex> <fail-regex>
 for suite in ${SUITES:-regress isolation tap}; do
 	log="$work/$suite.log"
 	echo "=== $suite"
-	"${run_as[@]}" env TAP="${TAP:-}" make -C "$work/src" --no-print-directory \
+	"${run_as[@]}" env TAP="${TAP:-}" PG_TEST_PORT_DIR="$portdir" make -C "$work/src" --no-print-directory \
 		"check-$suite" PG_CONFIG="$staged" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	case $suite in

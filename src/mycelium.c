@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
+#include "router/router.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
@@ -105,4 +106,6 @@ _PG_init(void)
 
 	MyceliumRegisterWorkers();
 	MyceliumRegisterReplicationLauncher();
+	MyceliumInstallPlannerHook();
+	MyceliumRegisterCustomScans();
 }

@@ -78,6 +78,17 @@ MyceliumConnectStart(const char *host, int port, const char *dbname,
 		keys[n] = "replication"; vals[n++] = "database";
 	}
 	keys[n] = "application_name"; vals[n++] = appname;
+	/*
+	 * values travel as text: make their printed forms unambiguous; and
+	 * statements from a peer name shards and local copies already, so the
+	 * receiving session must not route them again
+	 */
+	if (!replication)
+	{
+		keys[n] = "options";
+		vals[n++] = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
+			"-c mycelium.enable_routing=off";
+	}
 	keys[n] = "client_encoding"; vals[n++] = GetDatabaseEncodingName();
 	keys[n] = "sslmode"; vals[n++] = MyceliumSslModeName(mycelium_ssl_mode);
 	keys[n] = "keepalives"; vals[n++] = "1";

@@ -90,7 +90,7 @@ is(on_all(q{SELECT string_agg(node_name || ':' || n, ',' ORDER BY node_name) FRO
 	(SELECT node_name, count(*) n FROM mycelium.shards GROUP BY 1) s}),
 	join(' ', map { "$_=n1:2,n2:2,n3:2" } qw(n1 n2 n3)),
 	'shards are placed round-robin, two per node');
-is(on_all('SELECT count(*) FROM ONLY app.orders'), 'n1=0 n2=0 n3=0',
+is(on_all('SET mycelium.enable_routing = off; SELECT count(*) FROM ONLY app.orders'), 'n1=0 n2=0 n3=0',
 	'the shell exists on every node and is empty');
 
 my $orders = shards_of('app.orders');
@@ -197,8 +197,15 @@ $n3->safe_psql('postgres', q{CREATE TABLE app.events (day date, what text);
 	SELECT mycelium.create_distributed_table('app.events', 'day', 'range')});
 my $r1 = $n1->safe_psql('postgres',
 	"SELECT mycelium.add_range_shard('app.events', '2024-01-01', '2024-02-01', 'n2')");
+# a session on n3 that has read the cache sees the next change from n1
+my $watcher = $n3->background_psql('postgres');
+is($watcher->query_safe("SELECT mycelium.shard_for('app.events', '2024-02-14'::date) IS NULL"),
+	't', 'no shard covers February yet');
 my $r2 = $n1->safe_psql('postgres',
 	"SELECT mycelium.add_range_shard('app.events', '2024-02-01', '2024-03-01')");
+is($watcher->query_safe("SELECT mycelium.shard_for('app.events', '2024-02-14'::date)"),
+	$r2, 'a backend on another node sees the new shard once the change commits');
+$watcher->quit;
 is(on_all("SELECT to_regclass('app.events_$r1') IS NOT NULL"), 'n1=f n2=t n3=f',
 	'a range shard is created on the node asked for');
 ok(same_everywhere($catalog_sql), 'the catalog is identical on every node after range shards');
@@ -207,11 +214,35 @@ like(fails($n2, "SELECT mycelium.add_range_shard('app.events', '2024-01-20', '20
 is(on_all("SELECT mycelium.shard_for('app.events', '2024-02-14'::date)"),
 	"n1=$r2 n2=$r2 n3=$r2", 'shard_for agrees on every node');
 
+# --- two nodes distributing at once: serialized, shard ids unique
+$n1->safe_psql('postgres', 'CREATE TABLE app.c1 (k int)');
+$n2->safe_psql('postgres', 'CREATE TABLE app.c2 (k int)');
+my $s1 = $n1->background_psql('postgres');
+my $s2 = $n2->background_psql('postgres');
+$s1->query_safe('BEGIN');
+$s1->query_safe("SELECT mycelium.create_distributed_table('app.c1', 'k', shard_count => 4)");
+$s2->query_until(qr/started/,
+	"\\echo started\nSELECT mycelium.create_distributed_table('app.c2', 'k', shard_count => 5);\n");
+$n1->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+	  . "WHERE NOT l.granted AND a.application_name = 'mycelium'")
+  or die 'the change from n2 never waited for n1';
+pass('a table distributed from n2 waits for the one open on n1');
+$s1->query_safe('COMMIT');
+$s1->quit;
+$s2->quit;
+is($n3->safe_psql('postgres', q{SELECT string_agg(table_name::text || ':' || shard_count, ',' ORDER BY 1)
+	FROM mycelium.tables WHERE table_name::text IN ('app.c1', 'app.c2')}),
+	'app.c1:4,app.c2:5', 'both tables are distributed');
+is($n3->safe_psql('postgres', 'SELECT count(*) = count(DISTINCT shard_id) FROM mycelium.shards'),
+	't', 'shard ids are unique across concurrent changes');
+ok(same_everywhere($catalog_sql), 'the catalog is identical on every node after concurrent changes');
+
 # --- a 4th node joins: shells, reference tables and the catalog
 my $n4 = $mesh->new_node('n4');
 $n1->safe_psql('postgres', "SELECT mycelium.add_node('n4', '127.0.0.1', " . $n4->port . ")");
 ok(same_everywhere($catalog_sql, $n1, $n4), 'the new node has the same catalog');
-is($n4->safe_psql('postgres', 'SELECT count(*) FROM ONLY app.orders'), '0',
+is($n4->safe_psql('postgres', 'SET mycelium.enable_routing = off; SELECT count(*) FROM ONLY app.orders'), '0',
 	'the new node has the empty shell');
 is($n4->safe_psql('postgres', "SELECT string_agg(code, ',' ORDER BY code) FROM ONLY app.countries"),
 	'fr,jp,pe', 'the new node has the reference table with its rows');
