@@ -426,17 +426,21 @@ my @setting_queries = (
 	[ "SELECT created::timestamptz::text FROM %S%.accounts WHERE id IN (ID, ID)", 0 ],
 	[ "SELECT to_char(at, 'DD Mon YYYY HH24:MI') FROM %S%.events WHERE account_id = ID", 0 ]);
 
+# check_settings($setting, @queries): run queries (random ones by default)
+# under a setting
 sub check_settings
 {
-	my $setting = pick(@settings);
+	my ($setting, @queries) = @_;
+	$setting //= pick(@settings);
+	@queries = map { pick(@setting_queries) } 1 .. 3 unless @queries;
 	for my $sess (@dist, $orac)
 	{
 		my $r = sq($sess, $setting);
 		die "could not apply $setting: " . render($r) if $r->{err};
 	}
-	for (1 .. 3)
+	for my $q (@queries)
 	{
-		my ($sql, $ordered) = @{ pick(@setting_queries) };
+		my ($sql, $ordered) = @$q;
 		$sql =~ s/ID/rid()/ge;
 		check_query('settings', "$sql -- after $setting", $ordered);
 	}
@@ -617,6 +621,9 @@ sub check_dml
 }
 
 # --- the run --------------------------------------------------------------
+# every setting with every query once, then random shapes
+check_settings($_, @setting_queries) for @settings;
+
 my @shape_names = sort keys %shapes;
 my @dml_names = sort keys %dml;
 my $diverged = 0;
@@ -629,7 +636,7 @@ for my $q (1 .. $nqueries)
 	}
 	elsif ($r < 0.16)
 	{
-		check_settings();
+		check_settings(undef);
 	}
 	elsif ($r < 0.33 && $with_dml)
 	{
