@@ -32,8 +32,9 @@ SELECT node, state, connections, opened >= 1 AS opened, reused >= 1 AS reused, f
   FROM mycelium.stat_connections;
 
 -- the shared pool limit counts connections of all backends to one peer:
--- with room for one, the loopback session of a fan-out cannot open a
--- second connection for a nested fan-out
+-- with room for one, the loopback session of a fan-out waits for a second
+-- connection for a nested fan-out (its caller holds the only one), then
+-- fails with 53300 after mycelium.connect_timeout
 ALTER SYSTEM SET mycelium.max_shared_pool_size = 1;
 SELECT pg_reload_conf();
 DO $$
