@@ -157,7 +157,9 @@ MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
 /*
  * drain_ready collects every result available without blocking.  *last
  * keeps the last result, or the first error, which takes priority (as in
- * postgres_fdw).  Returns true when the query is complete.
+ * postgres_fdw).  Returns true when the query is complete.  A COPY found
+ * in progress (a statement abandoned by an error) is ended: libpq would
+ * otherwise report the copy state forever.
  */
 static bool
 drain_ready(MyceliumConnection *conn, PGresult **last)
@@ -168,6 +170,48 @@ drain_ready(MyceliumConnection *conn, PGresult **last)
 
 		if (res == NULL)
 			return true;
+		switch (PQresultStatus(res))
+		{
+			case PGRES_COPY_IN:
+				/* a COPY nobody feeds (an abort): end it, its error follows */
+				PQclear(res);
+				if (PQputCopyEnd(conn->conn, "abandoned by mycelium") < 0 ||
+					PQflush(conn->conn) < 0)
+				{
+					conn->broken = true;
+					return true;
+				}
+				continue;
+			case PGRES_COPY_OUT:
+				/* a COPY nobody reads: discard what has arrived */
+				PQclear(res);
+				for (;;)
+				{
+					char	   *buf;
+					int			len = PQgetCopyData(conn->conn, &buf, 1);
+
+					if (len > 0)
+					{
+						PQfreemem(buf);
+						continue;
+					}
+					if (len == 0)
+						return false;	/* more to come: wait for it */
+					if (len == -2)
+					{
+						conn->broken = true;
+						return true;
+					}
+					break;		/* -1: done, its result follows */
+				}
+				continue;
+			case PGRES_COPY_BOTH:
+				PQclear(res);
+				conn->broken = true;
+				return true;
+			default:
+				break;
+		}
 		if (*last && (PQresultStatus(*last) == PGRES_FATAL_ERROR))
 			PQclear(res);
 		else
