@@ -462,12 +462,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * MyceliumRegisterXactCallbacks installs the callbacks above; called once
- * from _PG_init.
+ * MyceliumRegisterXactCallbacks installs the callbacks above, and those of
+ * deadlock detection; called once from _PG_init.
  */
 void
 MyceliumRegisterXactCallbacks(void)
 {
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
+	MyceliumDeadlockInit();
 }
