@@ -49,6 +49,10 @@ include $(PGXS)
 # after the include: Makefile.global resets PROVE_FLAGS
 PROVE_FLAGS = -I test/perl
 
+# PGXS tracks no header dependencies: rebuild every object when any of our
+# headers changes (a stale object with an old struct layout crashes).
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 $(DATA_built): $(SQL_PARTS)
 	cat $(SQL_PARTS) > $@
 

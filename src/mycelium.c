@@ -20,6 +20,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 
+#include "commands/commands.h"
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
@@ -106,6 +107,7 @@ _PG_init(void)
 
 	MyceliumRegisterWorkers();
 	MyceliumRegisterReplicationLauncher();
+	MyceliumInstallUtilityHook();
 	MyceliumInstallPlannerHook();
 	MyceliumRegisterCustomScans();
 }

@@ -27,6 +27,9 @@ typedef struct MyceliumNode
 
 /* in cluster/nodes.c */
 extern List *MyceliumLoadNodes(void);
+extern Oid	MyceliumExtensionOwner(void);
+extern void MyceliumBeginCatalogAccess(Oid *save_userid, int *save_sec_context);
+extern void MyceliumEndCatalogAccess(Oid save_userid, int save_sec_context);
 extern List *MyceliumCachedNodes(void);
 extern void MyceliumSpiExecLatest(const char *sql, int nargs, Oid *types, Datum *values,
 								  bool read_only);

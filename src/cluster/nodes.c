@@ -15,6 +15,12 @@
  */
 #include "postgres.h"
 
+#include "utils/fmgroids.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_extension.h"
+#include "catalog/indexing.h"
+#include "access/table.h"
+#include "access/genam.h"
 #include <ctype.h>
 
 #include "catalog/namespace.h"
@@ -94,13 +100,59 @@ MyceliumValidateNodeName(const char *node_name)
  * as a List of palloc'd MyceliumNode in the caller's memory context, read
  * with the latest snapshot (what a metadata change must see).
  */
+/*
+ * MyceliumExtensionOwner returns the role that owns the mycelium extension.
+ */
+Oid
+MyceliumExtensionOwner(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = BOOTSTRAP_SUPERUSERID;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("mycelium"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+/*
+ * MyceliumBeginCatalogAccess makes the current user the extension's owner
+ * until MyceliumEndCatalogAccess, so Mycelium's own catalog can be read
+ * and written on behalf of users who hold no right on it (the table owner
+ * running DDL, any role committing a write that spans nodes).
+ */
+void
+MyceliumBeginCatalogAccess(Oid *save_userid, int *save_sec_context)
+{
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(MyceliumExtensionOwner(),
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+MyceliumEndCatalogAccess(Oid save_userid, int save_sec_context)
+{
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
 List *
 MyceliumLoadNodes(void)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
+	Oid			save_userid;
+	int			save_sec_context;
 
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
 	SPI_connect();
 	MyceliumSpiExecLatest("SELECT node_id, node_name, host, port, status "
 						  "FROM mycelium.node ORDER BY node_id", 0, NULL, NULL, true);
@@ -122,6 +174,8 @@ MyceliumLoadNodes(void)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	/* an error above aborts the transaction, which restores the user */
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
 	return result;
 }
 

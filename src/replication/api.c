@@ -46,6 +46,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/snapmgr.h"
@@ -53,6 +54,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/api_internal.h"
+#include "replication/apply_internal.h"
 #include "replication/replication.h"
 #include "replication/peer_state.h"
 
@@ -110,10 +112,42 @@ wake_launcher_after_commit(void)
 }
 
 /*
+ * custom_policy validates 'custom:<function>': the function must exist as
+ * f(regclass, jsonb, jsonb) RETURNS jsonb (42883 / 42P13 otherwise).
+ * Returns the policy to record, with the function schema-qualified.
+ */
+static const char *
+custom_policy(const char *policy)
+{
+	const char *name = policy + strlen("custom:");
+	Oid			fn;
+
+	if (*name == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("conflict resolution policy \"custom\" needs a function"),
+				 errhint("Write 'custom:schema.function', naming a function (regclass, jsonb, jsonb) RETURNS jsonb.")));
+	fn = MyceliumConflictFunction(name);
+	if (!OidIsValid(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s(regclass, jsonb, jsonb) does not exist", name),
+				 errhint("A custom conflict function takes (table regclass, local jsonb, remote jsonb) and returns the row to keep as jsonb.")));
+	if (get_func_rettype(fn) != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("conflict function %s must return jsonb", name)));
+	return psprintf("custom:%s",
+					quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)),
+											   get_func_name(fn)));
+}
+
+/*
  * resolve_policy returns the conflict resolution policy to record: the
  * argument, or mycelium.conflict_resolution when it is NULL (which only
  * takes supported values); only the supported policies are accepted
- * (22023).
+ * (22023): last_writer_wins, and custom:<function> (a function that exists
+ * on this node; it must exist on every node).
  */
 static const char *
 resolve_policy(FunctionCallInfo fcinfo)
@@ -128,10 +162,13 @@ resolve_policy(FunctionCallInfo fcinfo)
 	for (i = 0; i < lengthof(supported_policies); i++)
 		if (strcmp(policy, supported_policies[i]) == 0)
 			return supported_policies[i];
+	if (strncmp(policy, "custom", strlen("custom")) == 0 &&
+		(policy[strlen("custom")] == ':' || policy[strlen("custom")] == '\0'))
+		return custom_policy(strcmp(policy, "custom") == 0 ? "custom:" : policy);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unsupported conflict resolution policy \"%s\"", policy),
-			 errdetail("The supported policies are: last_writer_wins.")));
+			 errdetail("The supported policies are: last_writer_wins, custom:<function>.")));
 	return NULL;				/* keep compiler quiet */
 }
 

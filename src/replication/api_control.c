@@ -25,6 +25,8 @@
 #include "replication/slot.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -100,8 +102,9 @@ set_paused(MyceliumReplPeer *peer, void *arg)
 }
 
 /*
- * set_paused_for sets or clears the paused flag of each peer in the list
- * and wakes the launcher, which passes the change on to the workers.
+ * set_paused_for sets or clears the paused flag of each peer in the list,
+ * wakes its apply worker (a resumed one reconnects at once, not at its
+ * next heartbeat) and the launcher.
  */
 static void
 set_paused_for(List *peers, bool paused)
@@ -109,7 +112,19 @@ set_paused_for(List *peers, bool paused)
 	ListCell   *lc;
 
 	foreach(lc, peers)
-		MyceliumReplPeerUpdate(((MyceliumNode *) lfirst(lc))->node_name, set_paused, &paused);
+	{
+		const char *name = ((MyceliumNode *) lfirst(lc))->node_name;
+		MyceliumReplPeer peer;
+
+		MyceliumReplPeerUpdate(name, set_paused, &paused);
+		if (MyceliumReplPeerGet(name, &peer) && peer.worker_pid != 0)
+		{
+			PGPROC	   *proc = BackendPidGetProc(peer.worker_pid);
+
+			if (proc != NULL)
+				SetLatch(&proc->procLatch);
+		}
+	}
 	MyceliumReplWakeLauncher();
 }
 

@@ -55,6 +55,7 @@
 
 #include "config/config.h"
 #include "replication/apply_internal.h"
+#include "replication/vclock.h"
 
 /* what we know about one relation of the sender */
 typedef struct ApplyRel
@@ -72,6 +73,8 @@ typedef struct ApplyRel
 	FmgrInfo   *infuncs;		/* remote column -> local type input */
 	Oid		   *ioparams;
 	int32	   *typmods;
+	TimestampTz listed_at;		/* commit time of its mycelium.replicated_table
+								 * row here: older versions predate replication */
 } ApplyRel;
 
 /* one change being applied: the executor state around a local table */
@@ -96,6 +99,11 @@ static struct
 	XLogRecPtr	final_lsn;
 	MemoryContext cxt;			/* lives as long as the worker */
 	MemoryContext msgcxt;		/* reset after every message */
+	MemoryContext xactcxt;		/* reset at every BEGIN: the context */
+	RepOriginId vv_origin;		/* persists our vector entry of the peer */
+	int			ctx_len;		/* the writer's context (version vector) */
+	char	  **ctx_nodes;
+	TimestampTz *ctx_times;
 	HTAB	   *rels;
 	MyceliumApplyStats stats;
 } apply;
@@ -123,16 +131,19 @@ invalidate_rels(Datum arg, Oid relid)
  * worker.
  */
 void
-MyceliumApplyInit(const char *peer_name)
+MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin)
 {
 	HASHCTL		ctl;
 
 	memset(&apply, 0, sizeof(apply));
 	strlcpy(apply.peer, peer_name, sizeof(apply.peer));
+	apply.vv_origin = vv_origin;
 	apply.cxt = AllocSetContextCreate(TopMemoryContext, "mycelium apply",
 									  ALLOCSET_DEFAULT_SIZES);
 	apply.msgcxt = AllocSetContextCreate(apply.cxt, "mycelium apply message",
 										 ALLOCSET_DEFAULT_SIZES);
+	apply.xactcxt = AllocSetContextCreate(apply.cxt, "mycelium apply context",
+										  ALLOCSET_SMALL_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint32);
 	ctl.entrysize = sizeof(ApplyRel);
@@ -261,6 +272,7 @@ map_relation(ApplyRel *ar, Relation rel)
 		ar->typmods[i] = att->atttypmod;
 	}
 	MemoryContextSwitchTo(old);
+	ar->listed_at = MyceliumApplyListedAt(RelationGetRelid(rel));
 	ar->localrelid = RelationGetRelid(rel);
 	ar->mapped = true;
 }
@@ -400,11 +412,29 @@ find_local(ApplyTarget *t)
 }
 
 /*
- * remote_wins decides last-writer-wins for the row in t->local: true when
- * the remote change is the later one (commit time, then node name), or
- * when the local row has no competing version (written by this remote
- * transaction, or last written by the same peer, whose stream is in
- * order).  Fills the local version for the conflict record.
+ * context_covers: the writer of the remote transaction had seen the
+ * version (node, ts) -- its context's entry for node is at or after ts.
+ */
+static bool
+context_covers(const char *node, TimestampTz ts)
+{
+	int			i;
+
+	for (i = 0; i < apply.ctx_len; i++)
+		if (strcmp(apply.ctx_nodes[i], node) == 0)
+			return apply.ctx_times[i] >= ts;
+	return false;
+}
+
+/*
+ * remote_wins decides for the row in t->local.  No conflict when the local
+ * row has no competing version (written by this remote transaction, or
+ * its commit time is unknown), was last written by the same peer (whose
+ * stream is in order), its version is in the writer's context (the
+ * writer had seen it: causally ordered), or it predates the table's
+ * replication (every node had it: copied by replicate_table).  Otherwise the writes are
+ * concurrent (*concurrent): last writer wins by commit time, then node
+ * name.  Fills the local version for the conflict record.
  */
 static bool
 remote_wins(ApplyTarget *t, TimestampTz *local_ts, char *local_node, bool *concurrent)
@@ -412,7 +442,8 @@ remote_wins(ApplyTarget *t, TimestampTz *local_ts, char *local_node, bool *concu
 	*concurrent = false;
 	if (!MyceliumApplyLocalVersion(t->local, local_ts, local_node, NAMEDATALEN))
 		return true;
-	if (strcmp(local_node, apply.peer) == 0)
+	if (strcmp(local_node, apply.peer) == 0 || context_covers(local_node, *local_ts) ||
+		*local_ts <= t->ar->listed_at)
 		return true;
 	*concurrent = true;
 	if (apply.commit_time != *local_ts)
@@ -427,9 +458,39 @@ static void
 conflict(ApplyTarget *t, const char *type, TupleTableSlot *local, TupleTableSlot *remote,
 		 TimestampTz local_ts, const char *local_node, const char *resolution)
 {
-	MyceliumApplyLogConflict(t->rel, type, local, remote, local_ts, local_node,
-							 apply.commit_time, apply.peer, resolution);
+	MyceliumConflictVersions v;
+
+	v.local_ts = local_ts;
+	v.local_node = local_node;
+	v.remote_ts = apply.commit_time;
+	v.remote_node = apply.peer;
+	v.remote_context = MyceliumReplVectorJson(apply.ctx_len,
+											  (const char *const *) apply.ctx_nodes,
+											  apply.ctx_times);
+	MyceliumApplyLogConflict(t->rel, type, local, remote, &v, resolution);
 	apply.stats.conflicts++;
+}
+
+/*
+ * resolve_concurrent settles two concurrent versions of a row: the
+ * table's custom function when it has one (its row replaces t->remote),
+ * else last writer wins (remote_won).  Records the conflict; returns true
+ * when t->remote must be written.
+ */
+static bool
+resolve_concurrent(ApplyTarget *t, const char *type, bool remote_won,
+				   TimestampTz local_ts, const char *local_node)
+{
+	const char *resolution;
+
+	if (MyceliumApplyCustomResolve(t->rel, t->local, t->remote))
+	{
+		conflict(t, type, t->local, t->remote, local_ts, local_node, "custom");
+		return true;
+	}
+	resolution = remote_won ? "apply_remote" : "keep_local";
+	conflict(t, type, t->local, t->remote, local_ts, local_node, resolution);
+	return remote_won;
 }
 
 /*
@@ -450,15 +511,15 @@ handle_insert(MyceliumReplMessage *m)
 	slot_getallattrs(t.search);	/* the key scan reads tts_values */
 	if (!find_local(&t))
 		ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
-	else if (remote_wins(&t, &local_ts, local_node, &concurrent))
-	{
-		if (concurrent)
-			conflict(&t, "insert_insert", t.local, t.remote, local_ts, local_node,
-					 "apply_remote");
-		ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
-	}
 	else
-		conflict(&t, "insert_insert", t.local, t.remote, local_ts, local_node, "keep_local");
+	{
+		bool		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
+
+		if (concurrent)
+			wins = resolve_concurrent(&t, "insert_insert", wins, local_ts, local_node);
+		if (wins)
+			ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
+	}
 	close_target(&t);
 }
 
@@ -486,30 +547,42 @@ handle_update(MyceliumReplMessage *m)
 	}
 	else
 	{
+		bool		wins;
+
 		fill_slot(&t, t.remote, &m->u.change.new_tuple, t.local);
-		if (remote_wins(&t, &local_ts, local_node, &concurrent))
+		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
+		if (concurrent)
+			wins = resolve_concurrent(&t, "update_update", wins, local_ts, local_node);
+		if (wins)
 			ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
-		else
-			conflict(&t, "update_update", t.local, t.remote, local_ts, local_node,
-					 "keep_local");
 	}
 	close_target(&t);
 }
 
 /*
  * handle_delete deletes the row found by key; a missing row is recorded
- * (delete_missing).  A delete always wins over a concurrent update: that
- * is what makes a skipped update_delete converge.
+ * (delete_missing).  A delete always wins over a concurrent update
+ * (update_delete, recorded here too): that is what makes a skipped
+ * update_delete converge.
  */
 static void
 handle_delete(MyceliumReplMessage *m)
 {
 	ApplyTarget t;
+	TimestampTz local_ts = 0;
+	char		local_node[NAMEDATALEN] = "";
+	bool		concurrent;
 
 	open_target(m->u.change.relid, &t);
 	fill_slot(&t, t.search, &m->u.change.old_tuple, NULL);
 	if (find_local(&t))
+	{
+		(void) remote_wins(&t, &local_ts, local_node, &concurrent);
+		if (concurrent)
+			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
+					 "apply_remote");
 		ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
+	}
 	else
 		conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
 	close_target(&t);
@@ -557,6 +630,10 @@ handle_begin(MyceliumReplMessage *m)
 				 errmsg("node \"%s\" began a transaction inside another", apply.peer)));
 	StartTransactionCommand();
 	apply.in_xact = true;
+	MemoryContextReset(apply.xactcxt);
+	apply.ctx_len = 0;
+	apply.ctx_nodes = NULL;
+	apply.ctx_times = NULL;
 	apply.commit_time = m->u.begin.commit_time;
 	apply.final_lsn = m->u.begin.final_lsn;
 }
@@ -580,15 +657,43 @@ handle_commit(MyceliumReplMessage *m)
 				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
 						   apply.peer, m->u.commit.origin),
 				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
+	MyceliumReplVectorPersist(apply.vv_origin, m->u.commit.commit_time);
 	replorigin_session_origin_lsn = m->u.commit.end_lsn;
 	replorigin_session_origin_timestamp = m->u.commit.commit_time;
 	CommitTransactionCommand();
 	apply.in_xact = false;
+	MyceliumReplVectorAdvance(apply.peer, m->u.commit.commit_time);
 	apply.stats.end_lsn = m->u.commit.end_lsn;
 	if (XactLastCommitEnd > apply.stats.local_end)
 		apply.stats.local_end = XactLastCommitEnd;
 	apply.stats.commit_time = m->u.commit.commit_time;
 	apply.stats.transactions++;
+}
+
+/*
+ * handle_context keeps the writer's context for the changes that follow
+ * it in the remote transaction.
+ */
+static void
+handle_context(MyceliumReplMessage *m)
+{
+	int			n = m->u.context.nentries;
+	int			i;
+
+	if (!apply.in_xact)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("node \"%s\" sent a CONTEXT message outside a transaction",
+						apply.peer)));
+	MemoryContextReset(apply.xactcxt);
+	apply.ctx_nodes = MemoryContextAlloc(apply.xactcxt, Max(n, 1) * sizeof(char *));
+	apply.ctx_times = MemoryContextAlloc(apply.xactcxt, Max(n, 1) * sizeof(TimestampTz));
+	for (i = 0; i < n; i++)
+	{
+		apply.ctx_nodes[i] = MemoryContextStrdup(apply.xactcxt, m->u.context.nodes[i]);
+		apply.ctx_times[i] = m->u.context.times[i];
+	}
+	apply.ctx_len = n;
 }
 
 /*
@@ -649,6 +754,9 @@ MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn)
 			break;
 		case MYCELIUM_REPL_MSG_RELATION:
 			handle_relation(&m);
+			break;
+		case MYCELIUM_REPL_MSG_CONTEXT:
+			handle_context(&m);
 			break;
 		default:
 			MemoryContextSwitchTo(apply.msgcxt);

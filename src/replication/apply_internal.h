@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "executor/tuptable.h"
 #include "libpq-fe.h"
+#include "replication/origin.h"
 #include "utils/relcache.h"
 
 #include "replication/peer_state.h"
@@ -31,6 +32,9 @@ typedef struct MyceliumApplyArgs
 /* in replication/launcher.c */
 extern PGDLLEXPORT void MyceliumReplLauncherMain(Datum main_arg);
 extern long MyceliumReplBackoffMs(int64 retries);
+
+/* in replication/slot_watch.c */
+extern void MyceliumReplWatchSlots(List *nodes);
 
 /* in replication/walstream.c */
 extern PGconn *MyceliumWalConnect(const char *host, int port, const char *user,
@@ -54,18 +58,31 @@ typedef struct MyceliumApplyStats
 	int64		conflicts;
 } MyceliumApplyStats;
 
-extern void MyceliumApplyInit(const char *peer_name);
+extern void MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin);
 extern void MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn);
 extern bool MyceliumApplyInTransaction(void);
 extern void MyceliumApplyReset(void);
 extern MyceliumApplyStats *MyceliumApplyGetStats(void);
 
 /* in replication/apply_conflict.c */
+/* the two versions of a conflict, as recorded */
+typedef struct MyceliumConflictVersions
+{
+	TimestampTz local_ts;		/* the local row's dot (0, NULL: none) */
+	const char *local_node;
+	TimestampTz remote_ts;		/* the remote change's dot */
+	const char *remote_node;
+	const char *remote_context; /* its writer's vector, jsonb text */
+} MyceliumConflictVersions;
+
 extern void MyceliumApplyLogConflict(Relation rel, const char *conflict_type,
 									 TupleTableSlot *local, TupleTableSlot *remote,
-									 TimestampTz local_ts, const char *local_node,
-									 TimestampTz remote_ts, const char *remote_node,
+									 const MyceliumConflictVersions *v,
 									 const char *resolution);
+extern TimestampTz MyceliumApplyListedAt(Oid relid);
+extern Oid	MyceliumConflictFunction(const char *name);
+extern bool MyceliumApplyCustomResolve(Relation rel, TupleTableSlot *local,
+									   TupleTableSlot *remote);
 extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
 									  char *node, int nodelen);
 

@@ -49,6 +49,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/apply_internal.h"
+#include "replication/vclock.h"
 
 /* send feedback early when applying moved this far since the last one */
 #define FEEDBACK_LSN_DISTANCE	(16 * 1024 * 1024)
@@ -76,6 +77,7 @@ static struct
 	int			my_node_id;
 	char		user[NAMEDATALEN];
 	RepOriginId origin;
+	RepOriginId vv_origin;		/* persists the version vector entry */
 	PGconn	   *conn;
 	char	   *copybuf;		/* from PQgetCopyData, freed on error too */
 	XLogRecPtr	start_lsn;
@@ -195,6 +197,7 @@ load_setup(void)
 	w.origin = replorigin_by_name(origin_name, true);
 	if (w.origin == InvalidRepOriginId)
 		w.origin = replorigin_create(origin_name);
+	w.vv_origin = MyceliumReplVectorOrigin(w.args.node_name, true);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
@@ -374,7 +377,14 @@ drain(void)
 		int			len = PQgetCopyData(w.conn, &w.copybuf, 1);
 
 		if (len == 0)
-			return false;
+		{
+			/* libpq's buffer is empty: read what the socket already holds */
+			if (!PQconsumeInput(w.conn))
+				MyceliumWalConnError(w.conn, "read the stream", w.args.node_name);
+			len = PQgetCopyData(w.conn, &w.copybuf, 1);
+			if (len == 0)
+				return false;
+		}
 		if (len < 0)
 			MyceliumWalConnError(w.conn, len == -1 ? "keep streaming (the stream ended)" : "read the stream",
 								 w.args.node_name);
@@ -502,7 +512,7 @@ MyceliumApplyWorkerMain(Datum main_arg)
 	load_setup();
 	replorigin_session_setup(w.origin);
 	replorigin_session_origin = w.origin;
-	MyceliumApplyInit(w.args.node_name);
+	MyceliumApplyInit(w.args.node_name, w.vv_origin);
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "mycelium apply loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)

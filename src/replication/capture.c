@@ -56,6 +56,7 @@
 
 #include "config/config.h"
 #include "replication/capture.h"
+#include "replication/vclock.h"
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
@@ -71,6 +72,8 @@ typedef struct CaptureData
 	Oid			catalog_relid;	/* mycelium.replicated_table, or InvalidOid */
 	uint64		catalog_generation; /* generation catalog_relid is from */
 	int			skipped_changes;	/* since the last progress report */
+	StringInfo	pending_context;	/* CONTEXT to send before the next change */
+	bool		context_pending;
 } CaptureData;
 
 /* what this session knows about one relation */
@@ -212,6 +215,12 @@ capture_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	data->context = AllocSetContextCreate(ctx->context,
 										  "mycelium capture",
 										  ALLOCSET_DEFAULT_SIZES);
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx->context);
+
+		data->pending_context = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
 	opt->receive_rewrites = false;
 	ctx->output_plugin_private = data;
@@ -381,6 +390,14 @@ capture_prepare_output(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		OutputPluginWrite(ctx, false);
 		data->begin_sent = true;
 	}
+	if (data->context_pending)
+	{
+		OutputPluginPrepareWrite(ctx, false);
+		appendBinaryStringInfo(ctx->out, data->pending_context->data,
+							   data->pending_context->len);
+		OutputPluginWrite(ctx, false);
+		data->context_pending = false;
+	}
 	if (!entry->schema_sent)
 	{
 		OutputPluginPrepareWrite(ctx, false);
@@ -417,6 +434,7 @@ capture_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	CaptureData *data = ctx->output_plugin_private;
 
 	data->begin_sent = false;
+	data->context_pending = false;
 	capture_generation++;
 }
 
@@ -568,6 +586,36 @@ capture_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 }
 
 /*
+ * capture_message keeps the writer's context (a transactional message of
+ * the mycelium_context trigger, already a CONTEXT message) to send before
+ * the transaction's next captured change; other messages are ignored.  It
+ * is parsed first, so a forged one stops decoding rather than the peers.
+ */
+static void
+capture_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				XLogRecPtr message_lsn, bool transactional, const char *prefix,
+				Size message_size, const char *message)
+{
+	CaptureData *data = ctx->output_plugin_private;
+	MemoryContext old;
+	MyceliumReplMessage m;
+
+	if (!transactional || strcmp(prefix, MYCELIUM_CONTEXT_PREFIX) != 0)
+		return;
+	old = MemoryContextSwitchTo(data->context);
+	MyceliumReplParseMessage(message, (int) message_size, &m);
+	if (m.type != MYCELIUM_REPL_MSG_CONTEXT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("logical message \"%s\" is not a CONTEXT message", prefix)));
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->context);
+	resetStringInfo(data->pending_context);
+	appendBinaryStringInfo(data->pending_context, message, (int) message_size);
+	data->context_pending = true;
+}
+
+/*
  * capture_filter_by_origin drops every change that carries a replication
  * origin: it was applied here from a peer, and its own node streams it.
  */
@@ -590,6 +638,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->change_cb = capture_change;
 	cb->truncate_cb = capture_truncate;
 	cb->commit_cb = capture_commit;
+	cb->message_cb = capture_message;
 	cb->filter_by_origin_cb = capture_filter_by_origin;
 	cb->shutdown_cb = capture_shutdown;
 }

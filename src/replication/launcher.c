@@ -260,7 +260,9 @@ reconcile(void)
 		nodes = MyceliumCachedNodes();
 		if (MyceliumFindNode(nodes, mycelium_node_name) == NULL)
 			nodes = NIL;
-		else if (!have_replicated_tables())
+		else
+			MyceliumReplWatchSlots(nodes);
+		if (nodes != NIL && !have_replicated_tables())
 		{
 			/* mesh ready, nothing to replicate: no workers, no slots */
 			nodes = NIL;

@@ -25,6 +25,12 @@ typedef struct MyceliumReplShared
 	LWLock	   *lock;
 	Latch	   *launcher_latch;
 	MyceliumReplPeer peers[MYCELIUM_REPL_MAX_PEERS];
+	/* this node's version vector (see vclock.c) */
+	bool		vector_loaded;	/* merged with mycelium.version_vector */
+	uint64		vector_generation;	/* bumped at every advance */
+	int			vector_len;
+	char		vector_nodes[MYCELIUM_REPL_MAX_PEERS][NAMEDATALEN];
+	TimestampTz vector_times[MYCELIUM_REPL_MAX_PEERS];
 } MyceliumReplShared;
 
 static MyceliumReplShared *repl = NULL;
@@ -234,4 +240,79 @@ MyceliumReplStatusName(MyceliumReplPeerStatus status)
 			return "down";
 	}
 	return "unknown";
+}
+
+/*
+ * MyceliumReplVectorAdvance raises the entry of node in this node's version
+ * vector to t (entries never go back); a full vector ignores new nodes,
+ * which only makes later changes look concurrent, never causal.
+ */
+void
+MyceliumReplVectorAdvance(const char *node, TimestampTz t)
+{
+	int			i;
+
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	for (i = 0; i < repl->vector_len; i++)
+		if (strcmp(repl->vector_nodes[i], node) == 0)
+			break;
+	if (i == repl->vector_len && i < MYCELIUM_REPL_MAX_PEERS)
+	{
+		strlcpy(repl->vector_nodes[i], node, NAMEDATALEN);
+		repl->vector_times[i] = 0;
+		repl->vector_len++;
+	}
+	if (i < repl->vector_len && repl->vector_times[i] < t)
+	{
+		repl->vector_times[i] = t;
+		repl->vector_generation++;
+	}
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplVectorSetLoaded records that the persisted vector was merged.
+ */
+void
+MyceliumReplVectorSetLoaded(void)
+{
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	repl->vector_loaded = true;
+	repl->vector_generation++;
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplVectorGet copies this node's version vector (at most max
+ * entries) and returns its length; *generation changes whenever it does.
+ */
+int
+MyceliumReplVectorGet(char (*nodes)[NAMEDATALEN], TimestampTz *times, int max,
+					  uint64 *generation, bool *loaded)
+{
+	int			n;
+
+	LWLockAcquire(repl->lock, LW_SHARED);
+	n = Min(repl->vector_len, max);
+	memcpy(nodes, repl->vector_nodes, n * NAMEDATALEN);
+	memcpy(times, repl->vector_times, n * sizeof(TimestampTz));
+	*generation = repl->vector_generation;
+	*loaded = repl->vector_loaded;
+	LWLockRelease(repl->lock);
+	return n;
+}
+
+/*
+ * MyceliumReplVectorGeneration: changes whenever the vector does (a cheap
+ * test before copying it).
+ */
+uint64
+MyceliumReplVectorGeneration(void)
+{
+	uint64		g;
+
+	LWLockAcquire(repl->lock, LW_SHARED);
+	g = repl->vector_generation;
+	LWLockRelease(repl->lock);
+	return g;
 }

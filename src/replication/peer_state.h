@@ -65,6 +65,11 @@ extern void MyceliumReplWakeLauncher(void);
 extern void MyceliumReplSlotName(int consumer_node_id, char *buf, int buflen);
 extern void MyceliumReplOriginName(const char *source_node_name, char *buf, int buflen);
 extern const char *MyceliumReplStatusName(MyceliumReplPeerStatus status);
+extern void MyceliumReplVectorAdvance(const char *node, TimestampTz t);
+extern void MyceliumReplVectorSetLoaded(void);
+extern int	MyceliumReplVectorGet(char (*nodes)[NAMEDATALEN], TimestampTz *times, int max,
+								  uint64 *generation, bool *loaded);
+extern uint64 MyceliumReplVectorGeneration(void);
 
 /* in replication/launcher.c: called from _PG_init */
 extern void MyceliumRegisterReplicationLauncher(void);

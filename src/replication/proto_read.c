@@ -361,6 +361,26 @@ parse_truncate(ReplReader *r, MyceliumReplMessage *out)
 }
 
 /*
+ * parse_context reads CONTEXT: a 2-byte count, then per entry a node name
+ * and a commit time.  Each entry takes at least 11 bytes.
+ */
+static void
+parse_context(ReplReader *r, MyceliumReplMessage *out)
+{
+	int			n = get_count(r, false, MYCELIUM_REPL_MAX_CONTEXT, 11, "entries");
+	int			i;
+
+	out->u.context.nentries = n;
+	out->u.context.nodes = palloc(Max(n, 1) * sizeof(char *));
+	out->u.context.times = palloc(Max(n, 1) * sizeof(TimestampTz));
+	for (i = 0; i < n; i++)
+	{
+		out->u.context.nodes[i] = get_name(r, "a node name");
+		out->u.context.times[i] = get_time(r, "a commit time");
+	}
+}
+
+/*
  * MyceliumReplMsgTypeName returns the name of a message type for messages
  * and rendering, or NULL for a byte that is no message type.
  */
@@ -383,6 +403,8 @@ MyceliumReplMsgTypeName(MyceliumReplMsgType type)
 			return "DELETE";
 		case MYCELIUM_REPL_MSG_TRUNCATE:
 			return "TRUNCATE";
+		case MYCELIUM_REPL_MSG_CONTEXT:
+			return "CONTEXT";
 	}
 	return NULL;
 }
@@ -439,6 +461,9 @@ MyceliumReplParseMessage(const char *buf, int len, MyceliumReplMessage *out)
 			break;
 		case MYCELIUM_REPL_MSG_TRUNCATE:
 			parse_truncate(&r, out);
+			break;
+		case MYCELIUM_REPL_MSG_CONTEXT:
+			parse_context(&r, out);
 			break;
 	}
 

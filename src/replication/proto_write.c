@@ -299,3 +299,23 @@ MyceliumReplWriteTruncate(StringInfo out, int nrelids, const Oid *relids,
 		pq_sendint32(out, relids[i]);
 	end_message(out, start);
 }
+
+/*
+ * MyceliumReplWriteContext appends CONTEXT: the writer's version vector,
+ * as (node name, latest commit time of that node seen) pairs.
+ */
+void
+MyceliumReplWriteContext(StringInfo out, int nentries, const char *const *nodes,
+						 const TimestampTz *times)
+{
+	int			start = begin_message(out, MYCELIUM_REPL_MSG_CONTEXT);
+	int			i;
+
+	pq_sendint16(out, (uint16) nentries);
+	for (i = 0; i < nentries; i++)
+	{
+		send_string(out, nodes[i]);
+		pq_sendint64(out, (uint64) times[i]);
+	}
+	end_message(out, start);
+}

@@ -179,6 +179,22 @@ render_body(StringInfo buf, const MyceliumReplMessage *msg)
 								 msg->u.truncate.relids[i]);
 			appendStringInfoChar(buf, ']');
 			break;
+		case MYCELIUM_REPL_MSG_CONTEXT:
+			render_key(buf, "vector");
+			appendStringInfoChar(buf, '{');
+			for (i = 0; i < msg->u.context.nentries; i++)
+			{
+				char		tbuf[MAXDATELEN + 1];
+
+				if (i > 0)
+					appendStringInfoChar(buf, ',');
+				escape_json(buf, msg->u.context.nodes[i]);
+				appendStringInfo(buf, ":\"%s\"",
+								 JsonEncodeDateTime(tbuf, TimestampTzGetDatum(msg->u.context.times[i]),
+													TIMESTAMPTZOID, NULL));
+			}
+			appendStringInfoChar(buf, '}');
+			break;
 	}
 }
 

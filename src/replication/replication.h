@@ -38,8 +38,12 @@ typedef enum MyceliumReplMsgType
 	MYCELIUM_REPL_MSG_INSERT = 'I',
 	MYCELIUM_REPL_MSG_UPDATE = 'U',
 	MYCELIUM_REPL_MSG_DELETE = 'D',
-	MYCELIUM_REPL_MSG_TRUNCATE = 'T'
+	MYCELIUM_REPL_MSG_TRUNCATE = 'T',
+	MYCELIUM_REPL_MSG_CONTEXT = 'V'	/* the writer's version vector */
 } MyceliumReplMsgType;
+
+/* at most this many entries in a CONTEXT message (one per node) */
+#define MYCELIUM_REPL_MAX_CONTEXT		1024
 
 /* tuple markers inside INSERT, UPDATE and DELETE */
 #define MYCELIUM_REPL_TUPLE_NEW			'N' /* the new row */
@@ -124,6 +128,12 @@ typedef struct MyceliumReplMessage
 		}			change;		/* INSERT, UPDATE and DELETE */
 		struct
 		{
+			int			nentries;
+			char	  **nodes;	/* origin node names */
+			TimestampTz *times; /* latest commit of each seen by the writer */
+		}			context;	/* CONTEXT: applies to the changes after it */
+		struct
+		{
 			uint8		flags;	/* MYCELIUM_REPL_TRUNCATE_* */
 			int			nrelids;
 			uint32	   *relids;
@@ -135,6 +145,11 @@ typedef struct MyceliumReplMessage
 extern void MyceliumReplParseMessage(const char *buf, int len,
 									 MyceliumReplMessage *out);
 extern const char *MyceliumReplMsgTypeName(MyceliumReplMsgType type);
+
+/* in replication/proto_write.c: a CONTEXT message (also used outside capture) */
+struct StringInfoData;
+extern void MyceliumReplWriteContext(struct StringInfoData *out, int nentries,
+									 const char *const *nodes, const TimestampTz *times);
 
 /* in replication/api.c: give a joining node the replicated tables */
 struct MyceliumConnection;

@@ -237,27 +237,17 @@ bind_params_mutator(Node *node, ParamListInfo params)
 	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN)
 	{
 		Param	   *param = (Param *) node;
-		ParamExternData prmdata;
-		ParamExternData *prm = NULL;
+		Oid			type;
+		Datum		value;
+		bool		isnull;
 		int16		typlen;
 		bool		typbyval;
 
-		if (params && param->paramid > 0 && param->paramid <= params->numParams)
-		{
-			if (params->paramFetch != NULL)
-				prm = params->paramFetch(params, param->paramid, false, &prmdata);
-			else
-				prm = &params->params[param->paramid - 1];
-		}
-		if (prm == NULL || !OidIsValid(prm->ptype))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_PARAMETER),
-					 errmsg("no value found for parameter %d", param->paramid)));
+		RouterParamValue(params, param->paramid, &type, &value, &isnull);
 		get_typlenbyval(param->paramtype, &typlen, &typbyval);
 		return (Node *) makeConst(param->paramtype, param->paramtypmod, param->paramcollid,
-								  typlen,
-								  prm->isnull ? (Datum) 0 : datumCopy(prm->value, typbyval, typlen),
-								  prm->isnull, typbyval);
+								  typlen, isnull ? (Datum) 0 : datumCopy(value, typbyval, typlen),
+								  isnull, typbyval);
 	}
 	if (IsA(node, Query))
 		return (Node *) query_tree_mutator((Query *) node, bind_params_mutator, params, 0);

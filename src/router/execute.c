@@ -25,7 +25,9 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -86,9 +88,108 @@ task_connections(List *tasks, bool xact)
 }
 
 /*
+ * Shard statements prepared on node connections, per backend: a statement
+ * is prepared on a connection the first time it runs there (one extra
+ * round trip), then executed by name, so the node parses and plans it
+ * once.  A connection that was reopened has a new opened_at and gets its
+ * statements prepared again.
+ */
+static const char *const *text_params(RouterTask *task);
+
+typedef struct PreparedKey
+{
+	MyceliumConnection *conn;
+	TimestampTz opened_at;
+	uint64		sql_hash;
+} PreparedKey;
+
+typedef struct PreparedEntry
+{
+	PreparedKey key;
+	char	   *sql;			/* to tell hash collisions apart */
+	char		name[32];
+} PreparedEntry;
+
+#define MAX_PREPARED 4096
+
+static HTAB *prepared = NULL;
+static uint64 prepared_counter = 0;
+
+/*
+ * prepared_name returns the name of sql prepared on conn, preparing it
+ * first if needed; NULL to run it unprepared (hash collision, cache full).
+ */
+static const char *
+prepared_name(MyceliumConnection *conn, RouterTask *task)
+{
+	PreparedKey key;
+	PreparedEntry *entry;
+	PGresult   *res;
+	bool		found;
+
+	if (prepared == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(PreparedKey);
+		ctl.entrysize = sizeof(PreparedEntry);
+		ctl.hcxt = TopMemoryContext;
+		prepared = hash_create("mycelium prepared shard statements", 256, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.conn = conn;
+	key.opened_at = conn->opened_at;
+	key.sql_hash = hash_bytes_extended((const unsigned char *) task->sql,
+									   strlen(task->sql), 0);
+	entry = hash_search(prepared, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return strcmp(entry->sql, task->sql) == 0 ? entry->name : NULL;
+	if (hash_get_num_entries(prepared) >= MAX_PREPARED)
+		return NULL;
+
+	entry = hash_search(prepared, &key, HASH_ENTER, &found);
+	entry->sql = MemoryContextStrdup(TopMemoryContext, task->sql);
+	snprintf(entry->name, sizeof(entry->name), "mycelium_s" UINT64_FORMAT, ++prepared_counter);
+	if (!MyceliumSendPrepare(conn, entry->name, task->sql, task->nparams, task->remote_types) ||
+		(res = MyceliumGetResult(conn, 0, true)) == NULL)
+	{
+		pfree(entry->sql);
+		hash_search(prepared, &key, HASH_REMOVE, NULL);
+		MyceliumReportConnError(ERROR, conn, "prepare a shard query");
+	}
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		pfree(entry->sql);
+		hash_search(prepared, &key, HASH_REMOVE, NULL);
+		MyceliumReportResultError(ERROR, res, conn, task->sql);
+	}
+	PQclear(res);
+	return entry->name;
+}
+
+/*
+ * send_task sends one task's statement to its node.
+ */
+static void
+send_task(MyceliumConnection *conn, RouterTask *task)
+{
+	const char *const *values = text_params(task);
+	const char *name = task->prepare ? prepared_name(conn, task) : NULL;
+	bool		ok;
+
+	if (name != NULL)
+		ok = MyceliumSendPrepared(conn, name, task->nparams, values);
+	else
+		ok = MyceliumSendQueryTyped(conn, task->sql, task->nparams, task->remote_types, values);
+	if (!ok)
+		MyceliumReportConnError(ERROR, conn, "send a shard statement");
+}
+
+/*
  * text_params converts a task's parameters to text for libpq.
  */
-static const char **
+static const char *const *
 text_params(RouterTask *task)
 {
 	const char **out = palloc0(sizeof(char *) * Max(task->nparams, 1));
@@ -104,7 +205,7 @@ text_params(RouterTask *task)
 		getTypeOutputInfo(task->types[i], &outfunc, &isvarlena);
 		out[i] = OidOutputFunctionCall(outfunc, task->values[i]);
 	}
-	return out;
+	return (const char *const *) out;
 }
 
 /*
@@ -233,8 +334,8 @@ RouterRunSelectTasks(List *tasks, Tuplestorestate *store, TupleDesc desc, bool x
 
 		if (task->is_local)
 			local = task;
-		else if (!MyceliumSendQuery(conns[i], task->sql, task->nparams, text_params(task)))
-			MyceliumReportConnError(ERROR, conns[i], "send a shard query");
+		else
+			send_task(conns[i], task);
 		i++;
 	}
 	if (local)
@@ -303,8 +404,7 @@ RouterRunModifyTasks(List *tasks, Tuplestorestate *store, TupleDesc desc)
 					busy = true;
 			if (busy)
 				continue;
-			if (!MyceliumSendQuery(conns[i], task->sql, task->nparams, text_params(task)))
-				MyceliumReportConnError(ERROR, conns[i], "send a shard statement");
+			send_task(conns[i], task);
 			conns[i]->wrote = true;
 			round[nround] = conns[i];
 			which[nround++] = i;

@@ -108,6 +108,7 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	Query	   *copy;
 	List	   *shell_rtes = NIL;
 	List	   *specs = NIL;
+	int			k;
 	char	   *why;
 	PlannedStmt *stmt;
 	bool		writes = parse->commandType != CMD_SELECT || parse->hasModifyingCTE;
@@ -132,8 +133,10 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	copy = copyObject(parse);
 	if (!RouterConvertDistRtes(copy, target ? parse->resultRelation : 0, &shell_rtes, &why))
 		refuse(why);
+	if (target == NULL && (k = RouterLimitPushdown(parse, &specs)) > 0)
+		RouterSetScanSpec(copy, ((RangeTblRef *) linitial(copy->jointree->fromlist))->rtindex, k);
 	stmt = plan_standard(copy, query_string, cursorOptions, boundParams);
-	RouterFixPlan(stmt, shell_rtes, NIL, writes);
+	RouterFixPlan(stmt, shell_rtes, specs, writes);
 	if (target != NULL)
 		RouterReplaceModifyTable(stmt, parse, target);
 	return stmt;

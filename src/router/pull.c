@@ -227,6 +227,18 @@ convert_walker(Node *node, ConvertContext *cxt)
  * with *why set for shapes that cannot be converted.  The original entries
  * go to *shell_rtes.
  */
+/*
+ * RouterSetScanSpec makes the scan of the (converted) entry rti use spec.
+ */
+void
+RouterSetScanSpec(Query *query, Index rti, int spec)
+{
+	RangeTblEntry *rte = rt_fetch(rti, query->rtable);
+	FuncExpr   *fe = (FuncExpr *) ((RangeTblFunction *) linitial(rte->functions))->funcexpr;
+
+	((Const *) lsecond(fe->args))->constvalue = Int32GetDatum(spec);
+}
+
 bool
 RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rtes, char **why)
 {
@@ -276,6 +288,7 @@ copyObjectSpec(RouterScanSpec *given)
 	spec->target = copyObject(given->target);
 	spec->quals = copyObject(given->quals);
 	spec->group = copyObject(given->group);
+	spec->sort = list_copy(given->sort);	/* keys are read only */
 	return spec;
 }
 
@@ -288,6 +301,7 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 {
 	Index		scanrelid = fs->scan.scanrelid;
 	RouterScanSpec *spec = given ? copyObjectSpec(given) : palloc0(sizeof(RouterScanSpec));
+	bool		columns = (given == NULL || given->target == NIL);	/* read table columns */
 	Bitmapset  *used = NULL;
 	List	   *scan_tlist = NIL;
 	bool		wholerow;
@@ -306,10 +320,7 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 	spec->relid = relid;
 	spec->xact = xact;
 	if (given == NULL)
-	{
 		spec->limit = -1;
-		spec->target = NIL;
-	}
 	forfour(ln, rtf->funccolnames, lt, rtf->funccoltypes, lm, rtf->funccoltypmods,
 			lcoll, rtf->funccolcollations)
 	{
@@ -328,17 +339,23 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 			expr = (Node *) makeVar(1, attno, type, typmod, coll, 0);
 		else
 			expr = (Node *) makeNullConst(type, typmod, coll);
-		if (given == NULL)
+		if (columns)
 			spec->target = lappend(spec->target, expr);
 	}
-	/* a given spec's columns are not the table's: its quals are all set */
-	foreach(lc, given ? NIL : fs->scan.plan.qual)
+	/* an aggregate spec's columns are not the table's: its quals are set */
+	foreach(lc, columns ? fs->scan.plan.qual : NIL)
 	{
 		Node	   *qual = copyObject(lfirst(lc));
 
 		ChangeVarNodes(qual, scanrelid, 1, 0);
 		if (RouterExprShippable(qual, 1))
 			spec->quals = lappend(spec->quals, qual);
+		else
+		{
+			/* a shard's first rows are only right if it filters them all */
+			spec->sort = NIL;
+			spec->limit = -1;
+		}
 	}
 	cscan = RouterMakeScan(spec, scan_tlist);
 	cscan->scan.plan.startup_cost = fs->scan.plan.startup_cost;

@@ -38,9 +38,32 @@ typedef struct RouterScanSpec
 	List	   *target;			/* output expressions, one per scan column */
 	List	   *quals;			/* shippable quals, implicitly ANDed */
 	List	   *group;			/* GROUP BY expressions (partial aggregation) */
+	List	   *sort;			/* RouterSortKey: ORDER BY sent with limit */
 	int64		limit;			/* rows each shard needs to send, -1 = all */
 	bool		xact;			/* statement writes: always use the transaction */
+	/* printed at plan time (parameters as $n), set by RouterMakeScan */
+	char	   *target_sql;
+	char	   *rest_sql;		/* " WHERE ... GROUP BY ... LIMIT ..." */
+	List	   *param_ids;		/* external parameters the statement uses */
 } RouterScanSpec;
+
+/* one ORDER BY key of a shard statement */
+typedef struct RouterSortKey
+{
+	Expr	   *expr;			/* over the shard (Vars of varno 1) */
+	bool		desc;
+	bool		nulls_first;
+} RouterSortKey;
+
+/* values of the external parameters a shard statement uses */
+typedef struct RouterParams
+{
+	int			nparams;		/* highest id used; $1..$n are sent */
+	Oid		   *types;			/* local types, for SPI and output */
+	Oid		   *remote_types;	/* built-in types, 0 (infer) for others */
+	Datum	   *values;
+	bool	   *nulls;
+} RouterParams;
 
 /* one unit of remote or local work: a statement on one node */
 typedef struct RouterTask
@@ -55,12 +78,20 @@ typedef struct RouterTask
 	bool	   *nulls;
 	bool		counts;			/* its rows count and are returned (not
 								 * the remote copies of a reference table) */
+	Oid		   *remote_types;	/* types sent to a node (NULL: none) */
+	bool		prepare;		/* run as a prepared statement on the node */
 } RouterTask;
 
 /* in router/deparse.c */
 extern bool RouterExprShippable(Node *expr, Index varno);
 extern bool RouterQueryShippable(Query *query, RangeTblEntry *target, char **why);
 extern Node *RouterBindParams(Node *node, ParamListInfo params);
+/* in router/params.c */
+extern void RouterParamValue(ParamListInfo params, int id, Oid *type, Datum *value,
+							 bool *isnull);
+extern Bitmapset *RouterParamIds(Node *node);
+extern RouterParams *RouterFetchParams(List *param_ids, ParamListInfo params);
+extern void RouterTaskSetParams(RouterTask *task, RouterParams *rp);
 extern char *RouterDeparseExpr(Node *expr, Oid relid);
 extern char *RouterDeparseExprList(List *exprs, Oid relid, const char *sep);
 extern char *RouterDeparseQuery(Query *query);
@@ -76,8 +107,13 @@ extern List *RouterTaskNodes(MyceliumDistTable *table, Bitmapset *shards, bool a
 extern bool RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rtes, char **why);
 extern void RouterFixPlan(PlannedStmt *stmt, List *shell_rtes, List *specs, bool xact);
 extern Oid	RouterShardRowsFunc(void);
+extern void RouterSetScanSpec(Query *query, Index rti, int spec);
 extern RangeTblEntry *RouterShardRowsRte(Oid relid, int spec, List *exprs, List *colnames,
 										 const char *alias);
+
+/* in router/limitpush.c */
+extern int	RouterLimitPushdown(Query *q, List **specs);
+extern char *RouterSortText(RouterScanSpec *spec);
 
 /* in router/aggpush.c */
 extern Query *RouterAggPushdown(Query *parse, List **specs, List **shell_rtes);

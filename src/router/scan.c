@@ -101,14 +101,39 @@ CustomScan *
 RouterMakeScan(RouterScanSpec *spec, List *scan_tlist)
 {
 	CustomScan *cscan = makeNode(CustomScan);
+	StringInfoData rest;
+	List	   *param_ids = NIL;
+	int			id;
 
 	cscan->scan.scanrelid = 0;
+	cscan->flags = CUSTOMPATH_SUPPORT_BACKWARD_SCAN;	/* scroll cursors */
 	cscan->methods = &scan_methods;
 	cscan->custom_scan_tlist = scan_tlist;
+
+	/* the shard statement's text, once: parameters stay $n */
+	initStringInfo(&rest);
+	if (spec->quals != NIL)
+		appendStringInfo(&rest, " WHERE %s", RouterDeparseExprList(spec->quals, spec->relid, " AND "));
+	if (spec->group != NIL)
+		appendStringInfo(&rest, " GROUP BY %s", RouterDeparseExprList(spec->group, spec->relid, ", "));
+	if (spec->sort != NIL)
+		appendStringInfo(&rest, " ORDER BY %s", RouterSortText(spec));
+	if (spec->limit >= 0)
+		appendStringInfo(&rest, " LIMIT " INT64_FORMAT, spec->limit);
+	id = -1;
+	{
+		Bitmapset  *ids = RouterParamIds((Node *) list_make3(spec->target, spec->quals, spec->group));
+
+		while ((id = bms_next_member(ids, id)) >= 0)
+			param_ids = lappend_int(param_ids, id);
+	}
 	cscan->custom_private = list_make5(makeString(psprintf("%u", spec->relid)),
 									   spec->target, spec->quals, spec->group,
-									   list_make2(makeString(psprintf(INT64_FORMAT, spec->limit)),
-												  makeBoolean(spec->xact)));
+									   list_make5(makeString(psprintf(INT64_FORMAT, spec->limit)),
+												  makeBoolean(spec->xact),
+												  makeString(RouterDeparseExprList(spec->target, spec->relid, ", ")),
+												  makeString(rest.data),
+												  param_ids));
 	return cscan;
 }
 
@@ -127,6 +152,9 @@ RouterScanSpecFrom(CustomScan *cscan)
 	spec->group = list_nth(cscan->custom_private, 3);
 	spec->limit = strtoi64(strVal(linitial(flags)), NULL, 10);
 	spec->xact = boolVal(lsecond(flags));
+	spec->target_sql = strVal(lthird(flags));
+	spec->rest_sql = strVal(lfourth(flags));
+	spec->param_ids = list_nth(flags, 4);
 	return spec;
 }
 
@@ -190,33 +218,23 @@ select_sql(MyceliumDistTable *table, List *shard_indexes, const char *target,
 }
 
 /*
- * build_tasks binds parameters, prunes shards and prints one task per node.
+ * build_tasks prunes shards with this execution's parameter values and
+ * makes one task per node, with the parameters the statement uses.
  */
 static List *
 build_tasks(RouterScanState *state, ParamListInfo params)
 {
 	RouterScanSpec *spec = state->spec;
 	MyceliumDistTable *table = state->table;
-	List	   *quals = (List *) RouterBindParams((Node *) spec->quals, params);
-	List	   *target = (List *) RouterBindParams((Node *) spec->target, params);
-	List	   *group = (List *) RouterBindParams((Node *) spec->group, params);
-	StringInfoData rest;
-	char	   *target_sql;
+	List	   *quals = spec->param_ids ?
+		(List *) RouterBindParams((Node *) spec->quals, params) : spec->quals;
+	RouterParams *rp = RouterFetchParams(spec->param_ids, params);
 	Bitmapset  *shards;
 	bool		all;
 	List	   *tasks = NIL;
 	ListCell   *lc;
 
 	shards = RouterPruneShards(table, quals, 1, &all);
-	target_sql = RouterDeparseExprList(target, spec->relid, ", ");
-	initStringInfo(&rest);
-	if (quals != NIL)
-		appendStringInfo(&rest, " WHERE %s", RouterDeparseExprList(quals, spec->relid, " AND "));
-	if (group != NIL)
-		appendStringInfo(&rest, " GROUP BY %s", RouterDeparseExprList(group, spec->relid, ", "));
-	if (spec->limit >= 0)
-		appendStringInfo(&rest, " LIMIT " INT64_FORMAT, spec->limit);
-
 	foreach(lc, RouterTaskNodes(table, shards, all))
 	{
 		List	   *indexes = lfirst(lc);
@@ -226,7 +244,9 @@ build_tasks(RouterScanState *state, ParamListInfo params)
 
 		task->node_name = table->shards[linitial_int(indexes)].node_name;
 		task->is_local = table->shards[linitial_int(indexes)].is_local;
-		task->sql = select_sql(table, indexes, target_sql, rest.data);
+		task->sql = select_sql(table, indexes, spec->target_sql, spec->rest_sql);
+		task->prepare = true;
+		RouterTaskSetParams(task, rp);
 		initStringInfo(&ids);
 		foreach(li, indexes)
 			appendStringInfo(&ids, "%s" INT64_FORMAT, li == list_head(indexes) ? "" : ", ",
@@ -274,7 +294,9 @@ scan_next(ScanState *ss)
 
 	if (!state->fetched)
 		fetch(state);
-	if (!tuplestore_gettupleslot(state->store, true, false, state->readslot))
+	if (!tuplestore_gettupleslot(state->store,
+								 ScanDirectionIsForward(ss->ps.state->es_direction),
+								 false, state->readslot))
 		return ExecClearTuple(slot);
 	return ExecCopySlot(slot, state->readslot);
 }

@@ -91,7 +91,9 @@ MyceliumShardCacheInvalidate(void)
 
 /*
  * relcache_callback marks the cache stale on a full reset, a change of a
- * catalog table, or a change of a cached table's definition.
+ * catalog table, or a change of a cached table's definition; and on any
+ * change while the catalog tables do not both exist (say, in the middle
+ * of CREATE EXTENSION), since their first change could not be recognized.
  */
 static void
 relcache_callback(Datum arg, Oid relid)
@@ -100,6 +102,8 @@ relcache_callback(Datum arg, Oid relid)
 		return;
 	if (relid == InvalidOid || relid == dist_table_relid || relid == shard_relid)
 		cache_valid = false;
+	else if (!OidIsValid(dist_table_relid) || !OidIsValid(shard_relid))
+		cache_valid = false;	/* catalog not there (yet): cheap to look again */
 	else if (dist_hash != NULL && hash_search(dist_hash, &relid, HASH_FIND, NULL) != NULL)
 		cache_valid = false;
 }

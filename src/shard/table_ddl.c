@@ -11,9 +11,10 @@
  * sequence is local to one node, and per-node sequences would hand out
  * colliding values anyway; use mycelium.next_id()), stored generated
  * columns, CHECK, PRIMARY KEY, UNIQUE and EXCLUDE constraints, other
- * indexes, and the owner.  Not reproduced: identity (a sequence again),
- * foreign keys (refused for distributed tables), triggers, rules,
- * policies, grants, storage parameters, comments, statistics objects.
+ * indexes, the owner and the table and column privileges of other roles.
+ * Not reproduced: identity (a sequence again), foreign keys (refused for
+ * distributed tables), triggers, rules, policies, storage parameters,
+ * comments, statistics objects.
  *
  * Everything is printed under search_path = pg_catalog, so every name
  * outside pg_catalog is schema-qualified and the commands mean the same
@@ -34,6 +35,8 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -42,6 +45,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -221,6 +225,51 @@ index_command(Relation rel, Oid indexoid, const char *qualname, const char *new_
 }
 
 /*
+ * GRANTS_SQL prints one GRANT per privilege the table's ACL and its
+ * columns' ACLs give to roles other than the owner (whose privileges come
+ * with ownership).  $1 is the table, $2 the name to grant on.
+ */
+#define GRANTS_SQL \
+	"SELECT pg_catalog.format('GRANT %s%s ON %s TO %s%s', a.privilege_type, " \
+	"  CASE WHEN a.col IS NULL THEN '' ELSE ' (' || pg_catalog.quote_ident(a.col) || ')' END, $2, " \
+	"  CASE WHEN a.grantee = 0 THEN 'PUBLIC' " \
+	"       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END, " \
+	"  CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) " \
+	"FROM (SELECT NULL::pg_catalog.name AS col, (pg_catalog.aclexplode(c.relacl)).* " \
+	"        FROM pg_catalog.pg_class c WHERE c.oid = $1 " \
+	"      UNION ALL " \
+	"      SELECT t.attname, (pg_catalog.aclexplode(t.attacl)).* " \
+	"        FROM pg_catalog.pg_attribute t WHERE t.attrelid = $1 AND t.attnum > 0 " \
+	"         AND NOT t.attisdropped) a " \
+	"WHERE a.grantee <> (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1) " \
+	"ORDER BY 1"
+
+/*
+ * grant_commands returns the GRANTs that give the new table the
+ * privileges other roles hold on relid (table and column privileges), so
+ * that remote work, which runs as the caller's role, is allowed where the
+ * table allows it.
+ */
+static List *
+grant_commands(Oid relid, const char *qualname)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(qualname)};
+	List	   *cmds = NIL;
+	uint64		i;
+
+	SPI_connect();
+	if (SPI_execute_with_args(GRANTS_SQL, 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the privileges of relation %u", relid);
+	for (i = 0; i < SPI_processed; i++)
+		cmds = lappend(cmds, MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[i],
+																	  SPI_tuptable->tupdesc, 1)));
+	SPI_finish();
+	return cmds;
+}
+
+/*
  * table_commands builds the commands that create a copy of relid's
  * definition named schema.new_name.
  */
@@ -251,6 +300,7 @@ table_commands(Oid relid, const char *schema, const char *new_name)
 		cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
 									  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
 																		 false))));
+	cmds = list_concat(cmds, grant_commands(relid, qualname));
 	AtEOXact_GUC(true, nest);
 	relation_close(rel, AccessShareLock);
 	return cmds;
@@ -260,7 +310,7 @@ table_commands(Oid relid, const char *schema, const char *new_name)
  * MyceliumShardCreateCommands returns the commands (a List of C strings)
  * that create a shard of table relid named schema.shard_name on any node:
  * CREATE TABLE, then ALTER TABLE ADD CONSTRAINT and CREATE INDEX with
- * names suffixed like the shard, then the owner.  Run them in order in
+ * names suffixed like the shard, then the owner, then GRANTs.  Run them in order in
  * one transaction; the schema must exist.
  */
 List *

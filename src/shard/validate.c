@@ -51,7 +51,9 @@ ShardDisplayName(Oid relid)
  * ShardOpenOwnedTable opens the relation behind a regclass argument (which
  * may name a relation dropped since) with lockmode held until the end of
  * the transaction, and raises 42501 unless the current user owns it or is
- * a superuser.
+ * a superuser.  For now owners must be superusers too: the catalog writes
+ * (here and, through connections that run as the caller's role, on every
+ * other node) need superuser.
  */
 Relation
 ShardOpenOwnedTable(Oid relid, LOCKMODE lockmode, const char *what)
@@ -68,6 +70,12 @@ ShardOpenOwnedTable(Oid relid, LOCKMODE lockmode, const char *what)
 				 errmsg("must be owner of table %s to %s it",
 						RelationGetRelationName(rel), what),
 				 errhint("Only the table's owner or a superuser may do this.")));
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s table %s", what, RelationGetRelationName(rel)),
+				 errdetail("The sharding catalog of every node is changed with the caller's role, and only superusers may write it."),
+				 errhint("Ask a superuser to run it.")));
 	return rel;
 }
 

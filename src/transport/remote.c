@@ -69,27 +69,18 @@ wait_socket(MyceliumConnection *conn, int events, TimestampTz deadline,
 }
 
 /*
- * MyceliumSendQuery sends one query (text parameters optional) without
- * waiting for the result; returns false if the connection failed.
+ * flush_out pushes a sent query out; a large one may not fit in the socket
+ * buffer.  ok is what the libpq send call returned.  Returns false, marking
+ * the connection broken, if sending failed.
  */
-bool
-MyceliumSendQuery(MyceliumConnection *conn, const char *sql, int nparams,
-				  const char *const *values)
+static bool
+flush_out(MyceliumConnection *conn, int ok)
 {
-	int			ok;
-
-	if (!MyceliumConnectionUsable(conn))
-		return false;
-	if (nparams == 0)
-		ok = PQsendQuery(conn->conn, sql);
-	else
-		ok = PQsendQueryParams(conn->conn, sql, nparams, NULL, values, NULL, NULL, 0);
 	if (!ok)
 	{
 		conn->broken = true;
 		return false;
 	}
-	/* push the query out; a large one may not fit in the socket buffer */
 	for (;;)
 	{
 		int			rc = PQflush(conn->conn);
@@ -108,6 +99,58 @@ MyceliumSendQuery(MyceliumConnection *conn, const char *sql, int nparams,
 		}
 	}
 	return true;
+}
+
+/*
+ * MyceliumSendQuery sends one query (text parameters optional) without
+ * waiting for the result; returns false if the connection failed.
+ */
+bool
+MyceliumSendQuery(MyceliumConnection *conn, const char *sql, int nparams,
+				  const char *const *values)
+{
+	return MyceliumSendQueryTyped(conn, sql, nparams, NULL, values);
+}
+
+/*
+ * MyceliumSendQueryTyped is MyceliumSendQuery with parameter types (0 lets
+ * the node infer one).
+ */
+bool
+MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
+					   const Oid *types, const char *const *values)
+{
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	if (nparams == 0)
+		return flush_out(conn, PQsendQuery(conn->conn, sql));
+	return flush_out(conn, PQsendQueryParams(conn->conn, sql, nparams, types, values,
+											 NULL, NULL, 0));
+}
+
+/*
+ * MyceliumSendPrepare sends the preparation of a named statement.
+ */
+bool
+MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
+					int nparams, const Oid *types)
+{
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	return flush_out(conn, PQsendPrepare(conn->conn, name, sql, nparams, types));
+}
+
+/*
+ * MyceliumSendPrepared sends the execution of a named statement.
+ */
+bool
+MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
+					 const char *const *values)
+{
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	return flush_out(conn, PQsendQueryPrepared(conn->conn, name, nparams, values,
+											   NULL, NULL, 0));
 }
 
 /*

@@ -85,6 +85,12 @@ extern PGconn *MyceliumConnectStart(const char *host, int port, const char *dbna
 /* in transport/remote.c */
 extern bool MyceliumSendQuery(MyceliumConnection *conn, const char *sql,
 							  int nparams, const char *const *values);
+extern bool MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
+								   const Oid *types, const char *const *values);
+extern bool MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
+								int nparams, const Oid *types);
+extern bool MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
+								 const char *const *values);
 extern PGresult *MyceliumGetResult(MyceliumConnection *conn, TimestampTz deadline,
 								   bool can_throw);
 extern void MyceliumWaitResults(MyceliumConnection **conns, int n,

@@ -49,6 +49,7 @@
 
 #include "config/config.h"
 #include "transport/transport.h"
+#include "cluster/cluster.h"
 #include "txn/txn.h"
 
 #define GID_PREFIX "mycelium_"
@@ -134,6 +135,8 @@ insert_commit_record(const char *gid, List *writers)
 	ListCell   *lc;
 	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		vals[2];
+	Oid			save_userid;
+	int			save_sec_context;
 
 	foreach(lc, writers)
 		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
@@ -141,11 +144,14 @@ insert_commit_record(const char *gid, List *writers)
 	vals[1] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
 	/* portals are closed at PRE_COMMIT, so provide the snapshot SPI needs */
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* any role may commit a write that spans nodes: write as the owner */
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
 							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert commit record");
 	SPI_finish();
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
 	PopActiveSnapshot();
 }
 

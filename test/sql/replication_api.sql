@@ -45,6 +45,21 @@ SELECT mycelium.replicate_table('rep', 'bogus');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mycelium.replicate_table('rep', '');
 \echo :LAST_ERROR_SQLSTATE
+-- custom:<function>, a function (regclass, jsonb, jsonb) RETURNS jsonb
+SELECT mycelium.replicate_table('rep', 'custom');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mycelium.replicate_table('rep', 'custom:');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mycelium.replicate_table('rep', 'custom:no_such_function');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mycelium.replicate_table('rep', 'custom:"unterminated');
+\echo :LAST_ERROR_SQLSTATE
+CREATE FUNCTION wrong_ret(regclass, jsonb, jsonb) RETURNS text LANGUAGE sql AS 'SELECT NULL::text';
+SELECT mycelium.replicate_table('rep', 'custom:wrong_ret');
+\echo :LAST_ERROR_SQLSTATE
+DROP FUNCTION wrong_ret(regclass, jsonb, jsonb);
+SELECT mycelium.replicate_table('rep', 'customer');
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM mycelium.replicated_table;
 
 -- a rolled-back replicate_table leaves nothing behind

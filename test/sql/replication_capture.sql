@@ -300,8 +300,20 @@ BEGIN
 END
 $$;
 
+-- CONTEXT (the writer's version vector): one entry, then bad ones
+SET TimeZone = 'UTC';
+SELECT mycelium.decode_replication_message('\x560000000e000100026e310000000000000001'::bytea);
+SELECT mycelium.decode_replication_message('\x5600000002ffff'::bytea);
+SELECT mycelium.decode_replication_message('\x560000000d00010000000000000000000100'::bytea);
+SELECT mycelium.decode_replication_message('\x560000000f000100026e31000000000000000100'::bytea);
+SELECT mycelium.decode_replication_message('\x560000000e000100026e317fffffffffffffff'::bytea);
+RESET TimeZone;
+-- a table listed for replication gets the context trigger, and loses it
+SELECT count(*) FROM pg_trigger WHERE tgname = 'mycelium_context' AND tgrelid = 'rep'::regclass;
+
 -- clean up
 SELECT pg_drop_replication_slot('capture');
 SELECT pg_replication_origin_drop('peer_b');
 DROP TABLE rep, other, nokey, ident_full, ident_nothing;
 DELETE FROM mycelium.replicated_table;
+SELECT count(*) FROM pg_trigger WHERE tgname = 'mycelium_context';

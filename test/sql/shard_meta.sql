@@ -27,6 +27,9 @@ CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL DEFAULT 'nobo
                      amount numeric(10,2) CHECK (amount >= 0), note varchar(20) COLLATE "C");
 CREATE INDEX orders_customer_idx ON orders (customer);
 INSERT INTO orders SELECT g, 'c' || (g % 7), g * 1.5, NULL FROM generate_series(1, 1000) g;
+CREATE ROLE shard_meta_reader;
+GRANT SELECT ON orders TO shard_meta_reader;
+GRANT UPDATE (customer) ON orders TO shard_meta_reader;
 SELECT mycelium.create_distributed_table('orders', 'id', shard_count => 4);
 SELECT * FROM mycelium.tables;
 SELECT * FROM mycelium.shards;
@@ -51,6 +54,11 @@ SELECT attname, format_type(atttypid, atttypmod), attnotnull, collname
   FROM pg_attribute LEFT JOIN pg_collation c ON c.oid = attcollation AND attcollation <> 100
  WHERE attrelid = 'orders_102008'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'orders_102008'::regclass;
+-- and the privileges other roles hold on the table and its columns
+SELECT has_table_privilege('shard_meta_reader', 'orders_102008', 'SELECT') AS sel,
+       has_table_privilege('shard_meta_reader', 'orders_102008', 'INSERT') AS ins,
+       has_column_privilege('shard_meta_reader', 'orders_102008', 'customer', 'UPDATE') AS upd_customer,
+       has_column_privilege('shard_meta_reader', 'orders_102008', 'amount', 'UPDATE') AS upd_amount;
 
 -- shard_for: types are coerced, NULL gives NULL
 SELECT mycelium.shard_for('orders', 1::bigint), mycelium.shard_for('orders', 1),
@@ -177,6 +185,15 @@ SELECT try($$SELECT mycelium.create_reference_table('bad')$$);
 SELECT try($$SELECT mycelium.undistribute_table('orders')$$);
 SELECT try($$SELECT mycelium.add_range_shard('events', '2024-09-01', '2024-10-01')$$);
 RESET ROLE;
+-- an owner that is not a superuser cannot write the catalog (for now)
+CREATE ROLE shard_meta_owner;
+CREATE TABLE owned (k int);
+ALTER TABLE owned OWNER TO shard_meta_owner;
+SET ROLE shard_meta_owner;
+SELECT try($$SELECT mycelium.create_distributed_table('owned', 'k')$$);
+RESET ROLE;
+DROP TABLE owned;
+DROP ROLE shard_meta_owner;
 
 -- the catalog changes invalidate cached plans over the table
 PREPARE q AS SELECT count(*) FROM mycelium.shards WHERE table_name = 'bad'::regclass;
@@ -204,5 +221,5 @@ SELECT count(*) FROM mycelium.shard;
 DROP VIEW a_view;
 DROP TABLE orders, items, other32, texts, payments, countries, events, bad, nohash, parted,
   unlogged_t, parent, child, fk_source, fk_target, excl, nulls, ranged_rows CASCADE;
-DROP ROLE shard_meta_stranger;
+DROP ROLE shard_meta_stranger, shard_meta_reader;
 DROP FUNCTION try(text);

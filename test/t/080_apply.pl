@@ -93,7 +93,7 @@ is($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.conflicts')
 # A concurrent update of one row: n2 holds the row locked in an open
 # transaction while n1 updates it and commits, so n2's apply worker waits;
 # then n2 commits its own, later update.  Last writer (n2) wins on both
-# nodes; n2 records update_update (keep_local), n1 applies silently.
+# nodes; both record the update_update (n2: keep_local, n1: apply_remote).
 my $bg = $n2->background_psql('postgres');
 $bg->query_safe("BEGIN; UPDATE t SET v = 'from-n2' WHERE id = 1");
 $n1->safe_psql('postgres', "UPDATE t SET v = 'from-n1' WHERE id = 1");
@@ -129,8 +129,10 @@ $bg->query_safe('COMMIT');
 $bg->quit;
 wait_value($n2, "SELECT v FROM t WHERE id = 5000", 'ins-n1', 'n2 takes the later insert of n1');
 wait_value($n1, "SELECT v FROM t WHERE id = 5000", 'ins-n1', 'n1 keeps its later insert');
-wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',') FROM mycelium.conflicts",
-	'insert_insert keep_local', 'n1 records the insert_insert conflict');
+wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER BY conflict_id) "
+	  . "FROM mycelium.conflicts",
+	'update_update apply_remote,insert_insert keep_local',
+	'n1 records the update_update it lost and the insert_insert it won');
 
 # concurrent delete on n2 and update / delete on n1 of rows 2 and 3:
 # the deletes win everywhere, n2 records update_delete and delete_missing
@@ -323,6 +325,10 @@ is($n3->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id >= 100000'), '900
 	'n3 holds every node\'s rows');
 
 # removing n3 from the mesh stops the apply workers for it
+my $n3_id = $n3->safe_psql('postgres', "SELECT node_id FROM mycelium.nodes WHERE is_local");
+is($n1->safe_psql('postgres',
+		"SELECT peer || ' ' || active FROM mycelium.replication_slots WHERE slot_name = 'mycelium_node_$n3_id'"),
+	'n3 true', "mycelium.replication_slots shows n3's slot on n1");
 $n1->safe_psql('postgres', "SELECT mycelium.remove_node('n3')");
 for my $n ($n1, $n2)
 {
@@ -331,5 +337,28 @@ for my $n ($n1, $n2)
 			  . "AND (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'mycelium apply') = 1"),
 		$n->name . ' stops applying from a removed node');
 }
+# ... and the launcher drops the slot n3 streamed from, on every source
+for my $n ($n1, $n2)
+{
+	ok( $n->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = 'mycelium_node_$n3_id'"),
+		$n->name . " drops the removed node's slot");
+}
+ok($n1->log_contains(qr/dropped replication slot "mycelium_node_$n3_id" of removed node $n3_id/),
+	'the drop is logged');
+
+# a slot holding more WAL than mycelium.max_slot_lag: WARNING and metric
+$n1->safe_psql('postgres', "ALTER SYSTEM SET mycelium.max_slot_lag = 0; SELECT pg_reload_conf()");
+$n2->safe_psql('postgres', "SELECT mycelium.pause_replication('n1')");
+$n1->safe_psql('postgres', "INSERT INTO t SELECT g, 'lag', 0 FROM generate_series(900000, 900999) g");
+ok( $n1->poll_query_until('postgres',
+		"SELECT bool_and(over_max_slot_lag) AND bool_and(lag_bytes > 0) FROM mycelium.replication_slots"),
+	'mycelium.replication_slots shows the slot over max_slot_lag');
+ok($n1->wait_for_log(qr/WARNING:  replication slot "mycelium_node_\d+" holds \d+ MB of WAL for node/),
+	'the launcher warns about the lagging slot');
+$n1->safe_psql('postgres', "ALTER SYSTEM RESET mycelium.max_slot_lag; SELECT pg_reload_conf()");
+$n2->safe_psql('postgres', "SELECT mycelium.resume_replication('n1')");
+ok( $n2->poll_query_until('postgres', "SELECT count(*) = 1000 FROM t WHERE v = 'lag'"),
+	'n2 catches up after the pause');
 
 done_testing();

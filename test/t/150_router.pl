@@ -77,6 +77,15 @@ like($explain, qr/SQL: SELECT .* FROM public\.orders_\d+ t WHERE \(t\.id = 42\)/
 	'EXPLAIN shows the shard query');
 like($n1->safe_psql('postgres', 'EXPLAIN SELECT count(*) FROM orders'), qr/Shards: 8 of 8/,
 	'a fan-out reads every shard');
+like($n1->safe_psql('postgres', 'EXPLAIN SELECT id FROM orders ORDER BY amount DESC LIMIT 3 OFFSET 1'),
+	qr/ORDER BY t\.amount DESC NULLS FIRST LIMIT 4/, 'ORDER BY ... LIMIT is sent to the shards');
+$n1->safe_psql('postgres', 'CREATE FUNCTION local_even(int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN RETURN $1 % 2 = 0; END$$');
+unlike($n1->safe_psql('postgres', 'EXPLAIN SELECT id FROM orders WHERE local_even(id) ORDER BY amount DESC LIMIT 3'),
+	qr/LIMIT 3/, 'no LIMIT on the shards when a filter must run here');
+is($n1->safe_psql('postgres', 'SELECT id FROM orders WHERE local_even(id) ORDER BY amount DESC LIMIT 3'),
+	"1000\n998\n996", 'a local filter with ORDER BY ... LIMIT');
+like($n1->safe_psql('postgres', 'EXPLAIN SELECT cust, count(*) FROM orders GROUP BY cust'),
+	qr/GROUP BY t\.cust/, 'aggregates are computed on the shards');
 
 # prepared statements prune per execution, also with a generic plan
 is($n3->safe_psql('postgres', q{
