@@ -36,7 +36,7 @@ $n3->safe_psql('postgres', qq{
 		IF NEW.bal = 1500 THEN RAISE EXCEPTION 'balance 1500 refused at commit'; END IF;
 		RETURN NEW;
 	END \$\$;
-	CREATE CONSTRAINT TRIGGER check_bal AFTER UPDATE ON $shard3
+	CREATE CONSTRAINT TRIGGER check_bal AFTER INSERT OR UPDATE ON $shard3
 		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_bal();
 });
 
@@ -64,6 +64,16 @@ sub unchanged
 my ($ret, $out, $err) = $n1->psql('postgres', transfer(500));
 like($err, qr/balance 1500 refused at commit/, 'a deferred constraint failing at PREPARE on n3 fails the commit');
 unchanged('constraint failure at PREPARE');
+
+# COPY into the distributed table: atomic across the nodes too
+($ret, $out, $err) = $n1->psql('postgres', "COPY acct FROM stdin;\n5\t100\n105\t1500\n\\.\n");
+like($err, qr/balance 1500 refused at commit/, 'a COPY whose rows fail at PREPARE on n3 fails');
+is($n2->safe_psql('postgres', 'SELECT count(*) FROM acct WHERE id IN (5, 105)'), '0',
+	'and leaves none of its rows on n2');
+$n1->safe_psql('postgres', "COPY acct FROM stdin;\n6\t100\n106\t100\n\\.\n");
+is($n3->safe_psql('postgres', 'SELECT count(*) FROM acct WHERE id IN (6, 106)'), '2',
+	'a COPY into shards on two nodes commits on both');
+unchanged('COPY');
 
 # 2. a participant's session dies before COMMIT
 my $s = $n1->background_psql('postgres', on_error_stop => 0);
