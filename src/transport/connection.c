@@ -45,6 +45,7 @@
 #include "shmem/shmem.h"
 #include "transport/transport.h"
 #include "transport/transport_internal.h"
+#include "txn/txn.h"
 
 static List *conn_cache = NIL;	/* MyceliumConnection *, TopMemoryContext */
 static List *conn_stats = NIL;	/* MyceliumConnStats *, TopMemoryContext */
@@ -619,8 +620,8 @@ MyceliumReleaseConnection(MyceliumConnection *conn)
 
 /*
  * MyceliumBeginRemoteXact makes the remote nesting level match the local
- * one: START TRANSACTION with the local isolation level and lock_timeout
- * the first time, then one SAVEPOINT per local subtransaction level, in one
+ * one: START TRANSACTION with the local isolation level, lock_timeout and
+ * the distributed transaction id the first time, then one SAVEPOINT per local subtransaction level, in one
  * round trip.
  */
 void
@@ -645,6 +646,9 @@ MyceliumBeginRemoteXact(MyceliumConnection *conn)
 		 * abort cancels the remote command.)
 		 */
 		appendStringInfo(&sql, ";SET LOCAL lock_timeout = %d", LockTimeout);
+		/* the id deadlock detection knows this remote work by (txn/deadlock.c) */
+		appendStringInfo(&sql, ";SET LOCAL mycelium.distributed_transaction_id = %s",
+						 quote_literal_cstr(MyceliumDistributedXactId()));
 		conn->xact_depth = 1;
 	}
 	while (conn->xact_depth < level)

@@ -85,6 +85,7 @@ MyceliumTxnRegistryRequest(void)
 {
 	RequestAddinShmemSpace(registry_size());
 	RequestNamedLWLockTranche("mycelium_txn", 1);
+	MyceliumDeadlockShmemRequest();
 }
 
 /*
@@ -102,6 +103,7 @@ MyceliumTxnRegistryStartup(void)
 		memset(registry, 0, registry_size());
 		registry->lock = &(GetNamedLWLockTranche("mycelium_txn"))->lock;
 	}
+	MyceliumDeadlockShmemStartup();
 }
 
 /*

@@ -158,7 +158,10 @@ insert_commit_record(const char *gid, List *writers)
 /*
  * prepare_all sends PREPARE TRANSACTION to every writer at once and waits
  * at most mycelium.prepare_timeout; any failure is an ERROR (the abort path
- * then rolls back those that did prepare).
+ * then rolls back those that did prepare).  Each writer is marked with the
+ * gid before its PREPARE is sent: an error or cancel can interrupt the
+ * wait after a participant prepared but before its answer was read, and
+ * the abort path must roll that one back too.
  */
 static void
 prepare_all(List *writers, const char *gid)
@@ -174,6 +177,8 @@ prepare_all(List *writers, const char *gid)
 	foreach(lc, writers)
 		arr[i++] = lfirst(lc);
 	for (i = 0; i < n; i++)
+		strlcpy(arr[i]->prepared_gid, gid, MYCELIUM_GID_SIZE);
+	for (i = 0; i < n; i++)
 		if (!MyceliumSendQuery(arr[i], sql, 0, NULL))
 			MyceliumReportConnError(ERROR, arr[i], "send PREPARE TRANSACTION");
 	MyceliumWaitResults(arr, n, results,
@@ -182,10 +187,7 @@ prepare_all(List *writers, const char *gid)
 	for (i = 0; i < n; i++)
 	{
 		if (results[i] && PQresultStatus(results[i]) == PGRES_COMMAND_OK)
-		{
-			strlcpy(arr[i]->prepared_gid, gid, MYCELIUM_GID_SIZE);
 			arr[i]->xact_depth = 0;
-		}
 		else if (bad < 0)
 			bad = i;
 		if (bad != i)
@@ -326,6 +328,14 @@ finish_prepared(List *conns, bool commit)
 						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CALLBACK_TIMEOUT_MS), false);
 	for (i = 0; i < n; i++)
 	{
+		const char *state = results[i] ? PQresultErrorField(results[i], PG_DIAG_SQLSTATE) : NULL;
+
+		/* a PREPARE that had failed or was cancelled left nothing to roll back */
+		if (!commit && state && strcmp(state, "42704") == 0)
+		{
+			PQclear(results[i]);
+			continue;
+		}
 		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_COMMAND_OK)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -370,7 +380,17 @@ after_abort(void)
 	bool		any_prepared = false;
 
 	foreach(lc, conns)
-		any_prepared |= ((MyceliumConnection *) lfirst(lc))->prepared_gid[0] != '\0';
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->prepared_gid[0] == '\0')
+			continue;
+		any_prepared = true;
+		/* a PREPARE still running (interrupted wait): stop it, learn nothing */
+		if (MyceliumConnectionUsable(c) && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE &&
+			!MyceliumCancelAndDrain(c))
+			c->prepared_gid[0] = '\0'; /* closed: left to recovery */
+	}
 	if (any_prepared)
 		MyceliumTxnRegistrySet(MYCELIUM_TXN_ABORTING, NULL, NIL);
 	finish_prepared(conns, false);
@@ -468,12 +488,13 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * MyceliumRegisterXactCallbacks installs the callbacks above; called once
- * from _PG_init.
+ * MyceliumRegisterXactCallbacks installs the callbacks above, and those of
+ * deadlock detection; called once from _PG_init.
  */
 void
 MyceliumRegisterXactCallbacks(void)
 {
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
+	MyceliumDeadlockInit();
 }

@@ -51,6 +51,22 @@ extern void MyceliumNotifyOwnEvent(const char *event);
 extern void MyceliumTxnRegistryDeferAborted(void);
 extern void MyceliumTxnRegistrySendDeferred(void);
 
+/* distributed transaction ids, "<node>:<pid>:<start>" (see deadlock.c) */
+#define MYCELIUM_XACT_ID_SIZE 128
+#define MYCELIUM_DEADLOCK_DETAIL_SIZE 1024
+
+/* in txn/deadlock.c */
+extern void MyceliumDeadlockInit(void);
+extern void MyceliumDeadlockShmemRequest(void);
+extern void MyceliumDeadlockShmemStartup(void);
+extern const char *MyceliumDistributedXactId(void);
+extern bool MyceliumParseXactId(const char *id, char *node, int *pid, int64 *start);
+extern bool MyceliumDeadlockAnyCoordinator(void);
+extern bool MyceliumDeadlockCancel(const char *id, const char *detail);
+
+/* in txn/deadlock_detect.c */
+extern int	MyceliumDetectDistributedDeadlocks(List *nodes);
+
 /* in txn/recovery.c */
 extern int	MyceliumRecoverPreparedTransactions(void);
 

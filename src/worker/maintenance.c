@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * maintenance.c
- *	  The maintenance background worker: peer health checks and recovery of
- *	  in-doubt two-phase transactions, for the database mycelium.database.
+ *	  The maintenance background worker: peer health checks, recovery of
+ *	  in-doubt two-phase transactions and distributed deadlock detection,
+ *	  for the database mycelium.database.
  *
  * One worker per node.  Its loop sleeps on its latch until the next health
- * check (every mycelium.heartbeat_interval) or recovery pass (every
- * mycelium.recovery_interval) is due and runs it in its own transaction,
+ * check (every mycelium.heartbeat_interval), recovery pass (every
+ * mycelium.recovery_interval) or deadlock detection pass (every
+ * mycelium.deadlock_detection_interval, txn/deadlock_detect.c) is due and runs it in its own transaction,
  * catching errors per iteration so that one failure (a peer gone mid-query,
  * a catalog being changed) never stops the loop.  Once a day, and after
  * each reload, it warns about configured certificates close to expiry.  A memory context is
@@ -144,7 +146,7 @@ mesh_ready(void)
  * the mesh is not set up here (the worker then idles).
  */
 static bool
-run_iteration(bool do_health, bool do_recovery)
+run_iteration(bool do_health, bool do_recovery, bool do_deadlock)
 {
 	List	   *nodes;
 	bool		ready;
@@ -157,6 +159,8 @@ run_iteration(bool do_health, bool do_recovery)
 	ready = nodes != NIL;
 	if (ready)
 		MyceliumTxnRegistrySendDeferred();	/* "aborted" events */
+	if (ready && do_deadlock)
+		MyceliumDetectDistributedDeadlocks(nodes);	/* first: a down peer slows health */
 	if (ready && do_health)
 		health_check(nodes);
 	if (ready && do_recovery)
@@ -176,6 +180,7 @@ MyceliumMaintenanceMain(Datum main_arg)
 	MemoryContext loop_ctx;
 	TimestampTz next_health = 0;
 	TimestampTz next_recovery = 0;
+	TimestampTz next_deadlock = 0;
 	TimestampTz next_cert_check = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -193,16 +198,17 @@ MyceliumMaintenanceMain(Datum main_arg)
 		TimestampTz now = GetCurrentTimestamp();
 		bool		do_health = now >= next_health;
 		bool		do_recovery = mycelium_recovery_interval_ms > 0 && now >= next_recovery;
+		bool		do_deadlock = mycelium_deadlock_detection_interval_ms > 0 && now >= next_deadlock;
 		bool		ready = true;
 		long		timeout;
 
-		if (do_health || do_recovery)
+		if (do_health || do_recovery || do_deadlock)
 		{
 			MemoryContext old = MemoryContextSwitchTo(loop_ctx);
 
 			PG_TRY();
 			{
-				ready = run_iteration(do_health, do_recovery);
+				ready = run_iteration(do_health, do_recovery, do_deadlock);
 			}
 			PG_CATCH();
 			{
@@ -220,6 +226,8 @@ MyceliumMaintenanceMain(Datum main_arg)
 				next_health = TimestampTzPlusMilliseconds(now, ready ? mycelium_heartbeat_interval_ms : IDLE_CHECK_MS);
 			if (do_recovery)
 				next_recovery = TimestampTzPlusMilliseconds(now, ready ? mycelium_recovery_interval_ms : IDLE_CHECK_MS);
+			if (do_deadlock)
+				next_deadlock = TimestampTzPlusMilliseconds(now, ready ? mycelium_deadlock_detection_interval_ms : IDLE_CHECK_MS);
 		}
 
 		if (now >= next_cert_check)
@@ -231,6 +239,8 @@ MyceliumMaintenanceMain(Datum main_arg)
 		timeout = (long) ((next_health - now) / 1000);
 		if (mycelium_recovery_interval_ms > 0)
 			timeout = Min(timeout, (long) ((next_recovery - now) / 1000));
+		if (mycelium_deadlock_detection_interval_ms > 0)
+			timeout = Min(timeout, (long) ((next_deadlock - now) / 1000));
 		timeout = Max(timeout, 1);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
@@ -241,6 +251,7 @@ MyceliumMaintenanceMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			next_recovery = 0;	/* apply a new interval at once */
+			next_deadlock = 0;
 			next_cert_check = 0;	/* and look at rotated certificates */
 		}
 	}
