@@ -27,7 +27,7 @@ demo_sql 3 "SELECT country, count(*), sum(amount), round(avg(amount), 2) AS avg
   FROM orders GROUP BY country ORDER BY country"
 demo_sql 3 "EXPLAIN (COSTS OFF) SELECT country, count(*) FROM orders GROUP BY country"
 
-say "A reference table has a copy on every node, so joins with it run on each shard"
+say "A reference table has a copy on every node; joins with it answer from any node"
 demo_sql 1 "CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL)"
 demo_sql 1 "INSERT INTO countries VALUES ('fr', 'France'), ('de', 'Germany'), ('jp', 'Japan'), ('br', 'Brazil')"
 demo_sql 1 "SELECT mycelium.create_reference_table('countries')"
