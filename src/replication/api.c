@@ -53,6 +53,7 @@
 
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "shard/shard.h"
 #include "replication/api_internal.h"
 #include "replication/apply_internal.h"
 #include "replication/replication.h"
@@ -205,51 +206,6 @@ check_replicable(Relation rel, const char *name)
 }
 
 /*
- * uses_sequence is an expression walker: true when the expression calls
- * nextval(), i.e. depends on a sequence of this node.
- */
-static bool
-uses_sequence(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
-		return true;
-	return expression_tree_walker(node, uses_sequence, context);
-}
-
-/*
- * column_default returns the SQL text of a column's default (or, for a
- * generated column, its generation expression), or NULL for a default that
- * takes values from a sequence of this node (serial, nextval()): that
- * sequence does not exist on the peers, and values from per-node sequences
- * would collide anyway (use mycelium.next_id()).  Other defaults, volatile
- * ones such as now() or mycelium.next_id() included, mean the same on
- * every node and are kept.
- */
-static char *
-column_default(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
-{
-	TupleConstr *constr = RelationGetDescr(rel)->constr;
-	int			i;
-
-	if (constr == NULL)
-		return NULL;
-	for (i = 0; i < constr->num_defval; i++)
-	{
-		Node	   *expr;
-
-		if (constr->defval[i].adnum != attnum)
-			continue;
-		expr = stringToNode(constr->defval[i].adbin);
-		if (!generated && uses_sequence(expr, NULL))
-			return NULL;
-		return deparse_expression(expr, dpcontext, false, false);
-	}
-	return NULL;
-}
-
-/*
  * append_primary_key appends ", CONSTRAINT <name> PRIMARY KEY (...)" for
  * the table's primary key (which check_replicable made sure exists).
  */
@@ -307,7 +263,7 @@ create_table_sql(Relation rel, const char *qualname, StringInfo cols)
 		first = false;
 		if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
 			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(att->attcollation));
-		def = column_default(rel, att->attnum, dpcontext, generated);
+		def = MyceliumColumnDefaultSql(rel, att->attnum, dpcontext, generated);
 		if (generated)
 			appendStringInfo(&sql, " GENERATED ALWAYS AS (%s) STORED", def);
 		else if (def)

@@ -103,6 +103,11 @@ extern MyceliumDistTable *MyceliumGetDistTable(Oid relid);
 extern List *MyceliumAllDistTables(void);
 extern void MyceliumShardCacheInvalidate(void);
 
+/* in shard/table_ddl.c */
+struct RelationData;
+extern char *MyceliumColumnDefaultSql(struct RelationData *rel, AttrNumber attnum,
+									  List *dpcontext, bool generated);
+
 /* in shard/hashing.c */
 extern int32 MyceliumHashValue(MyceliumDistTable *table, Datum value);
 extern int	MyceliumShardIndexForValue(MyceliumDistTable *table, Datum value, bool isnull);

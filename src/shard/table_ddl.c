@@ -66,11 +66,16 @@ calls_nextval(Node *node, void *context)
 }
 
 /*
- * default_sql returns the SQL text of a column's default (or generation
- * expression), or NULL when it has none or the default calls nextval().
+ * MyceliumColumnDefaultSql returns the SQL text of a column's default (or,
+ * for a generated column, its generation expression), or NULL when it has
+ * none or the default takes values from a sequence of this node (serial,
+ * nextval()): that sequence does not exist on the other nodes, and values
+ * from per-node sequences would collide anyway (use mycelium.next_id()).
+ * Other defaults, volatile ones included, mean the same on every node.
+ * Shared by shard tables and by tables replication creates on peers.
  */
-static char *
-default_sql(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
+char *
+MyceliumColumnDefaultSql(Relation rel, AttrNumber attnum, List *dpcontext, bool generated)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	int			i;
@@ -145,7 +150,7 @@ create_table_sql(Relation rel, const char *qualname)
 		first = false;
 		if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
 			appendStringInfo(&sql, " COLLATE %s", generate_collation_name(att->attcollation));
-		def = default_sql(rel, att->attnum, dpcontext, generated);
+		def = MyceliumColumnDefaultSql(rel, att->attnum, dpcontext, generated);
 		if (generated && def)
 			appendStringInfo(&sql, " GENERATED ALWAYS AS (%s) STORED", def);
 		else if (def)
