@@ -63,7 +63,6 @@ PG_FUNCTION_INFO_V1(mycelium_replicate_table);
 PG_FUNCTION_INFO_V1(mycelium_stop_replicating_table);
 
 /* rows per batch when copying a table to the members that lacked it */
-#define COPY_BATCH_ROWS 10000
 
 /* the conflict resolution policies replicate_table accepts */
 static const char *const supported_policies[] = {"last_writer_wins"};
@@ -280,66 +279,6 @@ create_table_sql(Relation rel, const char *qualname, StringInfo cols)
 }
 
 /*
- * copy_rows sends every row of the table to the members in conns (which
- * created it in this transaction), COPY_BATCH_ROWS rows per statement as a
- * JSON array read back with json_populate_recordset, to all of them at
- * once.  Rows are read with the latest snapshot: the caller holds a SHARE
- * lock, so that is every committed row, at any isolation level.
- */
-static void
-copy_rows(const char *qualname, const char *cols, MyceliumConnection **conns, int n)
-{
-	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
-													"mycelium replicate_table batch",
-													ALLOCSET_DEFAULT_SIZES);
-	char	   *insert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM "
-									  "pg_catalog.json_populate_recordset(NULL::%s, $1::pg_catalog.json)",
-									  qualname, cols, cols, qualname);
-	SPIPlanPtr	plan;
-	Portal		portal;
-
-	SPI_connect();
-	/* alias.*, not a bare alias, which a column of that name would shadow */
-	plan = SPI_prepare(psprintf("SELECT pg_catalog.row_to_json(r.*)::pg_catalog.text "
-								"FROM ONLY %s r", qualname), 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the copy of %s", qualname);
-	PushActiveSnapshot(GetLatestSnapshot());
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	PopActiveSnapshot();
-	for (;;)
-	{
-		MemoryContext old;
-		StringInfoData json;
-		const char *param;
-		uint64		i;
-
-		SPI_cursor_fetch(portal, true, COPY_BATCH_ROWS);
-		if (SPI_processed == 0)
-			break;
-		old = MemoryContextSwitchTo(batch_cxt);
-		initStringInfo(&json);
-		appendStringInfoChar(&json, '[');
-		for (i = 0; i < SPI_processed; i++)
-		{
-			if (i > 0)
-				appendStringInfoChar(&json, ',');
-			appendStringInfoString(&json, SPI_getvalue(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 1));
-		}
-		appendStringInfoChar(&json, ']');
-		param = json.data;
-		MyceliumExecParallel(conns, n, insert_sql, 1, &param);
-		MemoryContextSwitchTo(old);
-		SPI_freetuptable(SPI_tuptable);
-		MemoryContextReset(batch_cxt);
-	}
-	SPI_cursor_close(portal);
-	SPI_finish();
-	MemoryContextDelete(batch_cxt);
-}
-
-/*
  * create_on_members creates the table (and its schema if needed) on the
  * members in conns and copies this node's rows there.
  */
@@ -358,7 +297,10 @@ create_on_members(Relation rel, const char *qualname, MyceliumConnection **conns
 								  quote_identifier(get_namespace_name(RelationGetNamespace(rel)))),
 						 0, NULL);
 	MyceliumWriteOnMembers(conns, n, create_sql, 0, NULL);
-	copy_rows(qualname, cols.data, conns, n);
+	/* the caller holds a SHARE lock: the latest snapshot is every row */
+	MyceliumCopyRows(psprintf("SELECT pg_catalog.row_to_json(r.*)::pg_catalog.text "
+							  "FROM ONLY %s r", qualname),
+					 qualname, cols.data, conns, n);
 }
 
 /*

@@ -179,8 +179,8 @@ MyceliumInstallPlannerHook(void)
 
 /*
  * MyceliumRouterBypass turns routing off (nesting) while the router runs
- * its own statements on local shards; an error resets it at transaction
- * end through MyceliumRouterBypassReset.
+ * its own statements on local shards; callers turn it back on in
+ * PG_FINALLY, so an error cannot leave it off.
  */
 void
 MyceliumRouterBypass(bool on)
@@ -189,10 +189,4 @@ MyceliumRouterBypass(bool on)
 		bypass_depth++;
 	else if (bypass_depth > 0)
 		bypass_depth--;
-}
-
-bool
-MyceliumRouterBypassed(void)
-{
-	return bypass_depth > 0;
 }

@@ -22,12 +22,11 @@
 
 #include "access/hash.h"
 #include "access/nbtree.h"
-#include "catalog/pg_am.h"
-#include "commands/defrem.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/typcache.h"
 
 #include "router/router_internal.h"
 
@@ -47,25 +46,35 @@ dist_var(Node *node, MyceliumDistTable *table, Index varno)
 }
 
 /*
+ * dist_opfamily is the operator family the shards were cut with: the
+ * column type's default hash family, or btree family for range tables
+ * (from the type cache, so no catalog lookup per execution).
+ */
+static Oid
+dist_opfamily(MyceliumDistTable *table)
+{
+	TypeCacheEntry *tc = lookup_type_cache(table->dist_type,
+										   TYPECACHE_HASH_OPFAMILY | TYPECACHE_BTREE_OPFAMILY);
+
+	return table->method == MYCELIUM_DIST_HASH ? tc->hash_opf : tc->btree_opf;
+}
+
+/*
  * equality_prunes says whether opno compares the distribution column with
  * the same notion of equality the shards were cut with.
  */
 static bool
 equality_prunes(MyceliumDistTable *table, Oid opno, Oid valtype)
 {
-	Oid			am = table->method == MYCELIUM_DIST_HASH ? HASH_AM_OID : BTREE_AM_OID;
-	Oid			opclass = GetDefaultOpClass(table->dist_type, am);
-	Oid			family;
-	int			strategy = table->method == MYCELIUM_DIST_HASH ?
-		HTEqualStrategyNumber : BTEqualStrategyNumber;
+	Oid			family = dist_opfamily(table);
 
-	if (!OidIsValid(opclass))
+	if (!OidIsValid(family))
 		return false;
-	family = get_opclass_family(opclass);
 	/* range bounds compare with the column type's own comparator only */
 	if (table->method == MYCELIUM_DIST_RANGE && valtype != table->dist_type)
 		return false;
-	return get_op_opfamily_strategy(opno, family) == strategy;
+	return get_op_opfamily_strategy(opno, family) ==
+		(table->method == MYCELIUM_DIST_HASH ? HTEqualStrategyNumber : BTEqualStrategyNumber);
 }
 
 /*
@@ -80,9 +89,8 @@ shard_of_const(MyceliumDistTable *table, Datum value, bool isnull, Oid valtype)
 		return -1;
 	if (table->method == MYCELIUM_DIST_HASH && valtype != table->dist_type)
 	{
-		Oid			opclass = GetDefaultOpClass(table->dist_type, HASH_AM_OID);
-		Oid			family = get_opclass_family(opclass);
-		Oid			proc = get_opfamily_proc(family, valtype, valtype, HASHSTANDARD_PROC);
+		Oid			proc = get_opfamily_proc(dist_opfamily(table), valtype, valtype,
+											 HASHSTANDARD_PROC);
 		int32		h;
 		int			i;
 

@@ -37,7 +37,9 @@
 #include "parser/parse_func.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteManip.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/rel.h"
 
 #include "router/router_internal.h"
@@ -50,15 +52,34 @@ typedef struct ConvertContext
 } ConvertContext;
 
 /*
- * RouterShardRowsFunc returns the OID of mycelium.shard_rows(oid).
+ * RouterShardRowsFunc returns the OID of mycelium.shard_rows(oid, int),
+ * looked up once per backend: every routed plan needs it several times.
  */
+static Oid	shard_rows_oid = InvalidOid;
+
+/* a change to pg_proc (the extension recreated) forgets the cached OID */
+static void
+forget_shard_rows(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shard_rows_oid = InvalidOid;
+}
+
 Oid
 RouterShardRowsFunc(void)
 {
+	static bool registered = false;
 	Oid			argtypes[2] = {OIDOID, INT4OID};
 
-	return LookupFuncName(list_make2(makeString("mycelium"), makeString("shard_rows")),
-						  2, argtypes, false);
+	if (OidIsValid(shard_rows_oid))
+		return shard_rows_oid;
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, forget_shard_rows, (Datum) 0);
+		registered = true;
+	}
+	shard_rows_oid = LookupFuncName(list_make2(makeString("mycelium"), makeString("shard_rows")),
+									2, argtypes, false);
+	return shard_rows_oid;
 }
 
 /*

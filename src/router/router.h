@@ -16,7 +16,6 @@
 /* in router/planner.c */
 extern PGDLLIMPORT bool mycelium_enable_routing;
 extern void MyceliumInstallPlannerHook(void);
-extern bool MyceliumRouterBypassed(void);
 extern void MyceliumRouterBypass(bool on);
 
 /* in router/scan.c */
