@@ -4,5 +4,5 @@
 CREATE FUNCTION mycelium.shard_rows(table_name oid, spec int)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'mycelium_shard_rows'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION mycelium.shard_rows(oid, int) IS 'internal: planned in place of a distributed table';

@@ -111,6 +111,7 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	int			k;
 	char	   *why;
 	PlannedStmt *stmt;
+	RouterPushdown *pd = NULL;
 	bool		writes = parse->commandType != CMD_SELECT || parse->hasModifyingCTE;
 
 	if (parse->resultRelation > 0)
@@ -124,10 +125,14 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	if (!uses->dist && target == NULL)
 		return plan_standard(parse, query_string, cursorOptions, boundParams);
 
+	if (target == NULL && !writes)
+		pd = RouterPushdownPrepare(parse);
 	if (target == NULL && (copy = RouterAggPushdown(parse, &specs, &shell_rtes)) != NULL)
 	{
 		stmt = plan_standard(copy, query_string, cursorOptions, boundParams);
 		RouterFixPlan(stmt, shell_rtes, specs, writes);
+		if (pd)
+			RouterPushdownWrap(stmt, pd);
 		return stmt;
 	}
 	copy = copyObject(parse);
@@ -139,6 +144,8 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	RouterFixPlan(stmt, shell_rtes, specs, writes);
 	if (target != NULL)
 		RouterReplaceModifyTable(stmt, parse, target);
+	else if (pd)
+		RouterPushdownWrap(stmt, pd);
 	return stmt;
 }
 

@@ -49,6 +49,9 @@ typedef struct ConvertContext
 	Oid			funcoid;
 	List	   *shell_rtes;
 	const char *why;
+	int			nrefs;			/* distributed table references so far */
+	bool		mark;			/* RouterMarkDistRtes: alias, do not convert */
+	List	   *relids;			/* RouterMarkDistRtes: relid per reference */
 } ConvertContext;
 
 /*
@@ -140,7 +143,8 @@ convert_rte(RangeTblEntry *rte, ConvertContext *cxt)
 	RangeTblEntry *orig = copyObject(rte);
 	int			i;
 
-	rtf->funcexpr = (Node *) shard_rows_call(cxt->funcoid, rte->relid, 0);
+	/* a negative spec number names the reference (see fix_plan) */
+	rtf->funcexpr = (Node *) shard_rows_call(cxt->funcoid, rte->relid, -cxt->nrefs);
 	rtf->funccolcount = desc->natts;
 	for (i = 0; i < desc->natts; i++)
 	{
@@ -172,6 +176,19 @@ convert_rte(RangeTblEntry *rte, ConvertContext *cxt)
 	rte->insertedCols = NULL;
 	rte->updatedCols = NULL;
 	rte->extraUpdatedCols = NULL;
+}
+
+/*
+ * mark_rte gives one distributed table entry the alias pushdown.c finds it
+ * by in the printed query ("mycelium_ref_<n>"), keeping column aliases.
+ */
+static void
+mark_rte(RangeTblEntry *rte, ConvertContext *cxt)
+{
+	List	   *colnames = rte->alias ? copyObject(rte->alias->colnames) : NIL;
+
+	rte->alias = makeAlias(psprintf("mycelium_ref_%d", cxt->nrefs), colnames);
+	cxt->relids = lappend_oid(cxt->relids, rte->relid);
 }
 
 /*
@@ -227,7 +244,11 @@ convert_query(Query *query, Index skip_rti, ConvertContext *cxt)
 			cxt->why = "TABLESAMPLE on a distributed table is not supported";
 			return true;
 		}
-		convert_rte(rte, cxt);
+		cxt->nrefs++;
+		if (cxt->mark)
+			mark_rte(rte, cxt);
+		else
+			convert_rte(rte, cxt);
 	}
 	return query_tree_walker(query, convert_walker, cxt, 0);
 }
@@ -265,15 +286,33 @@ RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rtes, char **wh
 {
 	ConvertContext cxt;
 
+	memset(&cxt, 0, sizeof(cxt));
 	cxt.funcoid = RouterShardRowsFunc();
-	cxt.shell_rtes = NIL;
-	cxt.why = NULL;
 	if (convert_query(query, skip_rti, &cxt))
 	{
 		*why = pstrdup(cxt.why);
 		return false;
 	}
 	*shell_rtes = cxt.shell_rtes;
+	return true;
+}
+
+/*
+ * RouterMarkDistRtes aliases every distributed table reference of a query
+ * "mycelium_ref_<n>", numbered in the order RouterConvertDistRtes numbers
+ * the scans it makes, and lists their relids; false for shapes that
+ * cannot be converted.
+ */
+bool
+RouterMarkDistRtes(Query *query, List **relids)
+{
+	ConvertContext cxt;
+
+	memset(&cxt, 0, sizeof(cxt));
+	cxt.mark = true;
+	if (convert_query(query, 0, &cxt))
+		return false;
+	*relids = cxt.relids;
 	return true;
 }
 
@@ -318,7 +357,7 @@ copyObjectSpec(RouterScanSpec *given)
  */
 static Plan *
 replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
-					  RouterScanSpec *given, bool xact)
+					  RouterScanSpec *given, int refno, bool xact)
 {
 	Index		scanrelid = fs->scan.scanrelid;
 	RouterScanSpec *spec = given ? copyObjectSpec(given) : palloc0(sizeof(RouterScanSpec));
@@ -340,6 +379,7 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 
 	spec->relid = relid;
 	spec->xact = xact;
+	spec->refno = refno;
 	if (given == NULL)
 		spec->limit = -1;
 	forfour(ln, rtf->funccolnames, lt, rtf->funccoltypes, lm, rtf->funccoltypmods,
@@ -439,7 +479,7 @@ fix_plan(Plan *plan, FixContext *cxt)
 					return replace_function_scan(fs, rtf,
 												 DatumGetObjectId(((Const *) linitial(fe->args))->constvalue),
 												 k > 0 ? list_nth(cxt->specs, k - 1) : NULL,
-												 cxt->xact);
+												 k < 0 ? -k : 0, cxt->xact);
 				}
 			}
 		case T_Append:

@@ -41,6 +41,8 @@ typedef struct RouterScanSpec
 	List	   *sort;			/* RouterSortKey: ORDER BY sent with limit */
 	int64		limit;			/* rows each shard needs to send, -1 = all */
 	bool		xact;			/* statement writes: always use the transaction */
+	int			refno;			/* which reference of the query (pushdown.c), 0
+								 * for the one table of an aggregate or LIMIT spec */
 	/* printed at plan time (parameters as $n), set by RouterMakeScan */
 	char	   *target_sql;
 	char	   *rest_sql;		/* " WHERE ... GROUP BY ... LIMIT ..." */
@@ -106,6 +108,7 @@ extern List *RouterTaskNodes(MyceliumDistTable *table, Bitmapset *shards, bool a
 
 /* in router/pull.c */
 extern bool RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rtes, char **why);
+extern bool RouterMarkDistRtes(Query *query, List **relids);
 extern void RouterFixPlan(PlannedStmt *stmt, List *shell_rtes, List *specs, bool xact);
 extern Oid	RouterShardRowsFunc(void);
 extern void RouterSetScanSpec(Query *query, Index rti, int spec);
@@ -129,6 +132,14 @@ extern CustomScan *RouterMakeScan(RouterScanSpec *spec, List *scan_tlist);
 extern RouterScanSpec *RouterScanSpecFrom(CustomScan *cscan);
 struct ExplainState;
 extern void RouterExplainTasks(List *tasks, int shards_total, struct ExplainState *es);
+extern bool RouterScanStatePruned(PlanState *ps, int *refno, MyceliumDistTable **table,
+								  Bitmapset **shards);
+
+/* in router/pushdown.c */
+typedef struct RouterPushdown RouterPushdown;
+extern RouterPushdown *RouterPushdownPrepare(Query *parse);
+extern void RouterPushdownWrap(PlannedStmt *stmt, RouterPushdown *pd);
+extern void RouterRegisterPushdownScan(void);
 
 /* in router/modify.c */
 extern PlannedStmt *RouterPlanModify(Query *parse, MyceliumDistTable *target);

@@ -41,6 +41,7 @@ typedef struct RouterScanState
 	MyceliumDistTable *table;
 	List	   *tasks;			/* RouterTask */
 	bool		xact;
+	Bitmapset  *shards;			/* the shard indexes this execution reads */
 	Tuplestorestate *store;
 	TupleTableSlot *readslot;	/* minimal-tuple slot reading the store */
 	bool		fetched;
@@ -76,6 +77,7 @@ MyceliumRegisterCustomScans(void)
 {
 	RegisterCustomScanMethods(&scan_methods);
 	RouterRegisterModifyScan();
+	RouterRegisterPushdownScan();
 }
 
 /*
@@ -103,6 +105,7 @@ RouterMakeScan(RouterScanSpec *spec, List *scan_tlist)
 	CustomScan *cscan = makeNode(CustomScan);
 	StringInfoData rest;
 	List	   *param_ids = NIL;
+	List	   *flags;
 	int			id;
 
 	cscan->scan.scanrelid = 0;
@@ -127,13 +130,14 @@ RouterMakeScan(RouterScanSpec *spec, List *scan_tlist)
 		while ((id = bms_next_member(ids, id)) >= 0)
 			param_ids = lappend_int(param_ids, id);
 	}
+	flags = list_make5(makeString(psprintf(INT64_FORMAT, spec->limit)),
+					   makeBoolean(spec->xact),
+					   makeString(RouterDeparseExprList(spec->target, spec->relid, ", ")),
+					   makeString(rest.data),
+					   param_ids);
+	flags = lappend(flags, makeInteger(spec->refno));
 	cscan->custom_private = list_make5(makeString(psprintf("%u", spec->relid)),
-									   spec->target, spec->quals, spec->group,
-									   list_make5(makeString(psprintf(INT64_FORMAT, spec->limit)),
-												  makeBoolean(spec->xact),
-												  makeString(RouterDeparseExprList(spec->target, spec->relid, ", ")),
-												  makeString(rest.data),
-												  param_ids));
+									   spec->target, spec->quals, spec->group, flags);
 	return cscan;
 }
 
@@ -155,6 +159,7 @@ RouterScanSpecFrom(CustomScan *cscan)
 	spec->target_sql = strVal(lthird(flags));
 	spec->rest_sql = strVal(lfourth(flags));
 	spec->param_ids = list_nth(flags, 4);
+	spec->refno = intVal(list_nth(flags, 5));
 	return spec;
 }
 
@@ -235,6 +240,10 @@ build_tasks(RouterScanState *state, ParamListInfo params)
 	ListCell   *lc;
 
 	shards = RouterPruneShards(table, quals, 1, &all);
+	if (all)
+		state->shards = bms_add_range(NULL, 0, table->nshards - 1);
+	else
+		state->shards = shards;
 	foreach(lc, RouterTaskNodes(table, shards, all))
 	{
 		List	   *indexes = lfirst(lc);
@@ -371,6 +380,26 @@ RouterExplainTasks(List *tasks, int shards_total, ExplainState *es)
 		ExplainCloseGroup("Task", NULL, true, es);
 	}
 	ExplainCloseGroup("Tasks", "Tasks", false, es);
+}
+
+/*
+ * RouterScanStatePruned says, for a MyceliumScan's state, which reference
+ * of the query it reads and the shards this execution chose; false for any
+ * other node.
+ */
+bool
+RouterScanStatePruned(PlanState *ps, int *refno, MyceliumDistTable **table,
+					  Bitmapset **shards)
+{
+	RouterScanState *state = (RouterScanState *) ps;
+
+	if (!IsA(ps, CustomScanState) ||
+		((CustomScanState *) ps)->methods != &scan_exec_methods)
+		return false;
+	*refno = state->spec->refno;
+	*table = state->table;
+	*shards = state->shards;
+	return true;
 }
 
 static void

@@ -1,0 +1,157 @@
+# Whole-query pushdown across a 3-node mesh: a SELECT whose distributed
+# tables all resolve to shards on one node is sent there whole (joins of
+# colocated tables on the key, reference tables, subqueries, CTEs,
+# aggregates, windows); anything else runs as before.  Every answer is
+# compared with the same query on plain local tables, from every node.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MyceliumMesh;
+
+my $mesh = MyceliumMesh->new(nodes => 3);
+my ($n1, $n2, $n3) = $mesh->nodes;
+
+$n1->safe_psql('postgres', q{
+	CREATE TABLE orders (id int PRIMARY KEY, cust int NOT NULL, amount numeric, note text);
+	CREATE TABLE items (order_id int, line int, qty int, PRIMARY KEY (order_id, line));
+	CREATE TABLE region (cust int PRIMARY KEY, name text);
+	CREATE TABLE l_orders (LIKE orders);
+	CREATE TABLE l_items (LIKE items);
+	CREATE TABLE l_region (LIKE region);
+	SELECT mycelium.create_distributed_table('orders', 'id', shard_count => 6);
+	SELECT mycelium.create_distributed_table('items', 'order_id', shard_count => 6,
+											 colocate_with => 'orders');
+	SELECT mycelium.create_reference_table('region');
+	INSERT INTO orders SELECT g, g % 10, g * 1.5, 'note ' || g FROM generate_series(1, 600) g;
+	INSERT INTO items SELECT o, l, o * l FROM generate_series(1, 600) o, generate_series(1, 4) l;
+	INSERT INTO region SELECT c, 'region ' || c FROM generate_series(0, 9) c;
+	INSERT INTO l_orders SELECT * FROM orders;
+	INSERT INTO l_items SELECT * FROM items;
+	INSERT INTO l_region SELECT * FROM region;
+});
+
+# the node holding the shard of an order id
+sub holder
+{
+	my ($id) = @_;
+	return $n1->safe_psql('postgres',
+		"SELECT node_name FROM mycelium.shards WHERE shard_id = mycelium.shard_for('orders', $id)");
+}
+
+# the same query over the distributed and the local tables
+sub local_sql
+{
+	my ($sql) = @_;
+	$sql =~ s/\borders\b/l_orders/g;
+	$sql =~ s/\bitems\b/l_items/g;
+	$sql =~ s/\bregion\b/l_region/g;
+	return $sql;
+}
+
+my @pushed = (
+	['key join with a reference table',
+	 'SELECT o.id, sum(i.qty), r.name FROM orders o JOIN items i ON i.order_id = o.id '
+	   . 'JOIN region r ON r.cust = o.cust WHERE o.id = %d GROUP BY o.id, r.name'],
+	['key join, outer join, ORDER BY LIMIT',
+	 'SELECT i.line, i.qty, o.note FROM orders o LEFT JOIN items i ON i.order_id = o.id AND i.line > 1 '
+	   . 'WHERE o.id = %d ORDER BY i.line DESC LIMIT 2'],
+	['CTE and subquery',
+	 'WITH x AS (SELECT * FROM items WHERE order_id = %d) SELECT count(*), sum(x.qty) FROM x '
+	   . 'WHERE x.order_id IN (SELECT id FROM orders WHERE amount > 0)'],
+	['window and DISTINCT',
+	 'SELECT DISTINCT line, sum(qty) OVER (ORDER BY line) FROM items WHERE order_id = %d ORDER BY 1'],
+	['EXISTS over a colocated table',
+	 'SELECT id, cust FROM orders o WHERE id = %d AND EXISTS '
+	   . '(SELECT 1 FROM items i WHERE i.order_id = o.id AND i.qty > 0)'],
+);
+
+for my $n ($n1, $n2, $n3)
+{
+	my $name = $n->name;
+	for my $case (@pushed)
+	{
+		my ($what, $template) = @$case;
+		for my $id (7, 123, 599)
+		{
+			my $sql = sprintf($template, $id);
+			my $explain = $n->safe_psql('postgres', "EXPLAIN $sql");
+			my $where = holder($id);
+			my $suffix = $where eq $name ? ' (local)' : '';
+			like($explain, qr/Pushdown: whole query.*Node: \Q$where$suffix\E/s,
+				"$name: $what (id $id) runs whole on $where");
+			is($n->safe_psql('postgres', $sql), $n1->safe_psql('postgres', local_sql($sql)),
+				"$name: $what (id $id) answers as local tables do");
+		}
+	}
+}
+
+# two keys on two nodes: the usual plan, still right
+my ($a, $b) = (1, 2);
+$b++ while holder($b) eq holder($a);
+my $two = "SELECT o.id, count(*) FROM orders o JOIN items i ON i.order_id = o.id "
+  . "WHERE o.id IN ($a, $b) GROUP BY o.id ORDER BY o.id";
+like($n2->safe_psql('postgres', "EXPLAIN $two"), qr/Pushdown: no: the chosen shards are on several nodes/,
+	'shards on two nodes: not pushed, EXPLAIN says why');
+is($n2->safe_psql('postgres', $two), $n1->safe_psql('postgres', local_sql($two)),
+	'shards on two nodes: right answer');
+my $fan = 'SELECT r.name, count(*), sum(i.qty) FROM orders o JOIN items i ON i.order_id = o.id '
+  . 'JOIN region r ON r.cust = o.cust GROUP BY r.name ORDER BY r.name';
+is($n3->safe_psql('postgres', $fan), $n1->safe_psql('postgres', local_sql($fan)),
+	'fan-out join: right answer');
+
+# shapes that are never sent whole
+unlike($n1->safe_psql('postgres', 'EXPLAIN SELECT o.id FROM orders o JOIN l_items i ON i.order_id = o.id WHERE o.id = 5'),
+	qr/MyceliumRouterQuery/, 'a join with a local table is not sent whole');
+unlike($n1->safe_psql('postgres', "EXPLAIN SELECT o.id, now() FROM orders o JOIN items i ON i.order_id = o.id WHERE o.id = 5"),
+	qr/MyceliumRouterQuery/, 'a stable function keeps the query here');
+unlike($n1->safe_psql('postgres', 'EXPLAIN SELECT * FROM orders WHERE id = 5'),
+	qr/MyceliumRouterQuery/, 'a plain point query keeps its shard scan');
+my $tricky = "SELECT count(*) FROM orders o JOIN items i ON i.order_id = o.id "
+  . "WHERE o.id = 5 AND o.note <> 'public.orders mycelium_ref_1'";
+unlike($n1->safe_psql('postgres', "EXPLAIN $tricky"), qr/MyceliumRouterQuery/,
+	'a constant that looks like a reference: not sent whole');
+is($n1->safe_psql('postgres', $tricky), '4', '... and still right');
+
+# prepared statements choose the node per execution, generic plans too
+my $far = 1;
+$far++ while holder($far) eq $n1->name;
+my $near = 1;
+$near++ while holder($near) ne $n1->name;
+my $prep = $n1->safe_psql('postgres', qq{
+	SET plan_cache_mode = force_generic_plan;
+	PREPARE q(int) AS SELECT o.id, sum(i.qty) FROM orders o JOIN items i ON i.order_id = o.id
+		WHERE o.id = \$1 GROUP BY o.id;
+	EXPLAIN EXECUTE q($far);
+	EXECUTE q($far);
+	EXPLAIN EXECUTE q($near);
+	EXECUTE q($near);
+});
+my $farnode = holder($far);
+like($prep, qr/Node: \Q$farnode\E\n.*\n$far\|\d+\n.*Node: \Q@{[$n1->name]}\E \(local\).*\n$near\|\d+$/s,
+	'a generic plan sends each execution to its node');
+
+# a scrollable cursor and reading one's own writes in a transaction
+is($n2->safe_psql('postgres', qq{
+	BEGIN;
+	INSERT INTO items VALUES ($far, 9, 1000);
+	DECLARE c SCROLL CURSOR FOR SELECT i.line FROM orders o JOIN items i ON i.order_id = o.id
+		WHERE o.id = $far ORDER BY i.line;
+	FETCH 5 FROM c;
+	FETCH BACKWARD 1 FROM c;
+	ROLLBACK;
+}), "1\n2\n3\n4\n9\n4", 'a cursor moves both ways and sees the transaction\'s own row');
+is($n3->safe_psql('postgres', "SELECT count(*) FROM items WHERE order_id = $far"), '4',
+	'the rolled back row is gone');
+
+# privileges are still checked on the distributed tables
+$_->safe_psql('postgres', 'CREATE ROLE reader LOGIN') for ($n1, $n2, $n3);
+$n1->safe_psql('postgres', 'GRANT SELECT ON orders TO reader');
+my ($rc, $out, $err) = $n1->psql('postgres',
+	"SET ROLE reader; SELECT count(*) FROM orders o JOIN items i ON i.order_id = o.id WHERE o.id = 5");
+like($err, qr/permission denied for table items/, 'no privilege on a joined table: 42501');
+ok($mesh->no_prepared_xacts, 'no prepared transactions left');
+
+done_testing();
