@@ -127,7 +127,9 @@ route(Query *parse, const char *query_string, int cursorOptions,
 
 	if (target == NULL && !writes)
 		pd = RouterPushdownPrepare(parse);
-	if (target == NULL && (copy = RouterAggPushdown(parse, &specs, &shell_rtes)) != NULL)
+	if (target == NULL &&
+		((!writes && (copy = RouterJoinPushdown(parse, &specs, &shell_rtes)) != NULL) ||
+		 (copy = RouterAggPushdown(parse, &specs, &shell_rtes)) != NULL))
 	{
 		stmt = plan_standard(copy, query_string, cursorOptions, boundParams);
 		RouterFixPlan(stmt, shell_rtes, specs, writes);

@@ -321,6 +321,15 @@ RouterMarkDistRtes(Query *query, List **relids)
  * scan tuple.
  */
 static Node *
+to_index_var(Node *node, Index *scanrelid);
+
+Node *
+RouterToIndexVar(Node *node, Index scanrelid)
+{
+	return to_index_var(node, &scanrelid);
+}
+
+static Node *
 to_index_var(Node *node, Index *scanrelid)
 {
 	if (node == NULL)
@@ -475,7 +484,11 @@ fix_plan(Plan *plan, FixContext *cxt)
 					break;
 				{
 					int			k = DatumGetInt32(((Const *) lsecond(fe->args))->constvalue);
+					Oid			relid = DatumGetObjectId(((Const *) linitial(fe->args))->constvalue);
 
+					/* no table: the rows of a co-located join (joinpush.c) */
+					if (!OidIsValid(relid))
+						return RouterMakeJoinScan(fs, rtf, list_nth(cxt->specs, k - 1), cxt->xact);
 					return replace_function_scan(fs, rtf,
 												 DatumGetObjectId(((Const *) linitial(fe->args))->constvalue),
 												 k > 0 ? list_nth(cxt->specs, k - 1) : NULL,

@@ -146,6 +146,22 @@ ship_walker(Node *node, ShipCheck *cxt)
 }
 
 /*
+ * RouterShipCheck says whether a query or expression may be sent as text to
+ * any node and give the answer it gives here; adds the external parameters
+ * it uses to *param_ids.
+ */
+bool
+RouterShipCheck(Node *node, Bitmapset **param_ids)
+{
+	ShipCheck	check = {false, NULL};
+
+	if (ship_walker(node, &check) || contain_mutable_functions(node))
+		return false;
+	*param_ids = bms_join(*param_ids, check.param_ids);
+	return true;
+}
+
+/*
  * single_table_scan says whether the query is one distributed table read
  * with nothing on top that a shard scan does not already push down: the
  * usual plan sends the same statement, so wrapping it would only cost.
@@ -194,10 +210,13 @@ find_reference(const char *text, Oid relid, int n, int *start, int *end)
 }
 
 /*
- * split_text cuts the printed query into text pieces and references.
+ * RouterSplitText cuts a query printed with its distributed table
+ * references aliased by RouterMarkDistRtes into text pieces (String) and
+ * references (Integer, from 1); NIL when a reference is not found exactly
+ * once.
  */
-static List *
-split_text(const char *text, List *relids)
+List *
+RouterSplitText(const char *text, List *relids)
 {
 	int			n = list_length(relids);
 	int		   *starts = palloc(sizeof(int) * n);
@@ -234,24 +253,24 @@ RouterPushdown *
 RouterPushdownPrepare(Query *parse)
 {
 	Query	   *q;
-	ShipCheck	check = {false, NULL};
+	Bitmapset  *param_ids = NULL;
 	RouterPushdown *pd;
 	List	   *relids;
 	int			id = -1;
 
 	if (parse->commandType != CMD_SELECT || single_table_scan(parse))
 		return NULL;
-	if (ship_walker((Node *) parse, &check) || contain_mutable_functions((Node *) parse))
+	if (!RouterShipCheck((Node *) parse, &param_ids))
 		return NULL;
 	q = copyObject(parse);
 	if (!RouterMarkDistRtes(q, &relids) || relids == NIL)
 		return NULL;
 	pd = palloc0(sizeof(RouterPushdown));
 	pd->relids = relids;
-	pd->pieces = split_text(RouterDeparseQuery(q), relids);
+	pd->pieces = RouterSplitText(RouterDeparseQuery(q), relids);
 	if (pd->pieces == NIL)
 		return NULL;
-	while ((id = bms_next_member(check.param_ids, id)) >= 0)
+	while ((id = bms_next_member(param_ids, id)) >= 0)
 		pd->param_ids = lappend_int(pd->param_ids, id);
 	return pd;
 }
@@ -381,6 +400,8 @@ collect_walker(PlanState *ps, ChosenShards *cs)
 
 	if (ps == NULL)
 		return false;
+	if (RouterJoinScanPruned(ps, cs->nrefs, cs->tables, cs->shards))
+		return planstate_tree_walker(ps, collect_walker, cs);
 	if (RouterScanStatePruned(ps, &refno, &table, &shards))
 	{
 		/* an aggregate or LIMIT scan reads the query's only table */

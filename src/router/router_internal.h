@@ -111,6 +111,7 @@ extern bool RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rte
 extern bool RouterMarkDistRtes(Query *query, List **relids);
 extern void RouterFixPlan(PlannedStmt *stmt, List *shell_rtes, List *specs, bool xact);
 extern Oid	RouterShardRowsFunc(void);
+extern Node *RouterToIndexVar(Node *node, Index scanrelid);
 extern void RouterSetScanSpec(Query *query, Index rti, int spec);
 extern RangeTblEntry *RouterShardRowsRte(Oid relid, int spec, List *exprs, List *colnames,
 										 const char *alias);
@@ -140,6 +141,16 @@ typedef struct RouterPushdown RouterPushdown;
 extern RouterPushdown *RouterPushdownPrepare(Query *parse);
 extern void RouterPushdownWrap(PlannedStmt *stmt, RouterPushdown *pd);
 extern void RouterRegisterPushdownScan(void);
+extern bool RouterShipCheck(Node *node, Bitmapset **param_ids);
+extern List *RouterSplitText(const char *text, List *relids);
+
+/* in router/joinpush.c */
+extern Query *RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes);
+extern Plan *RouterMakeJoinScan(FunctionScan *fs, RangeTblFunction *rtf, List *spec,
+								bool xact);
+extern bool RouterJoinScanPruned(PlanState *ps, int nrefs, MyceliumDistTable **tables,
+								 Bitmapset **shards);
+extern void RouterRegisterJoinScan(void);
 
 /* in router/modify.c */
 extern PlannedStmt *RouterPlanModify(Query *parse, MyceliumDistTable *target);

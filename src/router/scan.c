@@ -78,6 +78,7 @@ MyceliumRegisterCustomScans(void)
 	RegisterCustomScanMethods(&scan_methods);
 	RouterRegisterModifyScan();
 	RouterRegisterPushdownScan();
+	RouterRegisterJoinScan();
 }
 
 /*

@@ -311,6 +311,22 @@ my %shapes = (
 				"SELECT a.region, count(*), sum(e.amount) FROM %S%.accounts a JOIN %S%.events e ON e.account_id = a.id GROUP BY a.region",
 				"SELECT e.account_id, e.seq FROM %S%.events e LEFT JOIN %S%.accounts a ON a.id = e.account_id WHERE a.id IS NULL"), 0 ]
 	},
+	join_pushdown => sub {
+		my $id = rid();
+		[ pick("SELECT a.id, e.seq, r.name FROM %S%.accounts a JOIN %S%.events e ON e.account_id = a.id JOIN %S%.regions r ON r.code = a.region WHERE e.amount > " . int(rand(300)),
+				"SELECT r.zone, count(*), sum(e.amount), avg(a.balance) FROM %S%.accounts a JOIN %S%.events e ON e.account_id = a.id JOIN %S%.regions r ON r.code = a.region GROUP BY r.zone HAVING count(*) > " . int(rand(20)),
+				"SELECT a.id, e.seq FROM %S%.accounts a FULL JOIN %S%.events e ON e.account_id = a.id AND e.kind = 'buy' WHERE coalesce(a.id, e.account_id) < " . rid(),
+				"SELECT e.account_id, a.name FROM %S%.accounts a RIGHT JOIN %S%.events e ON a.id = e.account_id AND a.score > " . rscore(),
+				"SELECT a.id, r.zone FROM %S%.accounts a LEFT JOIN %S%.regions r ON r.code = a.region AND r.zone > 1 JOIN %S%.events e ON e.account_id = a.id WHERE e.seq = 2",
+				"SELECT r.code, count(a.id) FROM %S%.regions r LEFT JOIN %S%.accounts a ON a.region = r.code GROUP BY r.code",
+				"SELECT DISTINCT a.region, e.kind FROM %S%.accounts a JOIN %S%.events e ON a.id = e.account_id WHERE a.score < 0",
+				"SELECT a.region, e.kind, count(*) OVER (PARTITION BY a.region) FROM %S%.accounts a JOIN %S%.events e ON a.id = e.account_id WHERE a.id IN (" . rids(6) . ")",
+				"SELECT a.id, sum(e.amount) FROM %S%.accounts a JOIN %S%.events e ON a.id = e.account_id WHERE a.id = $id OR a.id = " . rid() . " GROUP BY a.id",
+				"SELECT count(*), sum(e.amount) FROM %S%.accounts a, %S%.events e WHERE a.id = e.account_id AND e.account_id = $id",
+				"SELECT a.id, e.seq FROM %S%.accounts a JOIN %S%.events e ON a.id = e.account_id ORDER BY e.amount DESC, a.id, e.seq LIMIT " . (1 + int(rand(9))),
+				"SELECT a.id, x.n FROM %S%.accounts a JOIN (SELECT account_id, count(*) n FROM %S%.events GROUP BY account_id) x ON x.account_id = a.id WHERE a.id = $id",
+				"SELECT t.tag, a.name FROM %S%.tags t JOIN %S%.accounts a ON a.id = t.account_id WHERE a.id = $id"), 0 ]
+	},
 	join_reference => sub {
 		[ pick("SELECT a.id, r.name FROM %S%.accounts a JOIN %S%.regions r ON r.code = a.region WHERE a.score > " . rscore(),
 				"SELECT r.zone, count(*), sum(a.balance) FROM %S%.accounts a JOIN %S%.regions r ON r.code = a.region GROUP BY r.zone",

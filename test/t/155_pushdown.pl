@@ -102,6 +102,65 @@ my $fan = 'SELECT r.name, count(*), sum(i.qty) FROM orders o JOIN items i ON i.o
 is($n3->safe_psql('postgres', $fan), $n1->safe_psql('postgres', local_sql($fan)),
 	'fan-out join: right answer');
 
+# co-located joins without a fixed key: the join runs on every shard
+# group, the rest of the query here
+my @joined = (
+	['aggregate over a join with a reference table',
+	 'SELECT r.name, count(*), sum(i.qty) FROM orders o JOIN items i ON i.order_id = o.id '
+	   . 'JOIN region r ON r.cust = o.cust WHERE i.qty > 10 GROUP BY r.name HAVING count(*) > 1 ORDER BY r.name', 1],
+	['LEFT JOIN on the key, ORDER BY LIMIT',
+	 'SELECT o.id, i.line FROM orders o LEFT JOIN items i ON i.order_id = o.id AND i.line = 4 '
+	   . 'WHERE o.amount > 100 ORDER BY o.id DESC, i.line LIMIT 7', 1],
+	['FULL JOIN USING the key',
+	 'SELECT count(*), count(order_id), sum(qty) FROM (SELECT * FROM orders) o FULL JOIN items i ON i.order_id = o.id', 0],
+	['FULL JOIN on the key',
+	 'SELECT count(*), count(i.order_id), min(o.id) FROM orders o FULL JOIN items i ON i.order_id = o.id AND i.qty > 500', 1],
+	['a reference table on the nullable side',
+	 'SELECT count(*), count(r.name) FROM orders o LEFT JOIN region r ON r.cust = o.cust AND r.cust < 5', 1],
+	['window and DISTINCT over a join',
+	 'SELECT DISTINCT o.cust, sum(i.qty) OVER (PARTITION BY o.cust) FROM orders o JOIN items i '
+	   . 'ON o.id = i.order_id ORDER BY 1', 1],
+	['comma join with the key in WHERE',
+	 'SELECT count(*) FROM orders o, items i WHERE o.id = i.order_id AND i.line = 2 AND o.cust = 3', 1],
+	['a reference table on the preserved side',
+	 'SELECT r.cust, count(o.id) FROM region r LEFT JOIN orders o ON o.cust = r.cust GROUP BY r.cust ORDER BY 1', 0],
+	['tables joined off the key',
+	 'SELECT count(*) FROM orders o JOIN items i ON i.qty = o.id', 0],
+	['a self-join on the key and one off it',
+	 'SELECT count(*) FROM orders a JOIN orders b ON a.id = b.id JOIN items i ON i.order_id = a.cust', 0],
+);
+for my $n ($n1, $n2, $n3)
+{
+	my $name = $n->name;
+	for my $case (@joined)
+	{
+		my ($what, $sql, $pushed) = @$case;
+		my $explain = $n->safe_psql('postgres', "EXPLAIN $sql");
+		if ($pushed)
+		{
+			like($explain, qr/MyceliumJoinScan.*Co-located Join: \d tables, 6 of 6 shard groups/s,
+				"$name: $what runs on the shard groups");
+		}
+		else
+		{
+			unlike($explain, qr/MyceliumJoinScan/, "$name: $what is not pushed as a join");
+		}
+		is($n->safe_psql('postgres', $sql), $n1->safe_psql('postgres', local_sql($sql)),
+			"$name: $what answers as local tables do");
+	}
+}
+# a generic plan prunes shard groups per execution
+is($n2->safe_psql('postgres', q{
+	SET plan_cache_mode = force_generic_plan;
+	PREPARE j(int, int) AS SELECT count(*), sum(i.qty) FROM orders o JOIN items i ON i.order_id = o.id
+		WHERE o.id IN ($1, $2) AND i.line > 1;
+	EXECUTE j(1, 2);
+	EXECUTE j(300, 301);
+}), $n1->safe_psql('postgres', q{
+	SELECT count(*), sum(i.qty) FROM l_orders o JOIN l_items i ON i.order_id = o.id WHERE o.id IN (1, 2) AND i.line > 1;
+	SELECT count(*), sum(i.qty) FROM l_orders o JOIN l_items i ON i.order_id = o.id WHERE o.id IN (300, 301) AND i.line > 1;
+}), 'a prepared join prunes its shard groups per execution');
+
 # shapes that are never sent whole
 unlike($n1->safe_psql('postgres', 'EXPLAIN SELECT o.id FROM orders o JOIN l_items i ON i.order_id = o.id WHERE o.id = 5'),
 	qr/MyceliumRouterQuery/, 'a join with a local table is not sent whole');
