@@ -40,6 +40,9 @@ static int	bypass_depth = 0;
 /* mycelium.enable_routing: off in the sessions nodes open to each other */
 bool		mycelium_enable_routing = true;
 
+/* mycelium.enable_pushdown: joins and whole queries run on the shards */
+static bool mycelium_enable_pushdown = true;
+
 typedef struct UsesContext
 {
 	bool		dist;			/* reads or writes a hash/range table */
@@ -125,10 +128,10 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	if (!uses->dist && target == NULL)
 		return plan_standard(parse, query_string, cursorOptions, boundParams);
 
-	if (target == NULL && !writes)
+	if (target == NULL && !writes && mycelium_enable_pushdown)
 		pd = RouterPushdownPrepare(parse);
 	if (target == NULL &&
-		((!writes && (copy = RouterJoinPushdown(parse, &specs, &shell_rtes)) != NULL) ||
+		((!writes && mycelium_enable_pushdown && (copy = RouterJoinPushdown(parse, &specs, &shell_rtes)) != NULL) ||
 		 (copy = RouterAggPushdown(parse, &specs, &shell_rtes)) != NULL))
 	{
 		stmt = plan_standard(copy, query_string, cursorOptions, boundParams);
@@ -182,6 +185,12 @@ MyceliumInstallPlannerHook(void)
 							 "shards and local copies.  With it off, a session sees only this node's "
 							 "tables (a distributed table's shell is empty).",
 							 &mycelium_enable_routing, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("mycelium.enable_pushdown",
+							 "Runs co-located joins on the shard groups, and whole queries on the one node "
+							 "holding every shard they need.",
+							 "With it off, a query's distributed tables are read into this node and "
+							 "everything else runs here (the answer is the same).",
+							 &mycelium_enable_pushdown, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	prev_planner_hook = planner_hook;
 	planner_hook = mycelium_planner;
 }

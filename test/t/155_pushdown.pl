@@ -161,6 +161,14 @@ is($n2->safe_psql('postgres', q{
 	SELECT count(*), sum(i.qty) FROM l_orders o JOIN l_items i ON i.order_id = o.id WHERE o.id IN (300, 301) AND i.line > 1;
 }), 'a prepared join prunes its shard groups per execution');
 
+# the switch: off, the same answers from pulled rows
+my $sw = 'SELECT r.name, count(*) FROM orders o JOIN items i ON i.order_id = o.id '
+  . 'JOIN region r ON r.cust = o.cust WHERE o.id = 9 GROUP BY r.name';
+unlike($n2->safe_psql('postgres', "SET mycelium.enable_pushdown = off; EXPLAIN $sw"),
+	qr/MyceliumRouterQuery|MyceliumJoinScan/, 'mycelium.enable_pushdown = off: rows are pulled');
+is($n2->safe_psql('postgres', "SET mycelium.enable_pushdown = off; $sw"),
+	$n2->safe_psql('postgres', $sw), '... with the same answer');
+
 # shapes that are never sent whole
 unlike($n1->safe_psql('postgres', 'EXPLAIN SELECT o.id FROM orders o JOIN l_items i ON i.order_id = o.id WHERE o.id = 5'),
 	qr/MyceliumRouterQuery/, 'a join with a local table is not sent whole');
