@@ -131,6 +131,45 @@ RouterExprShippable(Node *expr, Index varno)
 	return !shippable_walker(expr, &cxt);
 }
 
+/*
+ * RouterNotBuiltin says why a function call, operator or aggregate node
+ * names something other nodes may not have (not built in), or NULL.
+ */
+const char *
+RouterNotBuiltin(Node *node)
+{
+	switch (nodeTag(node))
+	{
+		case T_FuncExpr:
+			if (((FuncExpr *) node)->funcid >= FirstGenbkiObjectId)
+				return "it calls a function that is not built in";
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+			set_opfuncid((OpExpr *) node);
+			if (((OpExpr *) node)->opfuncid >= FirstGenbkiObjectId)
+				return "it uses an operator that is not built in";
+			break;
+		case T_ScalarArrayOpExpr:
+			set_sa_opfuncid((ScalarArrayOpExpr *) node);
+			if (((ScalarArrayOpExpr *) node)->opfuncid >= FirstGenbkiObjectId)
+				return "it uses an operator that is not built in";
+			break;
+		case T_Aggref:
+			if (((Aggref *) node)->aggfnoid >= FirstGenbkiObjectId)
+				return "it calls an aggregate that is not built in";
+			break;
+		case T_WindowFunc:
+			if (((WindowFunc *) node)->winfnoid >= FirstGenbkiObjectId)
+				return "it calls a window function that is not built in";
+			break;
+		default:
+			break;
+	}
+	return NULL;
+}
+
 typedef struct QueryShipContext
 {
 	RangeTblEntry *target;
@@ -177,25 +216,8 @@ query_ship_walker(Node *node, QueryShipContext *cxt)
 	if (IsA(node, Query))
 		return query_tree_walker((Query *) node, query_ship_walker, cxt,
 								 QTW_EXAMINE_RTES_BEFORE);
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid >= FirstGenbkiObjectId)
-	{
-		cxt->why = "it calls a function that is not built in";
+	if ((cxt->why = RouterNotBuiltin(node)) != NULL)
 		return true;
-	}
-	if (IsA(node, OpExpr) || IsA(node, DistinctExpr) || IsA(node, NullIfExpr))
-	{
-		set_opfuncid((OpExpr *) node);
-		if (((OpExpr *) node)->opfuncid >= FirstGenbkiObjectId)
-		{
-			cxt->why = "it uses an operator that is not built in";
-			return true;
-		}
-	}
-	if (IsA(node, Aggref) && ((Aggref *) node)->aggfnoid >= FirstGenbkiObjectId)
-	{
-		cxt->why = "it calls an aggregate that is not built in";
-		return true;
-	}
 	if (IsA(node, CurrentOfExpr))
 	{
 		cxt->why = "WHERE CURRENT OF is not supported on distributed tables";

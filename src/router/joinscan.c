@@ -105,17 +105,7 @@ RouterMakeJoinScan(FunctionScan *fs, RangeTblFunction *rtf, List *spec, bool xac
 	cscan->methods = &js_methods;
 	cscan->custom_scan_tlist = scan_tlist;
 	cscan->custom_private = list_make2(spec, makeBoolean(xact));
-	cscan->scan.plan.startup_cost = fs->scan.plan.startup_cost;
-	cscan->scan.plan.total_cost = fs->scan.plan.total_cost;
-	cscan->scan.plan.plan_rows = fs->scan.plan.plan_rows;
-	cscan->scan.plan.plan_width = fs->scan.plan.plan_width;
-	cscan->scan.plan.plan_node_id = fs->scan.plan.plan_node_id;
-	cscan->scan.plan.extParam = fs->scan.plan.extParam;
-	cscan->scan.plan.allParam = fs->scan.plan.allParam;
-	cscan->scan.plan.initPlan = fs->scan.plan.initPlan;
-	cscan->scan.plan.targetlist = (List *) RouterToIndexVar((Node *) fs->scan.plan.targetlist,
-															scanrelid);
-	cscan->scan.plan.qual = (List *) RouterToIndexVar((Node *) fs->scan.plan.qual, scanrelid);
+	RouterTakeScanPlace(cscan, fs);
 	return (Plan *) cscan;
 }
 

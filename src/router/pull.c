@@ -321,15 +321,6 @@ RouterMarkDistRtes(Query *query, List **relids)
  * scan tuple.
  */
 static Node *
-to_index_var(Node *node, Index *scanrelid);
-
-Node *
-RouterToIndexVar(Node *node, Index scanrelid)
-{
-	return to_index_var(node, &scanrelid);
-}
-
-static Node *
 to_index_var(Node *node, Index *scanrelid)
 {
 	if (node == NULL)
@@ -428,6 +419,20 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 		}
 	}
 	cscan = RouterMakeScan(spec, scan_tlist);
+	RouterTakeScanPlace(cscan, fs);
+	return (Plan *) cscan;
+}
+
+/*
+ * RouterTakeScanPlace gives a custom scan that replaces a shard_rows()
+ * scan that scan's costs, node id, parameters and init plans, and its
+ * target list and quals, pointed at the custom scan tuple.
+ */
+void
+RouterTakeScanPlace(CustomScan *cscan, FunctionScan *fs)
+{
+	Index		scanrelid = fs->scan.scanrelid;
+
 	cscan->scan.plan.startup_cost = fs->scan.plan.startup_cost;
 	cscan->scan.plan.total_cost = fs->scan.plan.total_cost;
 	cscan->scan.plan.plan_rows = fs->scan.plan.plan_rows;
@@ -438,7 +443,6 @@ replace_function_scan(FunctionScan *fs, RangeTblFunction *rtf, Oid relid,
 	cscan->scan.plan.initPlan = fs->scan.plan.initPlan;
 	cscan->scan.plan.targetlist = (List *) to_index_var((Node *) fs->scan.plan.targetlist, &scanrelid);
 	cscan->scan.plan.qual = (List *) to_index_var((Node *) fs->scan.plan.qual, &scanrelid);
-	return (Plan *) cscan;
 }
 
 typedef struct FixContext

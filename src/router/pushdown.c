@@ -107,30 +107,6 @@ ship_walker(Node *node, ShipCheck *cxt)
 				return true;
 			cxt->param_ids = bms_add_member(cxt->param_ids, ((Param *) node)->paramid);
 			break;
-		case T_FuncExpr:
-			if (((FuncExpr *) node)->funcid >= FirstGenbkiObjectId)
-				return true;
-			break;
-		case T_OpExpr:
-		case T_DistinctExpr:
-		case T_NullIfExpr:
-			set_opfuncid((OpExpr *) node);
-			if (((OpExpr *) node)->opfuncid >= FirstGenbkiObjectId)
-				return true;
-			break;
-		case T_ScalarArrayOpExpr:
-			set_sa_opfuncid((ScalarArrayOpExpr *) node);
-			if (((ScalarArrayOpExpr *) node)->opfuncid >= FirstGenbkiObjectId)
-				return true;
-			break;
-		case T_Aggref:
-			if (((Aggref *) node)->aggfnoid >= FirstGenbkiObjectId)
-				return true;
-			break;
-		case T_WindowFunc:
-			if (((WindowFunc *) node)->winfnoid >= FirstGenbkiObjectId)
-				return true;
-			break;
 		case T_CollateExpr:
 			if (((CollateExpr *) node)->collOid >= FirstNormalObjectId)
 				return true;
@@ -140,6 +116,8 @@ ship_walker(Node *node, ShipCheck *cxt)
 		case T_GroupingFunc:
 			return true;
 		default:
+			if (RouterNotBuiltin(node) != NULL)
+				return true;
 			break;
 	}
 	return expression_tree_walker(node, ship_walker, cxt);

@@ -86,6 +86,7 @@ typedef struct RouterTask
 
 /* in router/deparse.c */
 extern bool RouterExprShippable(Node *expr, Index varno);
+extern const char *RouterNotBuiltin(Node *node);
 extern bool RouterQueryShippable(Query *query, RangeTblEntry *target, char **why);
 extern Node *RouterBindParams(Node *node, ParamListInfo params);
 /* in router/params.c */
@@ -111,7 +112,7 @@ extern bool RouterConvertDistRtes(Query *query, Index skip_rti, List **shell_rte
 extern bool RouterMarkDistRtes(Query *query, List **relids);
 extern void RouterFixPlan(PlannedStmt *stmt, List *shell_rtes, List *specs, bool xact);
 extern Oid	RouterShardRowsFunc(void);
-extern Node *RouterToIndexVar(Node *node, Index scanrelid);
+extern void RouterTakeScanPlace(CustomScan *cscan, FunctionScan *fs);
 extern void RouterSetScanSpec(Query *query, Index rti, int spec);
 extern RangeTblEntry *RouterShardRowsRte(Oid relid, int spec, List *exprs, List *colnames,
 										 const char *alias);
