@@ -270,35 +270,59 @@ MyceliumGetResult(MyceliumConnection *conn, TimestampTz deadline, bool can_throw
 }
 
 /*
- * The wait set of the last connection waited on alone, kept between waits:
- * a routed statement waits on one node, and building a set costs several
- * system calls.  It is rebuilt when the connection (its socket, or the
- * connection it belongs to, which may reuse a socket number) changes.
+ * Wait sets of the last connections waited on alone, kept between waits: a
+ * routed statement waits on one node, and building a set costs several
+ * system calls (a statement alternating between two nodes rebuilt a single
+ * cached set every other time).  An entry is reused only for the same
+ * connection (its socket, and the connection it belongs to, which may
+ * reuse a socket number); the least recently used one is rebuilt.
  */
-static WaitEventSet *single_set = NULL;
-static pgsocket single_sock = PGINVALID_SOCKET;
-static PGconn *single_conn = NULL;
-static TimestampTz single_opened_at = 0;
+#define SINGLE_SETS 8
+
+typedef struct SingleSet
+{
+	WaitEventSet *set;
+	pgsocket	sock;
+	PGconn	   *conn;
+	TimestampTz opened_at;
+	uint64		used;
+} SingleSet;
+
+static SingleSet single_sets[SINGLE_SETS];
+static uint64 single_clock = 0;
 
 static WaitEventSet *
 single_wait_set(MyceliumConnection *conn)
 {
 	pgsocket	sock = PQsocket(conn->conn);
+	SingleSet  *victim = &single_sets[0];
+	int			i;
 
-	if (single_set != NULL && sock == single_sock && conn->conn == single_conn &&
-		conn->opened_at == single_opened_at)
-		return single_set;
-	if (single_set != NULL)
-		FreeWaitEventSet(single_set);
-	single_set = NULL;
-	single_set = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(single_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(single_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(single_set, WL_SOCKET_READABLE, sock, NULL, (void *) (intptr_t) 0);
-	single_sock = sock;
-	single_conn = conn->conn;
-	single_opened_at = conn->opened_at;
-	return single_set;
+	for (i = 0; i < SINGLE_SETS; i++)
+	{
+		SingleSet  *e = &single_sets[i];
+
+		if (e->set != NULL && e->sock == sock && e->conn == conn->conn &&
+			e->opened_at == conn->opened_at)
+		{
+			e->used = ++single_clock;
+			return e->set;
+		}
+		if (e->used < victim->used)
+			victim = e;
+	}
+	if (victim->set != NULL)
+		FreeWaitEventSet(victim->set);
+	victim->set = NULL;
+	victim->set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(victim->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(victim->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(victim->set, WL_SOCKET_READABLE, sock, NULL, (void *) (intptr_t) 0);
+	victim->sock = sock;
+	victim->conn = conn->conn;
+	victim->opened_at = conn->opened_at;
+	victim->used = ++single_clock;
+	return victim->set;
 }
 
 /*
