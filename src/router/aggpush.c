@@ -285,40 +285,40 @@ to_shard_vars(List *exprs, Index rti)
 }
 
 /*
- * RouterAggPushdown returns the combining query for an aggregate over one
- * distributed table, adding the shard query's spec to *specs and the
- * table's entry to *shell_rtes; NULL if the query does not have that
- * shape.
+ * shippable_here checks one expression of the split: over the table rti,
+ * or (rti 0) over a co-located join, whose check also notes parameters.
  */
-Query *
-RouterAggPushdown(Query *parse, List **specs, List **shell_rtes)
+static bool
+shippable_here(Node *expr, Index rti)
+{
+	Bitmapset  *ids = NULL;
+
+	return rti > 0 ? RouterExprShippable(expr, rti) : RouterShipCheck(expr, &ids);
+}
+
+/*
+ * RouterSplitAggregates splits the aggregates and grouping of a query into
+ * the partial aggregates the shards compute (split->worker, the GROUP BY
+ * expressions first: split->group) and the combining target list and
+ * HAVING over them (Vars of varno 1, one per worker column).  rti is the
+ * one distributed table the expressions read, or 0 for a co-located join.
+ * False when some aggregate or expression cannot be split or shipped.
+ */
+bool
+RouterSplitAggregates(Query *parse, Index rti, RouterAggSplit *split)
 {
 	AggPushContext cxt;
-	MyceliumDistTable *table;
-	Index		rti;
-	List	   *quals;
 	ListCell   *lc;
-	Query	   *combine;
-	RouterScanSpec *spec;
-	RangeTblEntry *rte;
-	List	   *colnames = NIL;
-	List	   *tlist = NIL;
-	int			i;
 
-	if ((table = pushable_shape(parse, &rti)) == NULL)
-		return NULL;
-	quals = make_ands_implicit((Expr *) parse->jointree->quals);
-	foreach(lc, quals)
-		if (!RouterExprShippable(lfirst(lc), rti))
-			return NULL;
 	memset(&cxt, 0, sizeof(cxt));
+	memset(split, 0, sizeof(*split));
 	cxt.rti = rti;
 	foreach(lc, parse->groupClause)
 	{
 		TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), parse->targetList);
 
-		if (!RouterExprShippable((Node *) tle->expr, rti))
-			return NULL;
+		if (!shippable_here((Node *) tle->expr, rti))
+			return false;
 		cxt.group = lappend(cxt.group, tle->expr);
 		(void) worker_column(&cxt, tle->expr);
 	}
@@ -327,33 +327,67 @@ RouterAggPushdown(Query *parse, List **specs, List **shell_rtes)
 		TargetEntry *tle = flatCopyTargetEntry(lfirst(lc));
 
 		tle->expr = (Expr *) combine_mutator((Node *) tle->expr, &cxt);
-		tlist = lappend(tlist, tle);
+		split->tlist = lappend(split->tlist, tle);
 	}
-	combine = copyObject(parse);
-	combine->havingQual = combine_mutator(combine->havingQual, &cxt);
+	split->having = combine_mutator(copyObject(parse->havingQual), &cxt);
 	if (cxt.failed)
-		return NULL;
+		return false;
 	foreach(lc, cxt.worker)
+		if (!shippable_here(lfirst(lc), rti))
+			return false;
+	split->group = cxt.group;
+	split->worker = cxt.worker;
+	return true;
+}
+
+/*
+ * RouterAggPushdown returns the combining query for an aggregate over one
+ * distributed table, adding the shard query's spec to *specs and the
+ * table's entry to *shell_rtes; NULL if the query does not have that
+ * shape.
+ */
+Query *
+RouterAggPushdown(Query *parse, List **specs, List **shell_rtes)
+{
+	RouterAggSplit split;
+	MyceliumDistTable *table;
+	Index		rti;
+	List	   *quals;
+	ListCell   *lc;
+	Query	   *combine;
+	RouterScanSpec *spec;
+	RangeTblEntry *rte;
+	List	   *colnames = NIL;
+	int			i;
+
+	if ((table = pushable_shape(parse, &rti)) == NULL)
+		return NULL;
+	quals = make_ands_implicit((Expr *) parse->jointree->quals);
+	foreach(lc, quals)
 		if (!RouterExprShippable(lfirst(lc), rti))
 			return NULL;
+	if (!RouterSplitAggregates(parse, rti, &split))
+		return NULL;
+	combine = copyObject(parse);
+	combine->havingQual = split.having;
 
 	spec = palloc0(sizeof(RouterScanSpec));
 	spec->relid = table->relid;
-	spec->target = to_shard_vars(cxt.worker, rti);
+	spec->target = to_shard_vars(split.worker, rti);
 	spec->quals = to_shard_vars(quals, rti);
-	spec->group = to_shard_vars(cxt.group, rti);
+	spec->group = to_shard_vars(split.group, rti);
 	spec->limit = -1;
 	*specs = lappend(*specs, spec);
 	*shell_rtes = lappend(*shell_rtes, copyObject(rt_fetch(rti, parse->rtable)));
 	((RangeTblEntry *) llast(*shell_rtes))->inh = false;
 
-	for (i = 1; i <= list_length(cxt.worker); i++)
+	for (i = 1; i <= list_length(split.worker); i++)
 		colnames = lappend(colnames, makeString(psprintf("p%d", i)));
-	rte = RouterShardRowsRte(table->relid, list_length(*specs), cxt.worker, colnames,
+	rte = RouterShardRowsRte(table->relid, list_length(*specs), split.worker, colnames,
 							 rt_fetch(rti, parse->rtable)->eref->aliasname);
 	combine->rtable = list_make1(rte);
 	combine->jointree = makeFromExpr(list_make1(makeNode(RangeTblRef)), NULL);
 	((RangeTblRef *) linitial(combine->jointree->fromlist))->rtindex = 1;
-	combine->targetList = tlist;
+	combine->targetList = split.tlist;
 	return combine;
 }

@@ -415,6 +415,50 @@ inner_query(Query *q, List *vars)
 }
 
 /*
+ * agg_inner_query builds the query sent per shard group when the query's
+ * aggregates split: the FROM clause and WHERE, grouped by the GROUP BY
+ * expressions, returning them and the partial aggregates.
+ */
+static Query *
+agg_inner_query(Query *q, RouterAggSplit *split)
+{
+	Query	   *inner = inner_query(q, NIL);
+	ListCell   *lc;
+
+	inner->targetList = NIL;
+	foreach(lc, split->worker)
+		inner->targetList = lappend(inner->targetList,
+									makeTargetEntry(copyObject(lfirst(lc)),
+													list_length(inner->targetList) + 1,
+													psprintf("p%d", list_length(inner->targetList) + 1),
+													false));
+	inner->hasAggs = true;
+	foreach(lc, q->groupClause)
+	{
+		SortGroupClause *sgc = copyObject(lfirst(lc));
+		TargetEntry *tle = list_nth(inner->targetList, foreach_current_index(lc));
+
+		sgc->tleSortGroupRef = foreach_current_index(lc) + 1;
+		tle->ressortgroupref = sgc->tleSortGroupRef;
+		inner->groupClause = lappend(inner->groupClause, sgc);
+	}
+	return inner;
+}
+
+/*
+ * splittable says whether the aggregates of a join query may be computed
+ * partially on the shard groups.
+ */
+static bool
+splittable(Query *q, RouterAggSplit *split)
+{
+	if ((!q->hasAggs && q->groupClause == NIL) || q->hasWindowFuncs || q->hasTargetSRFs ||
+		q->groupingSets != NIL || q->hasDistinctOn)
+		return false;
+	return RouterSplitAggregates(q, 0, split);
+}
+
+/*
  * RouterJoinPushdown rewrites a SELECT whose FROM clause is a co-located
  * join into a query over the rows that join returns from the shards;
  * NULL when the query does not have that shape.  The spec of the shard
@@ -435,6 +479,7 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 	List	   *rtis = NIL;
 	Bitmapset  *ids = NULL;
 	ColumnMap	map;
+	RouterAggSplit split;
 	bool		ok;
 	int			id = -1;
 	ListCell   *lc;
@@ -444,13 +489,24 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 	if (!RouterShipCheck((Node *) parse->jointree, &ids))
 		return NULL;
 	outer = copyObject(parse);
-	outer->targetList = (List *) flatten_join_alias_vars(outer, (Node *) outer->targetList);
-	outer->havingQual = flatten_join_alias_vars(outer, outer->havingQual);
-	vars = needed_vars((Node *) list_make2(outer->targetList, outer->havingQual), &ok);
-	if (!ok)
-		return NULL;
-
-	inner = inner_query(parse, vars);
+	if (splittable(parse, &split))
+	{
+		/* partial aggregates per shard group, combined here */
+		inner = agg_inner_query(parse, &split);
+		(void) RouterShipCheck((Node *) split.worker, &ids);
+		outer->targetList = split.tlist;
+		outer->havingQual = split.having;
+		vars = NIL;
+	}
+	else
+	{
+		outer->targetList = (List *) flatten_join_alias_vars(outer, (Node *) outer->targetList);
+		outer->havingQual = flatten_join_alias_vars(outer, outer->havingQual);
+		vars = needed_vars((Node *) list_make2(outer->targetList, outer->havingQual), &ok);
+		if (!ok)
+			return NULL;
+		inner = inner_query(parse, vars);
+	}
 	if (!RouterMarkDistRtes(inner, &relids))
 		return NULL;
 	pieces = RouterSplitText(RouterDeparseQuery(inner), relids);
@@ -484,9 +540,14 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 	}
 	/* the spec: how the scan prints, prunes and runs the shard groups */
 	*specs = lappend(*specs, list_make5(pieces, relids, param_ids, quals, rtis));
-	map.vars = vars;
-	outer->targetList = (List *) to_column((Node *) outer->targetList, &map);
-	outer->havingQual = to_column(outer->havingQual, &map);
+	if (inner->hasAggs)
+		outer->hasAggs = true;	/* the combining aggregates */
+	else
+	{
+		map.vars = vars;
+		outer->targetList = (List *) to_column((Node *) outer->targetList, &map);
+		outer->havingQual = to_column(outer->havingQual, &map);
+	}
 	outer->rtable = list_make1(RouterShardRowsRte(InvalidOid, list_length(*specs), exprs,
 												  colnames, "shard_rows"));
 	outer->jointree = makeFromExpr(list_make1(makeNode(RangeTblRef)), NULL);

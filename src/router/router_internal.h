@@ -122,7 +122,15 @@ extern int	RouterLimitPushdown(Query *q, List **specs);
 extern char *RouterSortText(RouterScanSpec *spec);
 
 /* in router/aggpush.c */
+typedef struct RouterAggSplit
+{
+	List	   *group;			/* GROUP BY expressions (the first worker columns) */
+	List	   *worker;			/* what each shard returns: groups, partial aggregates */
+	List	   *tlist;			/* the combining target list */
+	Node	   *having;			/* the combining HAVING */
+} RouterAggSplit;
 extern Query *RouterAggPushdown(Query *parse, List **specs, List **shell_rtes);
+extern bool RouterSplitAggregates(Query *parse, Index rti, RouterAggSplit *split);
 
 /* in router/execute.c */
 extern void RouterRunSelectTasks(List *tasks, Tuplestorestate *store, TupleDesc desc,

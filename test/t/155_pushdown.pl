@@ -149,6 +149,12 @@ for my $n ($n1, $n2, $n3)
 			"$name: $what answers as local tables do");
 	}
 }
+# aggregates over a join: partial aggregates per shard group, combined here
+like($n3->safe_psql('postgres', 'EXPLAIN SELECT r.name, count(*), avg(i.qty) FROM orders o '
+		. 'JOIN items i ON i.order_id = o.id JOIN region r ON r.cust = o.cust GROUP BY r.name'),
+	qr/MyceliumJoinScan.*SQL: .*count\(\*\).*sum\(.*count\(.*GROUP BY r\.name/s,
+	'aggregates over a join are computed partially on the shard groups');
+
 # a generic plan prunes shard groups per execution
 is($n2->safe_psql('postgres', q{
 	SET plan_cache_mode = force_generic_plan;
