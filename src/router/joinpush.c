@@ -17,12 +17,11 @@
  * HAVING, windows, DISTINCT, ORDER BY, LIMIT) runs here over those rows, a
  * query over mycelium.shard_rows() planned by PostgreSQL.
  *
- * Outer joins keep this property when the preserved side holds a
- * distributed table and the ON clause links the two sides' distribution
- * columns; a reference table on the preserved side of an outer join with a
- * distributed table would repeat its unmatched rows once per group, so that
- * shape, like anything not listed here, is planned by pull.c instead.
- * Shard groups are pruned by = / IN on a distribution column in WHERE.
+ * Which FROM clauses qualify (outer joins, subqueries in FROM) is decided
+ * in joinshape.c; anything else is planned by pull.c.  When the query's
+ * aggregates split (aggpush.c), each shard group returns partial
+ * aggregates per group instead of rows.  Shard groups are pruned by = / IN
+ * on a distribution column in WHERE.
  *
  * IDENTIFICATION
  *	  src/router/joinpush.c
@@ -48,269 +47,6 @@
 #include "router/router.h"
 #include "router/router_internal.h"
 #include "transport/transport.h"
-
-/* what the planning part learns about the FROM clause */
-typedef struct JoinShape
-{
-	Query	   *query;
-	int		   *group;			/* union-find over range table indexes */
-	bool		failed;
-} JoinShape;
-
-static MyceliumDistTable *
-dist_of(Query *q, Index rti)
-{
-	RangeTblEntry *rte = rt_fetch(rti, q->rtable);
-	MyceliumDistTable *t;
-
-	if (rte->rtekind != RTE_RELATION)
-		return NULL;
-	t = MyceliumGetDistTable(rte->relid);
-	return t != NULL && t->method != MYCELIUM_DIST_REFERENCE ? t : NULL;
-}
-
-static int
-find_root(int *group, int i)
-{
-	while (group[i] != i)
-		i = group[i] = group[group[i]];
-	return i;
-}
-
-/*
- * dist_key_equality returns the two range table indexes an equality of
- * distribution columns links, or false.
- */
-static bool
-dist_key_equality(Query *q, Node *clause, Index *a, Index *b)
-{
-	OpExpr	   *op;
-	Var		   *l;
-	Var		   *r;
-	MyceliumDistTable *tl;
-	MyceliumDistTable *tr;
-	TypeCacheEntry *tc;
-
-	if (!IsA(clause, OpExpr) || list_length(((OpExpr *) clause)->args) != 2)
-		return false;
-	op = (OpExpr *) clause;
-	l = (Var *) strip_implicit_coercions(linitial(op->args));
-	r = (Var *) strip_implicit_coercions(lsecond(op->args));
-	if (!IsA(l, Var) || !IsA(r, Var) || l->varlevelsup != 0 || r->varlevelsup != 0)
-		return false;
-	tl = dist_of(q, l->varno);
-	tr = dist_of(q, r->varno);
-	if (tl == NULL || tr == NULL || l->varattno != tl->dist_attno || r->varattno != tr->dist_attno ||
-		l->vartype != r->vartype)
-		return false;
-	tc = lookup_type_cache(l->vartype, TYPECACHE_EQ_OPR);
-	if (tc->eq_opr != op->opno)
-		return false;
-	*a = l->varno;
-	*b = r->varno;
-	return true;
-}
-
-/*
- * link_quals unions the tables an AND-list of quals joins by key;
- * returns whether some equality linked a table in left with one in right
- * (when both are given).
- */
-static bool
-link_quals(JoinShape *js, Node *quals, Relids left, Relids right)
-{
-	List	   *conjuncts = make_ands_implicit((Expr *) quals);
-	ListCell   *lc;
-	bool		linked = false;
-
-	foreach(lc, conjuncts)
-	{
-		Index		a,
-					b;
-
-		if (!dist_key_equality(js->query, lfirst(lc), &a, &b))
-			continue;
-		js->group[find_root(js->group, a)] = find_root(js->group, b);
-		if (left && right &&
-			((bms_is_member(a, left) && bms_is_member(b, right)) ||
-			 (bms_is_member(b, left) && bms_is_member(a, right))))
-			linked = true;
-	}
-	return linked;
-}
-
-static bool has_dist(JoinShape *js, Relids rels);
-
-/*
- * walk_join checks one node of the FROM tree; returns whether its rows are
- * partitioned by shard group (it holds a distributed table whose rows are
- * never NULL-extended against a reference-only side).  *rels gets the
- * range table indexes below it.
- */
-static bool
-walk_join(JoinShape *js, Node *node, Relids *rels)
-{
-	if (IsA(node, RangeTblRef))
-	{
-		Index		rti = ((RangeTblRef *) node)->rtindex;
-
-		*rels = bms_make_singleton(rti);
-		return dist_of(js->query, rti) != NULL;
-	}
-	if (IsA(node, FromExpr))
-	{
-		FromExpr   *f = (FromExpr *) node;
-		bool		part = false;
-		ListCell   *lc;
-
-		*rels = NULL;
-		foreach(lc, f->fromlist)
-		{
-			Relids		sub;
-
-			part |= walk_join(js, lfirst(lc), &sub);
-			*rels = bms_join(*rels, sub);
-		}
-		(void) link_quals(js, f->quals, NULL, NULL);
-		return part;
-	}
-	if (IsA(node, JoinExpr))
-	{
-		JoinExpr   *j = (JoinExpr *) node;
-		Relids		l,
-					r;
-		bool		pl = walk_join(js, j->larg, &l);
-		bool		pr = walk_join(js, j->rarg, &r);
-		bool		linked = link_quals(js, j->quals, l, r);
-		bool		dl = has_dist(js, l);
-		bool		dr = has_dist(js, r);
-
-		*rels = bms_union(l, r);
-		switch (j->jointype)
-		{
-			case JOIN_INNER:
-				return pl || pr;
-			case JOIN_LEFT:
-				if (dr && !(pl && linked))
-					js->failed = true;
-				return pl;
-			case JOIN_RIGHT:
-				if (dl && !(pr && linked))
-					js->failed = true;
-				return pr;
-			case JOIN_FULL:
-				if ((dl || dr) && !(pl && pr && linked))
-					js->failed = true;
-				return pl && pr;
-			default:
-				js->failed = true;
-				return false;
-		}
-	}
-	js->failed = true;
-	return false;
-}
-
-static bool
-has_dist(JoinShape *js, Relids rels)
-{
-	int			i = -1;
-
-	while ((i = bms_next_member(rels, i)) >= 0)
-		if (dist_of(js->query, i) != NULL)
-			return true;
-	return false;
-}
-
-/*
- * colocated_rtable checks the range table: only relations that are
- * distributed tables of one colocation group, or reference tables, and
- * join entries; at least two relations, one of them distributed.
- */
-static bool
-colocated_rtable(Query *q)
-{
-	MyceliumDistTable *first = NULL;
-	int			nrels = 0;
-	ListCell   *lc;
-
-	foreach(lc, q->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
-		MyceliumDistTable *t;
-		int			i;
-
-		if (rte->rtekind == RTE_JOIN)
-			continue;
-		if (rte->rtekind != RTE_RELATION || rte->securityQuals != NIL || rte->tablesample != NULL)
-			return false;
-		t = MyceliumGetDistTable(rte->relid);
-		if (t == NULL)
-			return false;
-		nrels++;
-		if (t->method == MYCELIUM_DIST_REFERENCE)
-			continue;
-		if (t->method != MYCELIUM_DIST_HASH)
-			return false;
-		if (first == NULL)
-		{
-			first = t;
-			continue;
-		}
-		if (t->colocation_id != first->colocation_id || t->nshards != first->nshards)
-			return false;
-		for (i = 0; i < t->nshards; i++)
-			if (t->shards[i].min_hash != first->shards[i].min_hash ||
-				t->shards[i].max_hash != first->shards[i].max_hash ||
-				strcmp(t->shards[i].node_name, first->shards[i].node_name) != 0)
-				return false;
-	}
-	return first != NULL && nrels >= 2;
-}
-
-/*
- * join_shape_ok says whether every row of the FROM clause comes from one
- * shard group.
- */
-static bool
-join_shape_ok(Query *q)
-{
-	JoinShape	js;
-	Relids		rels;
-	int			n = list_length(q->rtable);
-	int			root = -1;
-	int			i;
-
-	js.query = q;
-	js.failed = false;
-	js.group = palloc(sizeof(int) * (n + 1));
-	for (i = 0; i <= n; i++)
-		js.group[i] = i;
-	if (!walk_join(&js, (Node *) q->jointree, &rels) || js.failed)
-		return false;
-	for (i = 1; i <= n; i++)
-	{
-		if (dist_of(q, i) == NULL)
-			continue;
-		if (root < 0)
-			root = find_root(js.group, i);
-		else if (find_root(js.group, i) != root)
-			return false;
-	}
-	return true;
-}
-
-/*
- * plain_select says whether the query level has only the parts this
- * rewrite handles: no CTEs, sublinks, set operations or row locks.
- */
-static bool
-plain_select(Query *q)
-{
-	return q->commandType == CMD_SELECT && q->cteList == NIL && !q->hasSubLinks &&
-		q->setOperations == NULL && q->rowMarks == NIL && q->utilityStmt == NULL &&
-		!q->hasModifyingCTE;
-}
 
 typedef struct ColumnMap
 {
@@ -415,6 +151,40 @@ inner_query(Query *q, List *vars)
 }
 
 /*
+ * collect_relations appends a copy of every table entry of a query (its
+ * subqueries too) to *rtes: the plan checks privileges on them, locks
+ * them and depends on them.
+ */
+static bool
+collect_walker(Node *node, List **rtes)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+		{
+			RangeTblEntry *shell = copyObject(rte);
+
+			shell->inh = false;
+			*rtes = lappend(*rtes, shell);
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, collect_walker, rtes, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, collect_walker, rtes);
+}
+
+static void
+collect_relations(Node *query, List **rtes)
+{
+	(void) collect_walker(query, rtes);
+}
+
+/*
  * agg_inner_query builds the query sent per shard group when the query's
  * aggregates split: the FROM clause and WHERE, grouped by the GROUP BY
  * expressions, returning them and the partial aggregates.
@@ -484,10 +254,15 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 	int			id = -1;
 	ListCell   *lc;
 
-	if (!plain_select(parse) || !colocated_rtable(parse) || !join_shape_ok(parse))
+	if (!RouterColocatedJoin(parse, &rtis) || !RouterShipCheck((Node *) parse->jointree, &ids))
 		return NULL;
-	if (!RouterShipCheck((Node *) parse->jointree, &ids))
-		return NULL;
+	foreach(lc, parse->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_SUBQUERY && !RouterShipCheck((Node *) rte->subquery, &ids))
+			return NULL;
+	}
 	outer = copyObject(parse);
 	if (splittable(parse, &split))
 	{
@@ -524,20 +299,7 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 		colnames = lappend(colnames, makeString(tle->resname));
 	}
 	quals = make_ands_implicit((Expr *) copyObject(parse->jointree->quals));
-	foreach(lc, parse->rtable)
-	{
-		RangeTblEntry *rte = lfirst(lc);
-
-		if (dist_of(parse, foreach_current_index(lc) + 1) != NULL)
-			rtis = lappend_int(rtis, foreach_current_index(lc) + 1);
-		if (rte->rtekind == RTE_RELATION)
-		{
-			RangeTblEntry *shell = copyObject(rte);
-
-			shell->inh = false;
-			*shell_rtes = lappend(*shell_rtes, shell);
-		}
-	}
+	collect_relations((Node *) parse, shell_rtes);
 	/* the spec: how the scan prints, prunes and runs the shard groups */
 	*specs = lappend(*specs, list_make5(pieces, relids, param_ids, quals, rtis));
 	if (inner->hasAggs)

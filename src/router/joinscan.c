@@ -138,7 +138,8 @@ choose_groups(JoinScanState *st, ParamListInfo params)
 	bool		any = false;
 	int			r;
 
-	for (r = 0; r < st->nrefs; r++)
+	/* the first references are the tables of the join's own level */
+	for (r = 0; r < list_length(st->rtis); r++)
 	{
 		bool		all;
 		Bitmapset  *these = RouterPruneShards(st->tables[r], quals, list_nth_int(st->rtis, r), &all);

@@ -153,6 +153,9 @@ extern void RouterRegisterPushdownScan(void);
 extern bool RouterShipCheck(Node *node, Bitmapset **param_ids);
 extern List *RouterSplitText(const char *text, List *relids);
 
+/* in router/joinshape.c */
+extern bool RouterColocatedJoin(Query *q, List **prune_rtis);
+
 /* in router/joinpush.c */
 extern Query *RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes);
 extern Plan *RouterMakeJoinScan(FunctionScan *fs, RangeTblFunction *rtf, List *spec,

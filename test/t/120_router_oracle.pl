@@ -325,7 +325,10 @@ my %shapes = (
 				"SELECT count(*), sum(e.amount) FROM %S%.accounts a, %S%.events e WHERE a.id = e.account_id AND e.account_id = $id",
 				"SELECT a.id, e.seq FROM %S%.accounts a JOIN %S%.events e ON a.id = e.account_id ORDER BY e.amount DESC, a.id, e.seq LIMIT " . (1 + int(rand(9))),
 				"SELECT a.id, x.n FROM %S%.accounts a JOIN (SELECT account_id, count(*) n FROM %S%.events GROUP BY account_id) x ON x.account_id = a.id WHERE a.id = $id",
-				"SELECT t.tag, a.name FROM %S%.tags t JOIN %S%.accounts a ON a.id = t.account_id WHERE a.id = $id"), 0 ]
+				"SELECT t.tag, a.name FROM %S%.tags t JOIN %S%.accounts a ON a.id = t.account_id WHERE a.id = $id",
+				"SELECT a.region, count(*), sum(x.s) FROM %S%.accounts a JOIN (SELECT account_id, sum(amount) s, count(*) c FROM %S%.events GROUP BY account_id) x ON x.account_id = a.id WHERE x.c > " . int(rand(4)) . " GROUP BY a.region",
+				"SELECT x.id, x.kind FROM (SELECT a.id, e.kind FROM %S%.accounts a LEFT JOIN %S%.events e ON e.account_id = a.id WHERE a.score > " . rscore() . ") x JOIN %S%.regions r ON r.zone = x.id % 5",
+				"SELECT count(*) FROM %S%.accounts a JOIN (SELECT account_id FROM %S%.events ORDER BY amount LIMIT 9) x ON x.account_id = a.id"), 0 ]
 	},
 	join_reference => sub {
 		[ pick("SELECT a.id, r.name FROM %S%.accounts a JOIN %S%.regions r ON r.code = a.region WHERE a.score > " . rscore(),
