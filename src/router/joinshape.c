@@ -15,6 +15,11 @@
  *     distributed input (a reference table alone on the preserved side
  *     would repeat its unmatched rows once per group).
  *
+ * Sublinks may be WHERE conjuncts: [NOT] EXISTS over a subquery that
+ * qualifies and equates its distribution column with this level's, key IN
+ * (subquery returning its distribution column), or any sublink reading
+ * only reference tables.
+ *
  * A subquery in FROM qualifies when its own FROM clause does, it has no
  * LIMIT, DISTINCT, window functions or set-returning functions, and, if it
  * aggregates, it groups by a distribution column (so each group lies in one
@@ -32,6 +37,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/typcache.h"
 
 #include "router/router_internal.h"
@@ -49,6 +55,8 @@ typedef struct JoinShape
 
 static bool analyze_level(Query *q, int min_rels, MyceliumDistTable **first,
 						  JoinShape *js);
+static MyceliumDistTable *subquery_input(Query *sq, MyceliumDistTable **first,
+										 Bitmapset **keys, JoinShape *out);
 
 static int
 find_root(int *group, int i)
@@ -236,9 +244,167 @@ walk_join(JoinShape *js, Node *node, Relids *rels)
 static bool
 plain_select(Query *q)
 {
-	return q->commandType == CMD_SELECT && q->cteList == NIL && !q->hasSubLinks &&
+	return q->commandType == CMD_SELECT && q->cteList == NIL &&
 		q->setOperations == NULL && q->rowMarks == NIL && q->utilityStmt == NULL &&
 		!q->hasModifyingCTE && q->groupingSets == NIL;
+}
+
+/*
+ * outer_key_var says whether a Var one level up is a distribution column
+ * of a distributed input of the outer level.
+ */
+static bool
+outer_key_var(JoinShape *outer, Node *node, Oid *type)
+{
+	Var		   *v = (Var *) strip_implicit_coercions(node);
+
+	if (!IsA(v, Var) || v->varlevelsup != 1 || outer->dist[v->varno] == NULL ||
+		!bms_is_member(v->varattno, outer->keys[v->varno]))
+		return false;
+	*type = v->vartype;
+	return true;
+}
+
+/*
+ * correlated_by_key says whether an EXISTS subquery's WHERE equates one of
+ * its distribution columns with one of the outer level's.
+ */
+static bool
+correlated_by_key(JoinShape *outer, JoinShape *inner)
+{
+	ListCell   *lc;
+
+	foreach(lc, make_ands_implicit((Expr *) inner->query->jointree->quals))
+	{
+		OpExpr	   *op = lfirst(lc);
+		Oid			ta,
+					tb;
+
+		if (!IsA(op, OpExpr) || list_length(op->args) != 2)
+			continue;
+		if (((key_var(inner, linitial(op->args), &ta) && outer_key_var(outer, lsecond(op->args), &tb)) ||
+			 (key_var(inner, lsecond(op->args), &ta) && outer_key_var(outer, linitial(op->args), &tb))) &&
+			ta == tb && lookup_type_cache(ta, TYPECACHE_EQ_OPR)->eq_opr == op->opno)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * reads_only_reference says whether a subquery reads reference tables and
+ * nothing else (no distributed or local tables, no outer-level Vars).
+ */
+static bool
+reference_walker(Node *node, void *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+		MyceliumDistTable *t;
+
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		t = MyceliumGetDistTable(rte->relid);
+		return t == NULL || t->method != MYCELIUM_DIST_REFERENCE;
+	}
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup > 0)
+		return true;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, reference_walker, cxt, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, reference_walker, cxt);
+}
+
+static bool
+reads_only_reference(Node *subselect)
+{
+	return !reference_walker(subselect, NULL);
+}
+
+/*
+ * sublink_ok checks one WHERE conjunct that holds a sublink: [NOT] EXISTS
+ * or key [NOT] IN over a subquery whose rows stay in one shard group,
+ * tied to this level's distribution column, so each row finds its matches
+ * in its own shard group.
+ */
+static bool
+sublink_ok(JoinShape *outer, Node *clause)
+{
+	SubLink    *sl;
+	JoinShape	inner;
+	Bitmapset  *keys = NULL;
+	OpExpr	   *test;
+	Oid			ta;
+	Param	   *p;
+
+	bool		negated = is_notclause(clause);
+
+	if (negated)
+		clause = (Node *) get_notclausearg((Expr *) clause);
+	if (!IsA(clause, SubLink))
+		return false;
+	sl = (SubLink *) clause;
+	/* over reference tables alone it gives the same answer on every node */
+	if (reads_only_reference((Node *) sl->subselect))
+		return true;
+	if (subquery_input((Query *) sl->subselect, outer->first, &keys, &inner) == NULL)
+		return false;
+	if (sl->subLinkType == EXISTS_SUBLINK)
+		return correlated_by_key(outer, &inner);
+	/* NOT IN sees a NULL of any shard group: not split */
+	if (negated || sl->subLinkType != ANY_SUBLINK || !IsA(sl->testexpr, OpExpr))
+		return false;
+	test = (OpExpr *) sl->testexpr;
+	p = (Param *) strip_implicit_coercions(lsecond(test->args));
+	return list_length(test->args) == 2 && key_var(outer, linitial(test->args), &ta) != 0 &&
+		IsA(p, Param) && p->paramkind == PARAM_SUBLINK && p->paramid == 1 &&
+		bms_is_member(1, keys) && p->paramtype == ta &&
+		lookup_type_cache(ta, TYPECACHE_EQ_OPR)->eq_opr == test->opno;
+}
+
+/*
+ * join_sublinks says whether a sublink sits in a JOIN ... ON clause or a
+ * nested FROM list's quals (anywhere but the top-level WHERE).
+ */
+static bool
+join_sublinks(Node *node, bool top)
+{
+	ListCell   *lc;
+
+	if (IsA(node, JoinExpr))
+		return checkExprHasSubLink(((JoinExpr *) node)->quals) ||
+			join_sublinks(((JoinExpr *) node)->larg, false) ||
+			join_sublinks(((JoinExpr *) node)->rarg, false);
+	if (!IsA(node, FromExpr))
+		return false;
+	if (!top && checkExprHasSubLink(((FromExpr *) node)->quals))
+		return true;
+	foreach(lc, ((FromExpr *) node)->fromlist)
+		if (join_sublinks(lfirst(lc), false))
+			return true;
+	return false;
+}
+
+/*
+ * sublinks_ok says whether the sublinks of a query level are all WHERE
+ * conjuncts that sublink_ok accepts.
+ */
+static bool
+sublinks_ok(JoinShape *js)
+{
+	Query	   *q = js->query;
+	ListCell   *lc;
+
+	if (!q->hasSubLinks)
+		return true;
+	if (checkExprHasSubLink((Node *) q->targetList) || checkExprHasSubLink(q->havingQual) ||
+		join_sublinks((Node *) q->jointree, true))
+		return false;
+	foreach(lc, make_ands_implicit((Expr *) q->jointree->quals))
+		if (checkExprHasSubLink(lfirst(lc)) && !sublink_ok(js, lfirst(lc)))
+			return false;
+	return true;
 }
 
 /*
@@ -247,7 +413,7 @@ plain_select(Query *q)
  * columns are distribution columns; NULL when it does not qualify.
  */
 static MyceliumDistTable *
-subquery_input(Query *sq, MyceliumDistTable **first, Bitmapset **keys)
+subquery_input(Query *sq, MyceliumDistTable **first, Bitmapset **keys, JoinShape *out)
 {
 	JoinShape	inner;
 	bool		grouped_by_key = false;
@@ -256,6 +422,8 @@ subquery_input(Query *sq, MyceliumDistTable **first, Bitmapset **keys)
 	if (!plain_select(sq) || sq->limitCount || sq->limitOffset || sq->distinctClause ||
 		sq->hasWindowFuncs || sq->hasTargetSRFs || !analyze_level(sq, 1, first, &inner))
 		return NULL;
+	if (out)
+		*out = inner;
 	*keys = NULL;
 	foreach(lc, sq->targetList)
 	{
@@ -297,7 +465,7 @@ classify(JoinShape *js, int min_rels)
 		nrels++;
 		if (rte->rtekind == RTE_SUBQUERY && !rte->lateral && !rte->security_barrier)
 		{
-			if ((js->dist[rti] = subquery_input(rte->subquery, js->first, &js->keys[rti])) == NULL)
+			if ((js->dist[rti] = subquery_input(rte->subquery, js->first, &js->keys[rti], NULL)) == NULL)
 				return false;
 			any = true;
 			continue;
@@ -342,7 +510,7 @@ analyze_level(Query *q, int min_rels, MyceliumDistTable **first, JoinShape *js)
 		js->group[i] = i;
 	if (!classify(js, min_rels))
 		return false;
-	if (!walk_join(js, (Node *) q->jointree, &rels) || js->failed)
+	if (!walk_join(js, (Node *) q->jointree, &rels) || js->failed || !sublinks_ok(js))
 		return false;
 	for (i = 1; i <= n; i++)
 	{
@@ -358,7 +526,7 @@ analyze_level(Query *q, int min_rels, MyceliumDistTable **first, JoinShape *js)
 
 /*
  * RouterColocatedJoin says whether every row of a SELECT's FROM clause
- * (two or more inputs) comes from one shard group; *prune_rtis gets the
+ * (two or more inputs, or one and a sublink) comes from one shard group; *prune_rtis gets the
  * range table indexes of its distributed tables at this level, in range
  * table order (the first references RouterMarkDistRtes numbers).
  */
@@ -369,7 +537,8 @@ RouterColocatedJoin(Query *q, List **prune_rtis)
 	JoinShape	js;
 	int			i;
 
-	if (!plain_select(q) || !analyze_level(q, 2, &first, &js))
+	/* one table with a sublink is a join too; one table alone is a scan */
+	if (!plain_select(q) || !analyze_level(q, q->hasSubLinks ? 1 : 2, &first, &js))
 		return false;
 	*prune_rtis = NIL;
 	for (i = 1; i <= list_length(q->rtable); i++)
