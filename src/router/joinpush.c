@@ -229,6 +229,65 @@ splittable(Query *q, RouterAggSplit *split)
 }
 
 /*
+ * cte_walker says whether a query refers to any CTE.
+ */
+static bool
+cte_walker(Node *node, void *cxt)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+		return ((RangeTblEntry *) node)->rtekind == RTE_CTE;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, cte_walker, cxt, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, cte_walker, cxt);
+}
+
+/*
+ * inline_ctes returns a copy of q with each CTE that PostgreSQL would
+ * inline (not recursive or MATERIALIZED, a SELECT used once, at this
+ * level, with no volatile functions and no CTE references of its own)
+ * turned into a subquery in FROM; NULL when some CTE stays.
+ */
+static Query *
+inline_ctes(Query *q)
+{
+	Query	   *copy = copyObject(q);
+	ListCell   *lc;
+
+	foreach(lc, copy->cteList)
+	{
+		CommonTableExpr *cte = lfirst(lc);
+		Query	   *cq = (Query *) cte->ctequery;
+		ListCell   *lr;
+		bool		done = false;
+
+		if (cte->cterecursive || cte->ctematerialized == CTEMaterializeAlways ||
+			cte->cterefcount != 1 || cq->commandType != CMD_SELECT ||
+			contain_volatile_functions((Node *) cq) || cte_walker((Node *) cq, NULL))
+			return NULL;
+		foreach(lr, copy->rtable)
+		{
+			RangeTblEntry *rte = lfirst(lr);
+
+			if (rte->rtekind != RTE_CTE || rte->ctelevelsup != 0 ||
+				strcmp(rte->ctename, cte->ctename) != 0)
+				continue;
+			rte->rtekind = RTE_SUBQUERY;
+			rte->subquery = copyObject(cq);
+			rte->ctename = NULL;
+			rte->self_reference = false;
+			rte->coltypes = rte->coltypmods = rte->colcollations = NIL;
+			done = true;
+		}
+		if (!done)
+			return NULL;		/* used in a nested query */
+	}
+	copy->cteList = NIL;
+	return copy;
+}
+
+/*
  * RouterJoinPushdown rewrites a SELECT whose FROM clause is a co-located
  * join into a query over the rows that join returns from the shards;
  * NULL when the query does not have that shape.  The spec of the shard
@@ -254,6 +313,8 @@ RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes)
 	int			id = -1;
 	ListCell   *lc;
 
+	if (parse->cteList != NIL && (parse = inline_ctes(parse)) == NULL)
+		return NULL;
 	if (!RouterColocatedJoin(parse, &rtis) || !RouterShipCheck((Node *) parse->jointree, &ids))
 		return NULL;
 	foreach(lc, parse->rtable)

@@ -525,6 +525,66 @@ analyze_level(Query *q, int min_rels, MyceliumDistTable **first, JoinShape *js)
 }
 
 /*
+ * key_filter_walker looks, at every query level, for a condition that fixes
+ * a distributed table's distribution column (= or IN with a constant or a
+ * parameter).
+ */
+static bool
+key_filter_walker(Node *node, Query *level)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+
+		return query_tree_walker(q, key_filter_walker, q, 0);
+	}
+	if ((IsA(node, OpExpr) || IsA(node, ScalarArrayOpExpr)) && level != NULL)
+	{
+		List	   *args = IsA(node, OpExpr) ? ((OpExpr *) node)->args :
+			((ScalarArrayOpExpr *) node)->args;
+		ListCell   *lc;
+		bool		key = false;
+		bool		value = false;
+
+		foreach(lc, args)
+		{
+			Node	   *arg = strip_implicit_coercions(lfirst(lc));
+
+			if (IsA(arg, Var) && ((Var *) arg)->varlevelsup == 0 &&
+				((Var *) arg)->varno <= list_length(level->rtable))
+			{
+				RangeTblEntry *rte = rt_fetch(((Var *) arg)->varno, level->rtable);
+				MyceliumDistTable *t = rte->rtekind == RTE_RELATION ?
+					MyceliumGetDistTable(rte->relid) : NULL;
+
+				key |= t != NULL && t->method != MYCELIUM_DIST_REFERENCE &&
+					((Var *) arg)->varattno == t->dist_attno;
+			}
+			else if (IsA(arg, Const) ||
+					 (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN))
+				value = true;
+		}
+		if (key && value)
+			return true;
+	}
+	return expression_tree_walker(node, key_filter_walker, level);
+}
+
+/*
+ * RouterHasKeyFilter says whether a query fixes some distributed table's
+ * distribution column anywhere: then the per-table scans prune it (and the
+ * planner carries the value across joins), which beats running a join on
+ * every shard group.
+ */
+bool
+RouterHasKeyFilter(Query *q)
+{
+	return key_filter_walker((Node *) q, NULL);
+}
+
+/*
  * RouterColocatedJoin says whether every row of a SELECT's FROM clause
  * (two or more inputs, or one and a sublink) comes from one shard group; *prune_rtis gets the
  * range table indexes of its distributed tables at this level, in range

@@ -131,7 +131,7 @@ route(Query *parse, const char *query_string, int cursorOptions,
 	if (target == NULL && !writes && mycelium_enable_pushdown)
 		pd = RouterPushdownPrepare(parse);
 	if (target == NULL &&
-		((!writes && mycelium_enable_pushdown && (copy = RouterJoinPushdown(parse, &specs, &shell_rtes)) != NULL) ||
+		((!writes && mycelium_enable_pushdown && (pd == NULL || !RouterHasKeyFilter(parse)) && (copy = RouterJoinPushdown(parse, &specs, &shell_rtes)) != NULL) ||
 		 (copy = RouterAggPushdown(parse, &specs, &shell_rtes)) != NULL))
 	{
 		stmt = plan_standard(copy, query_string, cursorOptions, boundParams);

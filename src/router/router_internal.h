@@ -155,6 +155,7 @@ extern List *RouterSplitText(const char *text, List *relids);
 
 /* in router/joinshape.c */
 extern bool RouterColocatedJoin(Query *q, List **prune_rtis);
+extern bool RouterHasKeyFilter(Query *q);
 
 /* in router/joinpush.c */
 extern Query *RouterJoinPushdown(Query *parse, List **specs, List **shell_rtes);

@@ -329,6 +329,7 @@ my %shapes = (
 				"SELECT a.region, count(*), sum(x.s) FROM %S%.accounts a JOIN (SELECT account_id, sum(amount) s, count(*) c FROM %S%.events GROUP BY account_id) x ON x.account_id = a.id WHERE x.c > " . int(rand(4)) . " GROUP BY a.region",
 				"SELECT x.id, x.kind FROM (SELECT a.id, e.kind FROM %S%.accounts a LEFT JOIN %S%.events e ON e.account_id = a.id WHERE a.score > " . rscore() . ") x JOIN %S%.regions r ON r.zone = x.id % 5",
 				"SELECT count(*) FROM %S%.accounts a JOIN (SELECT account_id FROM %S%.events ORDER BY amount LIMIT 9) x ON x.account_id = a.id",
+				"WITH t AS (SELECT account_id, count(*) n FROM %S%.events WHERE kind <> 'sell' GROUP BY account_id) SELECT a.region, sum(t.n) FROM %S%.accounts a LEFT JOIN t ON t.account_id = a.id GROUP BY a.region",
 				"SELECT a.region, count(*) FROM %S%.accounts a WHERE EXISTS (SELECT 1 FROM %S%.events e WHERE e.account_id = a.id AND e.amount > " . int(rand(400)) . ") GROUP BY a.region",
 				"SELECT a.id FROM %S%.accounts a WHERE NOT EXISTS (SELECT 1 FROM %S%.events e WHERE e.account_id = a.id AND e.kind = 'buy') AND a.score < " . rscore(),
 				"SELECT a.id, r.zone FROM %S%.accounts a JOIN %S%.regions r ON r.code = a.region WHERE a.id IN (SELECT account_id FROM %S%.events WHERE amount < " . (int(rand(200)) - 100) . ")",

@@ -134,6 +134,12 @@ my @joined = (
 	 'SELECT count(*), sum(x.s) FROM orders o JOIN (SELECT line, sum(qty) s FROM items GROUP BY line) x ON x.line = o.id', 0],
 	['a subquery with LIMIT',
 	 'SELECT count(*) FROM orders o JOIN (SELECT order_id FROM items ORDER BY qty DESC LIMIT 5) x ON x.order_id = o.id', 0],
+	['a CTE grouped by the key',
+	 'WITH x AS (SELECT order_id, sum(qty) s FROM items GROUP BY order_id) '
+	   . 'SELECT o.cust, sum(x.s) FROM orders o JOIN x ON x.order_id = o.id GROUP BY o.cust ORDER BY 1', 1],
+	['a MATERIALIZED CTE',
+	 'WITH x AS MATERIALIZED (SELECT order_id, sum(qty) s FROM items GROUP BY order_id) '
+	   . 'SELECT o.cust, sum(x.s) FROM orders o JOIN x ON x.order_id = o.id GROUP BY o.cust ORDER BY 1', 0],
 	['EXISTS tied to the key',
 	 'SELECT o.cust, count(*) FROM orders o WHERE EXISTS (SELECT 1 FROM items i WHERE i.order_id = o.id AND i.qty > 300) '
 	   . 'GROUP BY o.cust ORDER BY 1', 1],
