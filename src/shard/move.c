@@ -171,7 +171,23 @@ ShardMoveCheckOwner(MyceliumDistTable *table, const char *action)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s to %s its shards",
 						quote_qualified_identifier(table->schema_name, table->rel_name),
-						action)));
+						action),
+				 errhint("Only the table's owner or a superuser may; colocated tables move and split together, so their owners must be the same.")));
+}
+
+/*
+ * ShardCheckNodeAdmin allows only superusers a node-level operation (one
+ * that moves the shards of every table or changes a node's status); the
+ * function is also revoked from PUBLIC, this is for roles granted it.
+ */
+void
+ShardCheckNodeAdmin(const char *what)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", what),
+				 errdetail("It moves the shards of every table, so only superusers may.")));
 }
 
 /*
@@ -252,7 +268,7 @@ ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 	MyceliumConnection **remote;
 	int			nremote;
 
-	ShardRunLocal(sql, nparams, params);
+	ShardCatalogWriteLocal(sql, nparams, params);
 	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	MyceliumWriteOnMembers(remote, nremote, sql, nparams, params);
 }
@@ -263,11 +279,13 @@ ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
  * MyceliumLockMesh) and returns the membership under the lock.
  */
 List *
-ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
+ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out, const char *what)
 {
 	List	   *nodes = MyceliumLoadNodes();
 	MyceliumNode *target = target_node ? MyceliumFindNode(nodes, target_node) : NULL;
+	ShardRole	role;
 
+	ShardBeginMeshRole(&role, what);
 	if (target && !target->is_local)
 	{
 		MyceliumConnection *conn;
@@ -283,7 +301,9 @@ ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
 					 errdetail_internal("%s", conn->connect_error ? conn->connect_error : "connection failed"),
 					 errhint("A shard can only move to a node that is up; nothing was changed.")));
 	}
-	return MyceliumLockMesh(NULL, conns_out);
+	nodes = MyceliumLockMesh(NULL, conns_out);
+	ShardEndMeshRole(&role);
+	return nodes;
 }
 
 /*
@@ -294,10 +314,16 @@ void
 ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 					 const char *node_name)
 {
+	MyceliumConnection *conn = ShardMoveConn(nodes, conns, node_name);
 	ListCell   *lc;
 
 	foreach(lc, MyceliumShardCreateCommands(m->relid, m->schema_name, m->shard_name))
-		ShardMoveRunOn(nodes, conns, node_name, lfirst(lc));
+	{
+		if (conn == NULL)
+			ShardRunLocalDdl(lfirst(lc));
+		else
+			ShardMoveRunOn(nodes, conns, node_name, lfirst(lc));
+	}
 }
 
 /*
@@ -456,7 +482,7 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 	ShardMoveCheckIsolation("move shards");
 
 	/* then again under the mesh lock: another move may have committed */
-	nodes = ShardMoveLockMesh(target_node, &conns);
+	nodes = ShardMoveLockMesh(target_node, &conns, "move shards");
 	check_move_target(nodes, target_node);
 	group = ShardMoveGroupOf(shard_id, false);
 	if (strcmp(((ShardMoveMember *) linitial(group))->node_name, target_node) == 0)

@@ -2,7 +2,8 @@
  *
  * rebalance.c
  *	  mycelium.rebalance and mycelium.drain_node: planning shard moves
- *	  across the active nodes and running them.
+ *	  across the active nodes and running them; mycelium.activate_node,
+ *	  which lets a drained node take shards again.
  *
  * Both work per colocation group: the shards of one index in every table
  * of the group (a "shard group", see shard_move.h) always move together,
@@ -31,6 +32,7 @@
 
 PG_FUNCTION_INFO_V1(mycelium_rebalance);
 PG_FUNCTION_INFO_V1(mycelium_drain_node);
+PG_FUNCTION_INFO_V1(mycelium_activate_node);
 
 /*
  * A colocation group being balanced: a representative table, where each
@@ -264,6 +266,12 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (!OidIsValid(only) && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to rebalance every distributed table"),
+				 errdetail("Only superusers may rebalance the shards of all tables at once."),
+				 errhint("Name a table you own: mycelium.rebalance('my_table').")));
 	if (OidIsValid(only))
 	{
 		MyceliumDistTable *t = MyceliumGetDistTable(only);
@@ -280,7 +288,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	MyceliumEnsureLocalNode();
 	ShardMoveCheckIsolation("rebalance shards");
 
-	nodes = ShardMoveLockMesh(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns, "rebalance shards");
 	reps = colocation_representatives(only);
 	foreach(lc, reps)
 	{
@@ -354,6 +362,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("node name must not be null")));
 	node_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ShardCheckNodeAdmin("drain a node");
 	MyceliumEnsureLocalNode();
 	if (MyceliumFindNode(MyceliumLoadNodes(), node_name) == NULL)
 		ereport(ERROR,
@@ -362,7 +371,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
 	ShardMoveCheckIsolation("drain a node");
 
-	nodes = ShardMoveLockMesh(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns, "drain a node");
 	node = MyceliumFindNode(nodes, node_name);
 	if (node == NULL)
 		ereport(ERROR,
@@ -383,4 +392,57 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 						  "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1",
 						  1, params);
 	PG_RETURN_INT32(moved);
+}
+
+/*
+ * mycelium.activate_node(node_name text) returns void
+ *
+ * Marks a draining node active again on every member, so that new tables
+ * and mycelium.rebalance place shards on it; no shard moves by itself.  A
+ * node that is active already gets a NOTICE.
+ */
+Datum
+mycelium_activate_node(PG_FUNCTION_ARGS)
+{
+	char	   *node_name;
+	List	   *nodes;
+	MyceliumConnection **conns;
+	MyceliumNode *node;
+	const char *params[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("node name must not be null")));
+	node_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to activate a node"),
+				 errdetail("Only superusers may change the status of a node.")));
+	MyceliumEnsureLocalNode();
+	if (MyceliumFindNode(MyceliumLoadNodes(), node_name) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the mesh", node_name),
+				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
+
+	nodes = ShardMoveLockMesh(NULL, &conns, "activate a node");
+	node = MyceliumFindNode(nodes, node_name);
+	if (node == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the mesh", node_name),
+				 errdetail("Another session removed it meanwhile.")));
+	if (strcmp(node->status, "active") == 0)
+	{
+		ereport(NOTICE,
+				(errmsg("node \"%s\" is already active", node_name)));
+		PG_RETURN_VOID();
+	}
+	params[0] = node_name;
+	ShardMoveCatalogWrite(nodes, conns,
+						  "UPDATE mycelium.node SET status = 'active' WHERE node_name = $1",
+						  1, params);
+	PG_RETURN_VOID();
 }

@@ -51,13 +51,15 @@ extern List *ShardMoveGroupAt(MyceliumDistTable *table, int index);
 extern List *ShardMoveColocated(MyceliumDistTable *table);
 extern void ShardMoveCheckOwner(MyceliumDistTable *table, const char *action);
 extern void ShardMoveCheckIsolation(const char *what);
+extern void ShardCheckNodeAdmin(const char *what);
 extern MyceliumConnection *ShardMoveConn(List *nodes, MyceliumConnection **conns,
 										 const char *node_name);
 extern void ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 						   const char *sql);
 extern void ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 								  int nparams, const char *const *params);
-extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out);
+extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out,
+							   const char *what);
 extern void ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 								 const char *node_name);
 extern char *ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col,

@@ -164,6 +164,7 @@ split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
 	char	   *old_q = quote_qualified_identifier(m->schema_name, m->shard_name);
 	char	   *new_q;
 	char	   *cols = ShardMoveColumnList(m->relid);
+	MyceliumConnection *conn;
 	char		idbuf[32],
 				newidbuf[32];
 	const char *params[6];
@@ -175,11 +176,14 @@ split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
 	new_q = quote_qualified_identifier(n->schema_name, n->shard_name);
 
 	ShardMoveCreateTable(n, nodes, conns, m->node_name);
+	conn = ShardMoveConn(nodes, conns, m->node_name);
+	ShardRemoteAsCaller(conn, true);
 	ShardMoveRunOn(nodes, conns, m->node_name,
-			   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
-						"INSERT INTO %s (%s) SELECT %s FROM moved",
-						old_q, upper_part_condition(m, split_point), cols,
-						new_q, cols, cols));
+				   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
+							"INSERT INTO %s (%s) SELECT %s FROM moved",
+							old_q, upper_part_condition(m, split_point), cols,
+							new_q, cols, cols));
+	ShardRemoteAsCaller(conn, false);
 
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, m->shard_id);
 	snprintf(newidbuf, sizeof(newidbuf), INT64_FORMAT, n->shard_id);
@@ -247,7 +251,7 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	ShardMoveCheckIsolation("split shards");
 
 	first = linitial(group);
-	nodes = ShardMoveLockMesh(first->node_name, &conns);
+	nodes = ShardMoveLockMesh(first->node_name, &conns, "split shards");
 	group = ShardMoveGroupOf(shard_id, false);
 	hash_point = check_split_point(group, split_point);
 	first = linitial(group);

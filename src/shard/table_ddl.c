@@ -301,10 +301,13 @@ table_commands(Oid relid, const char *schema, const char *new_name)
 		if (!list_member_oid(constraint_indexes, indexoid))
 			cmds = lappend(cmds, index_command(rel, indexoid, qualname, new_name));
 	}
-	if (rel->rd_rel->relowner != GetUserId())
-		cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
-									  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
-																		 false))));
+	/*
+	 * Always: the commands may run on another node as another role than
+	 * here (see ShardBeginMeshRole); a change to the same owner does nothing.
+	 */
+	cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
+								  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
+																	 false))));
 	cmds = list_concat(cmds, grant_commands(relid, qualname));
 	AtEOXact_GUC(true, nest);
 	relation_close(rel, AccessShareLock);
