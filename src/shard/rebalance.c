@@ -163,7 +163,8 @@ check_owner_of_group(Oid relid, const char *action)
  * records the move.
  */
 static MoveMade *
-move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int to)
+move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int to,
+		 ShardMoveSwitch *sw)
 {
 	MyceliumDistTable *table = MyceliumGetDistTable(p->relid);
 	List	   *group = ShardMoveGroupAt(table, index);
@@ -175,7 +176,7 @@ move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int t
 	mv->from_node = pstrdup(p->node_of[index]);
 	mv->to_node = pstrdup(target->node_name);
 	mv->nshards = list_length(group);
-	ShardMoveGroupLocked(group, nodes, conns, target->node_name);
+	ShardMoveGroupLocked(group, nodes, conns, target->node_name, sw);
 	if (from >= 0)
 		p->count[from]--;
 	p->count[to]++;
@@ -206,7 +207,7 @@ least_loaded(Placement *p, List *nodes, const char *excluded)
  * node that is not active; returns the moves made.
  */
 static List *
-balance_placement(Placement *p, List *nodes, MyceliumConnection **conns)
+balance_placement(Placement *p, List *nodes, MyceliumConnection **conns, ShardMoveSwitch *sw)
 {
 	List	   *moves = NIL;
 	int			round;
@@ -242,7 +243,7 @@ balance_placement(Placement *p, List *nodes, MyceliumConnection **conns)
 				if (strcmp(p->node_of[i], ((MyceliumNode *) list_nth(nodes, most))->node_name) == 0)
 					from_index = i;
 		}
-		moves = lappend(moves, move_one(p, from_index, nodes, conns, to));
+		moves = lappend(moves, move_one(p, from_index, nodes, conns, to, sw));
 	}
 	return moves;
 }
@@ -260,6 +261,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			only = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	ShardMoveSwitch sw = {0};
 	List	   *reps;
 	List	   *nodes;
 	MyceliumConnection **conns;
@@ -294,7 +296,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	{
 		ListCell   *lc2;
 
-		foreach(lc2, balance_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns))
+		foreach(lc2, balance_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, &sw))
 		{
 			MoveMade   *mv = lfirst(lc2);
 			Datum		values[3];
@@ -306,6 +308,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}
+	ShardMoveFinish(&sw, nodes, conns);
 	return (Datum) 0;
 }
 
@@ -315,7 +318,8 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
  * shards moved.
  */
 static int
-drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const char *node_name)
+drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const char *node_name,
+				ShardMoveSwitch *sw)
 {
 	int			moved = 0;
 	int			i;
@@ -333,7 +337,7 @@ drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const cha
 					 errmsg("cannot drain node \"%s\" because no other active node can take its shards",
 							node_name),
 					 errhint("Add a node first.")));
-		moved += move_one(p, i, nodes, conns, to)->nshards;
+		moved += move_one(p, i, nodes, conns, to, sw)->nshards;
 	}
 	return moved;
 }
@@ -353,6 +357,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 	List	   *nodes;
 	MyceliumConnection **conns;
 	MyceliumNode *node;
+	ShardMoveSwitch sw = {0};
 	int			moved = 0;
 	const char *params[1];
 	ListCell   *lc;
@@ -386,7 +391,8 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 	 */
 	strlcpy(node->status, "draining", sizeof(node->status));
 	foreach(lc, colocation_representatives(InvalidOid))
-		moved += drain_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, node_name);
+		moved += drain_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, node_name, &sw);
+	ShardMoveFinish(&sw, nodes, conns);
 	params[0] = node_name;
 	ShardMoveCatalogWrite(nodes, conns,
 						  "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1",
