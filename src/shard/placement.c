@@ -47,18 +47,27 @@
  * their table's owner explicitly (see table_ddl.c).  A superuser keeps its
  * own connections.
  *
- * The caller's transaction must not hold connections already: they would
- * be other sessions of the same transaction on the same nodes, and the
- * locks this change takes there could wait forever for theirs.
+ * The caller's transaction must not hold connections of another role
+ * already (its own routed work): they would be other sessions of the same
+ * transaction on the same nodes, and the locks this change takes there
+ * could wait forever for theirs.
  */
 void
 ShardBeginMeshRole(ShardRole *save, const char *what)
 {
+	Oid			owner;
+	bool		others = false;
+	ListCell   *lc;
+
 	GetUserIdAndSecContext(&save->userid, &save->sec_context);
 	save->switched = false;
 	if (superuser())
 		return;
-	if (MyceliumXactConnections() != NIL)
+	owner = MyceliumExtensionOwner();
+	foreach(lc, MyceliumXactConnections())
+		if (((MyceliumConnection *) lfirst(lc))->roleid != owner)
+			others = true;
+	if (others)
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("cannot %s in a transaction that has already used other nodes", what),
