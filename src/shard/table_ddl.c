@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
+#include "cluster/cluster.h"
 #include "shard/shard.h"
 
 /*
@@ -302,12 +303,15 @@ table_commands(Oid relid, const char *schema, const char *new_name)
 			cmds = lappend(cmds, index_command(rel, indexoid, qualname, new_name));
 	}
 	/*
-	 * Always: the commands may run on another node as another role than
-	 * here (see ShardBeginMeshRole); a change to the same owner does nothing.
+	 * The commands run as the current user or as the extension's owner
+	 * (see ShardBeginMeshRole, ShardRunLocalDdl); unless both own the table,
+	 * say who does (a change to the same owner does nothing).
 	 */
-	cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
-								  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
-																	 false))));
+	if (rel->rd_rel->relowner != GetUserId() ||
+		rel->rd_rel->relowner != MyceliumExtensionOwner())
+		cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
+									  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
+																		 false))));
 	cmds = list_concat(cmds, grant_commands(relid, qualname));
 	AtEOXact_GUC(true, nest);
 	relation_close(rel, AccessShareLock);
