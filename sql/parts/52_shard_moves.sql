@@ -1,5 +1,5 @@
 -- Mycelium install script, part 52: moving, splitting and rebalancing
--- shards, and draining a node.  See docs/shard-moves.md.
+-- shards, and draining a node.  See docs/sharding.md.
 
 CREATE FUNCTION mycelium.split_shard(shard_id bigint, split_point text)
 RETURNS bigint
@@ -25,7 +25,15 @@ AS 'MODULE_PATHNAME', 'mycelium_drain_node'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mycelium.drain_node(text) IS 'move every shard off a node (marked draining) to the other active nodes; returns the number of shards moved';
 
--- split_shard, move_shard and rebalance check ownership of the tables
--- themselves (owner or superuser, 42501); draining moves every table's
--- shards and changes the node catalog, so only superusers may.
+CREATE FUNCTION mycelium.activate_node(node_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mycelium_activate_node'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mycelium.activate_node(text) IS 'let a draining node take shards again (status active); moves no shard';
+
+-- split_shard, move_shard and rebalance(table) check ownership of the
+-- tables themselves (owner or superuser, 42501); rebalance(NULL) and
+-- drain_node move every table's shards and activate_node changes the node
+-- catalog, so only superusers may (checked in C as well).
 REVOKE ALL ON FUNCTION mycelium.drain_node(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mycelium.activate_node(text) FROM PUBLIC;

@@ -190,8 +190,31 @@ colocate_explicitly(DistRequest *req, MyceliumDistTable *layout)
 }
 
 /*
+ * has_uniform_shards says whether a hash table's shards are the ones a new
+ * table of its shard count gets (none split since).
+ */
+static bool
+has_uniform_shards(MyceliumDistTable *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nshards; i++)
+	{
+		int32		min_hash;
+		int32		max_hash;
+
+		MyceliumHashShardBounds(t->nshards, i, &min_hash, &max_hash);
+		if (t->shards[i].min_hash != min_hash || t->shards[i].max_hash != max_hash)
+			return false;
+	}
+	return true;
+}
+
+/*
  * default_group returns the first table (lowest colocation id) of a hash
- * group with this shard count and column type, or NULL.
+ * group with this shard count and column type whose shards were never
+ * split, or NULL.  (A group with split shards is joined only on request,
+ * with colocate_with: the new table then gets the same split ranges.)
  */
 static MyceliumDistTable *
 default_group(int shard_count, MyceliumDistTable *layout)
@@ -204,7 +227,7 @@ default_group(int shard_count, MyceliumDistTable *layout)
 		MyceliumDistTable *t = lfirst(lc);
 
 		if (t->method == MYCELIUM_DIST_HASH && t->nshards == shard_count &&
-			same_column_kind(layout, t) &&
+			same_column_kind(layout, t) && has_uniform_shards(t) &&
 			(best == NULL || t->colocation_id < best->colocation_id))
 			best = t;
 	}
@@ -212,9 +235,10 @@ default_group(int shard_count, MyceliumDistTable *layout)
 }
 
 /*
- * plan_hash_shards fills layout's shards: ids from next_id on, hash ranges,
- * nodes from the colocated table (same index) or round-robin over the
- * active nodes starting at an offset given by the new group's id.
+ * plan_hash_shards fills layout's shards: ids from next_id on, hash ranges
+ * and nodes from the colocated table (same index: its shards may have been
+ * split, so its ranges are copied) or even ranges placed round-robin over
+ * the active nodes starting at an offset given by the new group's id.
  */
 static void
 plan_hash_shards(MyceliumDistTable *layout, int count, MyceliumDistTable *group,
@@ -233,7 +257,13 @@ plan_hash_shards(MyceliumDistTable *layout, int count, MyceliumDistTable *group,
 
 		s->shard_id = next_id + i;
 		s->shard_name = MyceliumShardName(layout->rel_name, s->shard_id);
-		MyceliumHashShardBounds(count, i, &s->min_hash, &s->max_hash);
+		if (group)
+		{
+			s->min_hash = group->shards[i].min_hash;
+			s->max_hash = group->shards[i].max_hash;
+		}
+		else
+			MyceliumHashShardBounds(count, i, &s->min_hash, &s->max_hash);
 		s->min_text = psprintf("%d", s->min_hash);
 		s->max_text = psprintf("%d", s->max_hash);
 		if (group)
@@ -300,7 +330,9 @@ flush_buffer(MoveBuffer *buf)
 		ShardRunLocal(buf->insert_sql, 1, &param);
 	else
 	{
+		ShardRemoteAsCaller(buf->conn, true);
 		PQclear(MyceliumExec(buf->conn, buf->insert_sql, 1, &param));
+		ShardRemoteAsCaller(buf->conn, false);
 		buf->conn->wrote = true;
 	}
 	resetStringInfo(&buf->json);
@@ -450,7 +482,7 @@ record_table(ShardMesh *mesh, MyceliumDistTable *layout, const char *qualname)
 static void
 distribute(DistRequest *req, MyceliumDistTable *layout)
 {
-	ShardMesh  *mesh = ShardLockMesh();
+	ShardMesh  *mesh = ShardLockMesh("distribute a table");
 	int			i;
 
 	LockRelationOid(req->relid, AccessExclusiveLock);
@@ -546,7 +578,7 @@ mycelium_create_reference_table(PG_FUNCTION_ARGS)
 	ShardCheckDistributable(rel, true);
 	ShardCheckNotDistributed(relid);
 
-	mesh = ShardLockMesh();
+	mesh = ShardLockMesh("create a reference table");
 	LockRelationOid(relid, ExclusiveLock);
 	ShardCheckNotDistributed(relid);
 	for (i = 0; i < mesh->nremote; i++)

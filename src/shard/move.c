@@ -9,21 +9,22 @@
  *
  *	 1. lock the mesh metadata (MyceliumLockMesh: every member's node
  *		catalog, in node_id order), re-read the shard group under the lock;
- *	 2. fill the new copies on the target and block writes on the source:
- *		either by logical replication while writes go on, then a lock on
- *		the source tables IN EXCLUSIVE MODE for the catch-up only
- *		(move_online.c), or, when that cannot be used, by taking that lock
- *		first and streaming the rows with COPY (move_copy.c);
- *	 3. drop the old shard tables on the source;
- *	 4. point the group's placements at the target on every member.
+ *	 2. fill the new copies on the target and block writes: either by
+ *		logical replication while writes go on, then locks (see
+ *		move_switch.c) for the catch-up only (move_online.c), or, when that
+ *		cannot be used, by taking those locks first and streaming the rows
+ *		with COPY (move_copy.c);
+ *	 3. point the group's placements at the target on every member;
+ *	 4. wait for the routed statements still using the old copies, and
+ *		drop them (move_switch.c).
  *
  * The catalog change and the drop commit together with two-phase commit at
  * the end of the caller's transaction, so a failure anywhere (a node dying
  * mid-copy, a cancel, a timeout) changes nothing: the source keeps its
  * rows, the catalog is unchanged, and the move can simply be run again
  * (the replication objects a failed attempt could not remove are removed
- * by the next one).  Reads of the moving shards are blocked only from the
- * drop to the commit.
+ * by the next one).  Statements routed to the moving shards meanwhile wait
+ * and then go to the new placement (move_switch.c).
  *
  * IDENTIFICATION
  *	  src/shard/move.c
@@ -171,7 +172,23 @@ ShardMoveCheckOwner(MyceliumDistTable *table, const char *action)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s to %s its shards",
 						quote_qualified_identifier(table->schema_name, table->rel_name),
-						action)));
+						action),
+				 errhint("Only the table's owner or a superuser may; colocated tables move and split together, so their owners must be the same.")));
+}
+
+/*
+ * ShardCheckNodeAdmin allows only superusers a node-level operation (one
+ * that moves the shards of every table or changes a node's status); the
+ * function is also revoked from PUBLIC, this is for roles granted it.
+ */
+void
+ShardCheckNodeAdmin(const char *what)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", what),
+				 errdetail("It moves the shards of every table, so only superusers may.")));
 }
 
 /*
@@ -252,7 +269,7 @@ ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 	MyceliumConnection **remote;
 	int			nremote;
 
-	ShardRunLocal(sql, nparams, params);
+	ShardCatalogWriteLocal(sql, nparams, params);
 	remote = MyceliumUsableMembers(nodes, conns, &nremote);
 	MyceliumWriteOnMembers(remote, nremote, sql, nparams, params);
 }
@@ -263,11 +280,13 @@ ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
  * MyceliumLockMesh) and returns the membership under the lock.
  */
 List *
-ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
+ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out, const char *what)
 {
 	List	   *nodes = MyceliumLoadNodes();
 	MyceliumNode *target = target_node ? MyceliumFindNode(nodes, target_node) : NULL;
+	ShardRole	role;
 
+	ShardBeginMeshRole(&role, what);
 	if (target && !target->is_local)
 	{
 		MyceliumConnection *conn;
@@ -283,7 +302,9 @@ ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out)
 					 errdetail_internal("%s", conn->connect_error ? conn->connect_error : "connection failed"),
 					 errhint("A shard can only move to a node that is up; nothing was changed.")));
 	}
-	return MyceliumLockMesh(NULL, conns_out);
+	nodes = MyceliumLockMesh(NULL, conns_out);
+	ShardEndMeshRole(&role);
+	return nodes;
 }
 
 /*
@@ -294,10 +315,16 @@ void
 ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 					 const char *node_name)
 {
+	MyceliumConnection *conn = ShardMoveConn(nodes, conns, node_name);
 	ListCell   *lc;
 
 	foreach(lc, MyceliumShardCreateCommands(m->relid, m->schema_name, m->shard_name))
-		ShardMoveRunOn(nodes, conns, node_name, lfirst(lc));
+	{
+		if (conn == NULL)
+			ShardRunLocalDdl(lfirst(lc));
+		else
+			ShardMoveRunOn(nodes, conns, node_name, lfirst(lc));
+	}
 }
 
 /*
@@ -339,12 +366,13 @@ shard_table_list(List *group)
 
 /*
  * ShardMoveGroupLocked moves a shard group to target_node; the caller
- * holds the mesh lock (nodes and conns are MyceliumLockMesh's result) and
- * has checked the target.  See the file header for the steps.
+ * holds the mesh lock (nodes and conns are MyceliumLockMesh's result), has
+ * checked the target, and calls ShardMoveFinish(sw) after its last move.
+ * See the file header for the steps.
  */
 void
 ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
-					 const char *target_node)
+					 const char *target_node, ShardMoveSwitch *sw)
 {
 	ShardMoveMember *first = linitial(group);
 	char		source_node[64];
@@ -375,23 +403,18 @@ ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
 	appendStringInfoChar(&ids, '}');
 
 	if (ShardMoveOnlinePossible(nodes, conns, source_node))
-		ShardMoveCopyOnline(group, nodes, conns, source_node, target_node, tables);
+		ShardMoveCopyOnline(group, nodes, conns, source_node, target_node, tables, sw);
 	else
 	{
 		ShardMoveRemoveLeftovers(group, nodes, source_node, target_node, tables);
+		ShardMovePrepareTarget(group, nodes, conns, target_node, tables);
 		/* writes to the group wait from here until the commit; reads go on */
-		ShardMoveRunOn(nodes, conns, source_node,
-					   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
+		ShardMoveBlockWrites(group, nodes, conns, source_node, tables, sw);
 		foreach(lc, group)
-		{
-			ShardMoveMember *m = lfirst(lc);
-
-			ShardMoveCreateTable(m, nodes, conns, target_node);
-			ShardMoveCopyRows(m, src, dst);
-		}
+			ShardMoveCopyRows(lfirst(lc), src, dst);
 	}
 
-	ShardMoveRunOn(nodes, conns, source_node, psprintf("DROP TABLE %s", tables));
+	ShardMoveDropLater(sw, source_node, tables);
 	params[0] = ids.data;
 	params[1] = target_node;
 	ShardMoveCatalogWrite(nodes, conns, SHARD_MOVE_SQL, 2, params);
@@ -432,6 +455,7 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 	List	   *group;
 	List	   *nodes;
 	MyceliumConnection **conns;
+	ShardMoveSwitch sw = {0};
 	ListCell   *lc;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -456,7 +480,7 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 	ShardMoveCheckIsolation("move shards");
 
 	/* then again under the mesh lock: another move may have committed */
-	nodes = ShardMoveLockMesh(target_node, &conns);
+	nodes = ShardMoveLockMesh(target_node, &conns, "move shards");
 	check_move_target(nodes, target_node);
 	group = ShardMoveGroupOf(shard_id, false);
 	if (strcmp(((ShardMoveMember *) linitial(group))->node_name, target_node) == 0)
@@ -465,6 +489,7 @@ mycelium_move_shard(PG_FUNCTION_ARGS)
 				(errmsg("shard " INT64_FORMAT " is already on node \"%s\"", shard_id, target_node)));
 		PG_RETURN_VOID();
 	}
-	ShardMoveGroupLocked(group, nodes, conns, target_node);
+	ShardMoveGroupLocked(group, nodes, conns, target_node, &sw);
+	ShardMoveFinish(&sw, nodes, conns);
 	PG_RETURN_VOID();
 }

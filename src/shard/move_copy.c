@@ -441,6 +441,7 @@ ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src, MyceliumConnectio
 	char	   *out_sql = psprintf("COPY %s %s TO STDOUT", qname, cols);
 	char	   *in_sql = psprintf("COPY %s %s FROM STDIN", qname, cols);
 
+	ShardRemoteAsCaller(dst, true);
 	PG_TRY();
 	{
 		if (src)
@@ -464,6 +465,7 @@ ShardMoveCopyRows(ShardMoveMember *m, MyceliumConnection *src, MyceliumConnectio
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	ShardRemoteAsCaller(dst, false);
 	if (dst)
 		dst->wrote = true;
 }

@@ -18,7 +18,7 @@
  *		apply worker must see them) and a subscription with copy_data that
  *		connects back with the target's own node-to-node TLS settings;
  *	 3. wait until every table is synchronised (writes go on meanwhile);
- *	 4. in the move's transaction, LOCK the source tables IN EXCLUSIVE MODE,
+ *	 4. in the move's transaction, block writes (ShardMoveBlockWrites),
  *		read the source's WAL position and wait until the slot confirms it
  *		(the target has applied every change);
  *	 5. drop the subscription, the slot, and (in the move's transaction)
@@ -391,7 +391,8 @@ start_copy(OnlineCopy *oc, List *group, List *nodes, const char *source_node)
  */
 void
 ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
-					const char *source_node, const char *target_node, const char *tables)
+					const char *source_node, const char *target_node, const char *tables,
+					ShardMoveSwitch *sw)
 {
 	OnlineCopy	oc;
 
@@ -405,8 +406,7 @@ ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
 		wait_synchronised(&oc, list_length(group));
 
 		/* writes to the group wait from here until the commit; reads go on */
-		ShardMoveRunOn(nodes, conns, source_node,
-					   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables));
+		ShardMoveBlockWrites(group, nodes, conns, source_node, tables, sw);
 		wait_caught_up(&oc);
 		if (!cleanup(&oc, false))
 			ereport(ERROR,

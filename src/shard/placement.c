@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -37,16 +38,89 @@
 #define COPY_BATCH_ROWS 1000
 
 /*
+ * ShardBeginMeshRole prepares opening the connections of a metadata change
+ * on behalf of a table owner who is not a superuser: the connections are
+ * opened as the extension's owner (until ShardEndMeshRole), because the
+ * catalog writes on the other members need its rights, and a connection
+ * runs as the role that opened it.  The work done over them as the caller
+ * is wrapped with ShardRemoteAsCaller; shard tables made over them get
+ * their table's owner explicitly (see table_ddl.c).  A superuser keeps its
+ * own connections.
+ *
+ * The caller's transaction must not hold connections of another role
+ * already (its own routed work): they would be other sessions of the same
+ * transaction on the same nodes, and the locks this change takes there
+ * could wait forever for theirs.
+ */
+void
+ShardBeginMeshRole(ShardRole *save, const char *what)
+{
+	Oid			owner;
+	bool		others = false;
+	ListCell   *lc;
+
+	GetUserIdAndSecContext(&save->userid, &save->sec_context);
+	save->switched = false;
+	if (superuser())
+		return;
+	owner = MyceliumExtensionOwner();
+	foreach(lc, MyceliumXactConnections())
+		if (((MyceliumConnection *) lfirst(lc))->roleid != owner)
+			others = true;
+	if (others)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot %s in a transaction that has already used other nodes", what),
+				 errdetail("Only superusers may do this after other work on distributed tables in the same transaction."),
+				 errhint("Run it in a transaction of its own.")));
+	MyceliumBeginCatalogAccess(&save->userid, &save->sec_context);
+	save->switched = true;
+}
+
+/*
+ * ShardEndMeshRole restores the user ShardBeginMeshRole saved.
+ */
+void
+ShardEndMeshRole(ShardRole *save)
+{
+	if (save->switched)
+		MyceliumEndCatalogAccess(save->userid, save->sec_context);
+}
+
+/*
+ * ShardRemoteAsCaller makes the statements sent on conn from now on run as
+ * the current user (entering) or as the connection's own role again
+ * (leaving), when the two differ (see ShardBeginMeshRole): the rows a
+ * policy moves are written with the caller's rights, so that the table's
+ * constraints and index expressions run as they would for a local write.
+ */
+void
+ShardRemoteAsCaller(MyceliumConnection *conn, bool enter)
+{
+	if (conn == NULL || conn->roleid == GetUserId())
+		return;
+	if (enter)
+		MyceliumExecCommand(conn, psprintf("SET LOCAL ROLE %s",
+										   quote_identifier(GetUserNameFromId(GetUserId(), false))));
+	else
+		MyceliumExecCommand(conn, "RESET ROLE");
+}
+
+/*
  * ShardLockMesh connects to every member and locks the mesh (see
- * MyceliumLockMesh): every member must be reachable.
+ * MyceliumLockMesh): every member must be reachable.  `what` names the
+ * operation for errors (see ShardBeginMeshRole).
  */
 ShardMesh *
-ShardLockMesh(void)
+ShardLockMesh(const char *what)
 {
 	ShardMesh  *mesh = palloc0(sizeof(ShardMesh));
+	ShardRole	role;
 
 	MyceliumEnsureLocalNode();
+	ShardBeginMeshRole(&role, what);
 	mesh->nodes = MyceliumLockMesh(NULL, &mesh->conns);
+	ShardEndMeshRole(&role);
 	mesh->remote = MyceliumUsableMembers(mesh->nodes, mesh->conns, &mesh->nremote);
 	return mesh;
 }
@@ -127,6 +201,40 @@ ShardRunLocal(const char *sql, int nparams, const char *const *params)
 }
 
 /*
+ * ShardCatalogWriteLocal runs one write of Mycelium's catalog here, as the
+ * extension's owner: a table's owner may change its table's metadata
+ * without any right on the catalog (the policies check ownership first).
+ */
+void
+ShardCatalogWriteLocal(const char *sql, int nparams, const char *const *params)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
+	ShardRunLocal(sql, nparams, params);
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
+}
+
+/*
+ * ShardRunLocalDdl runs one statement that creates or drops a shard table
+ * here as the extension's owner, like the same statement on another node
+ * (see ShardBeginMeshRole): a shard belongs to its table's owner (the
+ * commands say so) but is created like an index of the table, without
+ * the right to create tables in the schema.
+ */
+void
+ShardRunLocalDdl(const char *sql)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
+	ShardRunLocal(sql, 0, NULL);
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
+}
+
+/*
  * ShardRunOn runs a list of commands (C strings) on one member, locally
  * or in its remote transaction.
  */
@@ -139,7 +247,7 @@ ShardRunOn(ShardMesh *mesh, const char *node_name, List *commands)
 	foreach(lc, commands)
 	{
 		if (conn == NULL)
-			ShardRunLocal(lfirst(lc), 0, NULL);
+			ShardRunLocalDdl(lfirst(lc));
 		else
 			MyceliumExecCommand(conn, lfirst(lc));
 	}
@@ -154,7 +262,7 @@ ShardRunOn(ShardMesh *mesh, const char *node_name, List *commands)
 void
 ShardCatalogWrite(ShardMesh *mesh, const char *sql, int nparams, const char *const *params)
 {
-	ShardRunLocal(sql, nparams, params);
+	ShardCatalogWriteLocal(sql, nparams, params);
 	MyceliumWriteOnMembers(mesh->remote, mesh->nremote, sql, nparams, params);
 }
 
@@ -319,9 +427,13 @@ ShardEnsureTableOn(MyceliumConnection *conn, Oid relid, bool copy_rows)
 	}
 	conn->wrote = true;
 	if (copy_rows)
+	{
+		ShardRemoteAsCaller(conn, true);
 		MyceliumCopyRows(psprintf("SELECT pg_catalog.row_to_json(r.*)::pg_catalog.text "
 								  "FROM ONLY %s r", qualname),
 						 qualname, MyceliumInsertColumnList(relid), &conn, 1);
+		ShardRemoteAsCaller(conn, false);
+	}
 }
 
 /*

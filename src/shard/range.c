@@ -153,7 +153,7 @@ mycelium_add_range_shard(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	MyceliumEnsureLocalNode();
 	rel = ShardOpenOwnedTable(relid, AccessShareLock, "add shards to");
-	mesh = ShardLockMesh();
+	mesh = ShardLockMesh("add a range shard");
 	t = range_table(relid);
 
 	lower = MyceliumRangeBoundIn(t->dist_type, t->dist_typmod,

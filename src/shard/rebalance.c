@@ -2,7 +2,8 @@
  *
  * rebalance.c
  *	  mycelium.rebalance and mycelium.drain_node: planning shard moves
- *	  across the active nodes and running them.
+ *	  across the active nodes and running them; mycelium.activate_node,
+ *	  which lets a drained node take shards again.
  *
  * Both work per colocation group: the shards of one index in every table
  * of the group (a "shard group", see shard_move.h) always move together,
@@ -31,6 +32,7 @@
 
 PG_FUNCTION_INFO_V1(mycelium_rebalance);
 PG_FUNCTION_INFO_V1(mycelium_drain_node);
+PG_FUNCTION_INFO_V1(mycelium_activate_node);
 
 /*
  * A colocation group being balanced: a representative table, where each
@@ -161,7 +163,8 @@ check_owner_of_group(Oid relid, const char *action)
  * records the move.
  */
 static MoveMade *
-move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int to)
+move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int to,
+		 ShardMoveSwitch *sw)
 {
 	MyceliumDistTable *table = MyceliumGetDistTable(p->relid);
 	List	   *group = ShardMoveGroupAt(table, index);
@@ -173,7 +176,7 @@ move_one(Placement *p, int index, List *nodes, MyceliumConnection **conns, int t
 	mv->from_node = pstrdup(p->node_of[index]);
 	mv->to_node = pstrdup(target->node_name);
 	mv->nshards = list_length(group);
-	ShardMoveGroupLocked(group, nodes, conns, target->node_name);
+	ShardMoveGroupLocked(group, nodes, conns, target->node_name, sw);
 	if (from >= 0)
 		p->count[from]--;
 	p->count[to]++;
@@ -204,7 +207,7 @@ least_loaded(Placement *p, List *nodes, const char *excluded)
  * node that is not active; returns the moves made.
  */
 static List *
-balance_placement(Placement *p, List *nodes, MyceliumConnection **conns)
+balance_placement(Placement *p, List *nodes, MyceliumConnection **conns, ShardMoveSwitch *sw)
 {
 	List	   *moves = NIL;
 	int			round;
@@ -240,7 +243,7 @@ balance_placement(Placement *p, List *nodes, MyceliumConnection **conns)
 				if (strcmp(p->node_of[i], ((MyceliumNode *) list_nth(nodes, most))->node_name) == 0)
 					from_index = i;
 		}
-		moves = lappend(moves, move_one(p, from_index, nodes, conns, to));
+		moves = lappend(moves, move_one(p, from_index, nodes, conns, to, sw));
 	}
 	return moves;
 }
@@ -258,12 +261,19 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			only = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	ShardMoveSwitch sw = {0};
 	List	   *reps;
 	List	   *nodes;
 	MyceliumConnection **conns;
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (!OidIsValid(only) && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to rebalance every distributed table"),
+				 errdetail("Only superusers may rebalance the shards of all tables at once."),
+				 errhint("Name a table you own: mycelium.rebalance('my_table').")));
 	if (OidIsValid(only))
 	{
 		MyceliumDistTable *t = MyceliumGetDistTable(only);
@@ -280,13 +290,13 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 	MyceliumEnsureLocalNode();
 	ShardMoveCheckIsolation("rebalance shards");
 
-	nodes = ShardMoveLockMesh(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns, "rebalance shards");
 	reps = colocation_representatives(only);
 	foreach(lc, reps)
 	{
 		ListCell   *lc2;
 
-		foreach(lc2, balance_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns))
+		foreach(lc2, balance_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, &sw))
 		{
 			MoveMade   *mv = lfirst(lc2);
 			Datum		values[3];
@@ -298,6 +308,7 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}
+	ShardMoveFinish(&sw, nodes, conns);
 	return (Datum) 0;
 }
 
@@ -307,7 +318,8 @@ mycelium_rebalance(PG_FUNCTION_ARGS)
  * shards moved.
  */
 static int
-drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const char *node_name)
+drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const char *node_name,
+				ShardMoveSwitch *sw)
 {
 	int			moved = 0;
 	int			i;
@@ -325,7 +337,7 @@ drain_placement(Placement *p, List *nodes, MyceliumConnection **conns, const cha
 					 errmsg("cannot drain node \"%s\" because no other active node can take its shards",
 							node_name),
 					 errhint("Add a node first.")));
-		moved += move_one(p, i, nodes, conns, to)->nshards;
+		moved += move_one(p, i, nodes, conns, to, sw)->nshards;
 	}
 	return moved;
 }
@@ -345,6 +357,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 	List	   *nodes;
 	MyceliumConnection **conns;
 	MyceliumNode *node;
+	ShardMoveSwitch sw = {0};
 	int			moved = 0;
 	const char *params[1];
 	ListCell   *lc;
@@ -354,6 +367,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("node name must not be null")));
 	node_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ShardCheckNodeAdmin("drain a node");
 	MyceliumEnsureLocalNode();
 	if (MyceliumFindNode(MyceliumLoadNodes(), node_name) == NULL)
 		ereport(ERROR,
@@ -362,7 +376,7 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
 	ShardMoveCheckIsolation("drain a node");
 
-	nodes = ShardMoveLockMesh(NULL, &conns);
+	nodes = ShardMoveLockMesh(NULL, &conns, "drain a node");
 	node = MyceliumFindNode(nodes, node_name);
 	if (node == NULL)
 		ereport(ERROR,
@@ -377,10 +391,64 @@ mycelium_drain_node(PG_FUNCTION_ARGS)
 	 */
 	strlcpy(node->status, "draining", sizeof(node->status));
 	foreach(lc, colocation_representatives(InvalidOid))
-		moved += drain_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, node_name);
+		moved += drain_placement(load_placement(lfirst_oid(lc), nodes), nodes, conns, node_name, &sw);
+	ShardMoveFinish(&sw, nodes, conns);
 	params[0] = node_name;
 	ShardMoveCatalogWrite(nodes, conns,
 						  "UPDATE mycelium.node SET status = 'draining' WHERE node_name = $1",
 						  1, params);
 	PG_RETURN_INT32(moved);
+}
+
+/*
+ * mycelium.activate_node(node_name text) returns void
+ *
+ * Marks a draining node active again on every member, so that new tables
+ * and mycelium.rebalance place shards on it; no shard moves by itself.  A
+ * node that is active already gets a NOTICE.
+ */
+Datum
+mycelium_activate_node(PG_FUNCTION_ARGS)
+{
+	char	   *node_name;
+	List	   *nodes;
+	MyceliumConnection **conns;
+	MyceliumNode *node;
+	const char *params[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("node name must not be null")));
+	node_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to activate a node"),
+				 errdetail("Only superusers may change the status of a node.")));
+	MyceliumEnsureLocalNode();
+	if (MyceliumFindNode(MyceliumLoadNodes(), node_name) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the mesh", node_name),
+				 errhint("SELECT * FROM mycelium.nodes lists the members.")));
+
+	nodes = ShardMoveLockMesh(NULL, &conns, "activate a node");
+	node = MyceliumFindNode(nodes, node_name);
+	if (node == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the mesh", node_name),
+				 errdetail("Another session removed it meanwhile.")));
+	if (strcmp(node->status, "active") == 0)
+	{
+		ereport(NOTICE,
+				(errmsg("node \"%s\" is already active", node_name)));
+		PG_RETURN_VOID();
+	}
+	params[0] = node_name;
+	ShardMoveCatalogWrite(nodes, conns,
+						  "UPDATE mycelium.node SET status = 'active' WHERE node_name = $1",
+						  1, params);
+	PG_RETURN_VOID();
 }

@@ -26,12 +26,25 @@ typedef struct ShardMesh
 	int			nremote;
 } ShardMesh;
 
+/* the user saved while a metadata change opens its connections */
+typedef struct ShardRole
+{
+	Oid			userid;
+	int			sec_context;
+	bool		switched;
+} ShardRole;
+
 /* in placement.c */
-extern ShardMesh *ShardLockMesh(void);
+extern void ShardBeginMeshRole(ShardRole *save, const char *what);
+extern void ShardEndMeshRole(ShardRole *save);
+extern void ShardRemoteAsCaller(MyceliumConnection *conn, bool enter);
+extern ShardMesh *ShardLockMesh(const char *what);
 extern MyceliumConnection *ShardMeshConn(ShardMesh *mesh, const char *node_name);
 extern List *ShardActiveNodes(ShardMesh *mesh);
 extern void ShardRunOn(ShardMesh *mesh, const char *node_name, List *commands);
 extern void ShardRunLocal(const char *sql, int nparams, const char *const *params);
+extern void ShardRunLocalDdl(const char *sql);
+extern void ShardCatalogWriteLocal(const char *sql, int nparams, const char *const *params);
 extern void ShardCatalogWrite(ShardMesh *mesh, const char *sql, int nparams,
 							  const char *const *params);
 extern int64 ShardNextShardId(void);

@@ -41,6 +41,18 @@ typedef struct ShardMoveMember
 	char	   *max_text;
 } ShardMoveMember;
 
+/*
+ * The switch of the moves of one transaction (move_switch.c): the tables
+ * whose writes are blocked on every node, and the old copies to drop.
+ */
+typedef struct ShardMoveSwitch
+{
+	List	   *relids;			/* the distributed tables (OIDs) */
+	List	   *shells;			/* and their qualified names */
+	List	   *drop_nodes;		/* per moved group: its source node */
+	List	   *drop_tables;	/* and its old shard tables, "s.t_1, s.t_2" */
+} ShardMoveSwitch;
+
 /* catalog writes (text parameters), run on every member */
 #define SHARD_MOVE_SQL \
 	"UPDATE mycelium.shard SET node_name = $2 WHERE shard_id = ANY ($1::bigint[])"
@@ -51,19 +63,31 @@ extern List *ShardMoveGroupAt(MyceliumDistTable *table, int index);
 extern List *ShardMoveColocated(MyceliumDistTable *table);
 extern void ShardMoveCheckOwner(MyceliumDistTable *table, const char *action);
 extern void ShardMoveCheckIsolation(const char *what);
+extern void ShardCheckNodeAdmin(const char *what);
 extern MyceliumConnection *ShardMoveConn(List *nodes, MyceliumConnection **conns,
 										 const char *node_name);
 extern void ShardMoveRunOn(List *nodes, MyceliumConnection **conns, const char *node_name,
 						   const char *sql);
 extern void ShardMoveCatalogWrite(List *nodes, MyceliumConnection **conns, const char *sql,
 								  int nparams, const char *const *params);
-extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out);
+extern List *ShardMoveLockMesh(const char *target_node, MyceliumConnection ***conns_out,
+							   const char *what);
 extern void ShardMoveCreateTable(ShardMoveMember *m, List *nodes, MyceliumConnection **conns,
 								 const char *node_name);
 extern char *ShardMoveHashExpr(MyceliumDistTable *table, const char *quoted_col,
 							   const char *point);
 extern void ShardMoveGroupLocked(List *group, List *nodes, MyceliumConnection **conns,
-								 const char *target_node);
+								 const char *target_node, ShardMoveSwitch *sw);
+
+/* in shard/move_switch.c */
+extern void ShardMoveBlockWrites(List *group, List *nodes, MyceliumConnection **conns,
+								 const char *source_node, const char *tables,
+								 ShardMoveSwitch *sw);
+extern void ShardMovePrepareTarget(List *group, List *nodes, MyceliumConnection **conns,
+								   const char *target_node, const char *tables);
+extern void ShardMoveDropLater(ShardMoveSwitch *sw, const char *source_node,
+							   const char *tables);
+extern void ShardMoveFinish(ShardMoveSwitch *sw, List *nodes, MyceliumConnection **conns);
 
 /* in shard/move_copy.c */
 extern char *ShardMoveColumnList(Oid relid);
@@ -75,7 +99,7 @@ extern bool ShardMoveOnlinePossible(List *nodes, MyceliumConnection **conns,
 									const char *source_node);
 extern void ShardMoveCopyOnline(List *group, List *nodes, MyceliumConnection **conns,
 								const char *source_node, const char *target_node,
-								const char *tables);
+								const char *tables, ShardMoveSwitch *sw);
 extern void ShardMoveRemoveLeftovers(List *group, List *nodes, const char *source_node,
 									 const char *target_node, const char *tables);
 

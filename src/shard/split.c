@@ -12,11 +12,14 @@
  * every table of a colocation group still covers the same range.
  *
  * Like a move, a split is one distributed transaction under the mesh lock:
- * on the holding node the old shard tables are locked IN EXCLUSIVE MODE
- * (reads go on, writes wait), the new tables are created, the rows of the
- * upper part move with one DELETE ... RETURNING feeding an INSERT, and the
- * catalog changes on every member; all of it commits with two-phase
- * commit or none of it does.
+ * the new tables are created (committed, empty) on the holding node, the
+ * writes to the group's tables are blocked (routed ones on every node, any
+ * on the old shard tables; reads go on), the rows of the upper part move
+ * with one DELETE ... RETURNING feeding an INSERT, the catalog changes on
+ * every member, and the routed statements on the tables are waited for
+ * before the commit (see move_switch.c), so that none reads a half with
+ * the old catalog.  All of it commits with two-phase commit or none of it
+ * does; new tables a failed split left are replaced by the next attempt.
  *
  * IDENTIFICATION
  *	  src/shard/split.c
@@ -153,33 +156,45 @@ upper_part_condition(ShardMoveMember *m, const char *split_point)
 }
 
 /*
- * split_member splits one shard of the group on its node and records both
- * halves on every member; returns the new shard's id.
+ * new_member describes the new shard (the upper part) of a group member.
  */
-static int64
-split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
-			 List *nodes, MyceliumConnection **conns)
+static ShardMoveMember *
+new_member(ShardMoveMember *m, int64 shard_id, const char *split_point, int32 hash_point)
 {
 	ShardMoveMember *n = palloc(sizeof(ShardMoveMember));
+
+	*n = *m;
+	n->shard_id = shard_id;
+	n->shard_name = MyceliumShardName(m->rel_name, n->shard_id);
+	n->min_text = m->method == MYCELIUM_DIST_HASH ? psprintf("%d", hash_point) : pstrdup(split_point);
+	return n;
+}
+
+/*
+ * split_member moves the rows of the upper part of shard m into the new
+ * shard n (which exists: see ShardMovePrepareTarget) on their node and
+ * records both halves on every member.
+ */
+static void
+split_member(ShardMoveMember *m, ShardMoveMember *n, const char *split_point, int32 hash_point,
+			 List *nodes, MyceliumConnection **conns)
+{
 	char	   *old_q = quote_qualified_identifier(m->schema_name, m->shard_name);
-	char	   *new_q;
+	char	   *new_q = quote_qualified_identifier(n->schema_name, n->shard_name);
 	char	   *cols = ShardMoveColumnList(m->relid);
+	MyceliumConnection *conn;
 	char		idbuf[32],
 				newidbuf[32];
 	const char *params[6];
 
-	*n = *m;
-	n->shard_id = ShardNextShardId();
-	n->shard_name = MyceliumShardName(m->rel_name, n->shard_id);
-	n->min_text = m->method == MYCELIUM_DIST_HASH ? psprintf("%d", hash_point) : pstrdup(split_point);
-	new_q = quote_qualified_identifier(n->schema_name, n->shard_name);
-
-	ShardMoveCreateTable(n, nodes, conns, m->node_name);
+	conn = ShardMoveConn(nodes, conns, m->node_name);
+	ShardRemoteAsCaller(conn, true);
 	ShardMoveRunOn(nodes, conns, m->node_name,
-			   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
-						"INSERT INTO %s (%s) SELECT %s FROM moved",
-						old_q, upper_part_condition(m, split_point), cols,
-						new_q, cols, cols));
+				   psprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "
+							"INSERT INTO %s (%s) SELECT %s FROM moved",
+							old_q, upper_part_condition(m, split_point), cols,
+							new_q, cols, cols));
+	ShardRemoteAsCaller(conn, false);
 
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, m->shard_id);
 	snprintf(newidbuf, sizeof(newidbuf), INT64_FORMAT, n->shard_id);
@@ -193,7 +208,26 @@ split_member(ShardMoveMember *m, const char *split_point, int32 hash_point,
 	params[4] = m->max_text;
 	params[5] = m->node_name;
 	ShardMoveCatalogWrite(nodes, conns, SHARD_INSERT_SQL, 6, params);
-	return n->shard_id;
+}
+
+/*
+ * shard_list returns "s.t_1, s.t_2, ..." for the shard tables of a group.
+ */
+static char *
+shard_list(List *group)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, group)
+	{
+		ShardMoveMember *m = lfirst(lc);
+
+		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
+						 quote_qualified_identifier(m->schema_name, m->shard_name));
+	}
+	return buf.data;
 }
 
 /*
@@ -227,10 +261,13 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	List	   *nodes;
 	MyceliumConnection **conns;
 	ShardMoveMember *first;
-	StringInfoData tables;
+	List	   *news = NIL;
+	ShardMoveSwitch sw = {0};
 	int32		hash_point;
-	int64		result = 0;
+	int64		next_id;
+	int64		result;
 	ListCell   *lc;
+	ListCell   *ln;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -247,29 +284,24 @@ mycelium_split_shard(PG_FUNCTION_ARGS)
 	ShardMoveCheckIsolation("split shards");
 
 	first = linitial(group);
-	nodes = ShardMoveLockMesh(first->node_name, &conns);
+	nodes = ShardMoveLockMesh(first->node_name, &conns, "split shards");
 	group = ShardMoveGroupOf(shard_id, false);
 	hash_point = check_split_point(group, split_point);
 	first = linitial(group);
 
-	/* no writes to the old shards until the commit: their rows are moving */
-	initStringInfo(&tables);
+	/*
+	 * The new shards exist before the switch, writes to the old ones wait
+	 * until the commit (their rows are moving), and routed statements on
+	 * the group's tables are waited for before it (see move_switch.c).
+	 */
+	next_id = ShardNextShardId();
 	foreach(lc, group)
-	{
-		ShardMoveMember *m = lfirst(lc);
-
-		appendStringInfo(&tables, "%s%s", tables.len > 0 ? ", " : "",
-						 quote_qualified_identifier(m->schema_name, m->shard_name));
-	}
-	ShardMoveRunOn(nodes, conns, first->node_name,
-			   psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tables.data));
-
-	foreach(lc, group)
-	{
-		int64		id = split_member(lfirst(lc), split_point, hash_point, nodes, conns);
-
-		if (lc == list_head(group))
-			result = id;
-	}
+		news = lappend(news, new_member(lfirst(lc), next_id++, split_point, hash_point));
+	ShardMovePrepareTarget(news, nodes, conns, first->node_name, shard_list(news));
+	ShardMoveBlockWrites(group, nodes, conns, first->node_name, shard_list(group), &sw);
+	forboth(lc, group, ln, news)
+		split_member(lfirst(lc), lfirst(ln), split_point, hash_point, nodes, conns);
+	ShardMoveFinish(&sw, nodes, conns);
+	result = ((ShardMoveMember *) linitial(news))->shard_id;
 	PG_RETURN_INT64(result);
 }

@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
+#include "cluster/cluster.h"
 #include "shard/shard.h"
 
 /*
@@ -301,7 +302,13 @@ table_commands(Oid relid, const char *schema, const char *new_name)
 		if (!list_member_oid(constraint_indexes, indexoid))
 			cmds = lappend(cmds, index_command(rel, indexoid, qualname, new_name));
 	}
-	if (rel->rd_rel->relowner != GetUserId())
+	/*
+	 * The commands run as the current user or as the extension's owner
+	 * (see ShardBeginMeshRole, ShardRunLocalDdl); unless both own the table,
+	 * say who does (a change to the same owner does nothing).
+	 */
+	if (rel->rd_rel->relowner != GetUserId() ||
+		rel->rd_rel->relowner != MyceliumExtensionOwner())
 		cmds = lappend(cmds, psprintf("ALTER TABLE %s OWNER TO %s", qualname,
 									  quote_identifier(GetUserNameFromId(rel->rd_rel->relowner,
 																		 false))));

@@ -81,7 +81,7 @@ mycelium_undistribute_table(PG_FUNCTION_ARGS)
 	MyceliumEnsureLocalNode();
 	rel = ShardOpenOwnedTable(relid, AccessShareLock, "undistribute");
 	qualname = ShardQualifiedName(relid);
-	mesh = ShardLockMesh();
+	mesh = ShardLockMesh("undistribute a table");
 	LockRelationOid(relid, AccessExclusiveLock);
 	t = MyceliumGetDistTable(relid);
 	if (t == NULL)

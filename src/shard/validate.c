@@ -50,10 +50,10 @@ ShardDisplayName(Oid relid)
 /*
  * ShardOpenOwnedTable opens the relation behind a regclass argument (which
  * may name a relation dropped since) with lockmode held until the end of
- * the transaction, and raises 42501 unless the current user owns it or is
- * a superuser.  For now owners must be superusers too: the catalog writes
- * (here and, through connections that run as the caller's role, on every
- * other node) need superuser.
+ * the transaction, and raises 42501 unless the current user owns it (or a
+ * role it belongs to does) or is a superuser, as ALTER TABLE does.  The
+ * catalog writes an owner cannot make itself are made as the extension's
+ * owner (ShardCatalogWriteLocal, ShardBeginMeshRole).
  */
 Relation
 ShardOpenOwnedTable(Oid relid, LOCKMODE lockmode, const char *what)
@@ -70,12 +70,6 @@ ShardOpenOwnedTable(Oid relid, LOCKMODE lockmode, const char *what)
 				 errmsg("must be owner of table %s to %s it",
 						RelationGetRelationName(rel), what),
 				 errhint("Only the table's owner or a superuser may do this.")));
-	if (!superuser())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s table %s", what, RelationGetRelationName(rel)),
-				 errdetail("The sharding catalog of every node is changed with the caller's role, and only superusers may write it."),
-				 errhint("Ask a superuser to run it.")));
 	return rel;
 }
 
@@ -130,12 +124,17 @@ check_not_replicated(Relation rel, const char *display)
 	Oid			types[1] = {REGCLASSOID};
 	Datum		values[1] = {ObjectIdGetDatum(RelationGetRelid(rel))};
 	bool		listed;
+	Oid			save_userid;
+	int			save_sec_context;
 
+	/* the replication catalog is not readable by every role */
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
 	SPI_connect();
 	MyceliumSpiExecLatest("SELECT 1 FROM mycelium.replicated_table WHERE relid = $1",
 						  1, types, values, true);
 	listed = SPI_processed > 0;
 	SPI_finish();
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
 	if (listed)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

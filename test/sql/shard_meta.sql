@@ -185,15 +185,94 @@ SELECT try($$SELECT mycelium.create_reference_table('bad')$$);
 SELECT try($$SELECT mycelium.undistribute_table('orders')$$);
 SELECT try($$SELECT mycelium.add_range_shard('events', '2024-09-01', '2024-10-01')$$);
 RESET ROLE;
--- an owner that is not a superuser cannot write the catalog (for now)
+-- an owner that is not a superuser may distribute, split, move and
+-- undistribute its table; the shards are its own
 CREATE ROLE shard_meta_owner;
-CREATE TABLE owned (k int);
+CREATE TABLE owned (k int PRIMARY KEY, v int CHECK (v >= 0));
+INSERT INTO owned SELECT g, g FROM generate_series(1, 100) g;
 ALTER TABLE owned OWNER TO shard_meta_owner;
+CREATE TABLE owned_ref (k int);
+ALTER TABLE owned_ref OWNER TO shard_meta_owner;
+CREATE TABLE owned_range (d date);
+ALTER TABLE owned_range OWNER TO shard_meta_owner;
 SET ROLE shard_meta_owner;
-SELECT try($$SELECT mycelium.create_distributed_table('owned', 'k')$$);
+SELECT mycelium.create_distributed_table('owned', 'k', shard_count => 2);
+SELECT mycelium.create_reference_table('owned_ref');
+SELECT mycelium.create_distributed_table('owned_range', 'd', 'range');
+SELECT mycelium.add_range_shard('owned_range', '2024-01-01', '2024-02-01') > 0 AS added;
+SELECT mycelium.split_shard((SELECT min(shard_id) FROM mycelium.shards
+                              WHERE table_name = 'owned'::regclass), '-1073741824') > 0 AS split;
+SET client_min_messages = warning;  -- "already on node": no other node here
+SELECT mycelium.move_shard((SELECT min(shard_id) FROM mycelium.shards
+                             WHERE table_name = 'owned'::regclass), 'regress');
+RESET client_min_messages;
+SELECT * FROM mycelium.rebalance('owned');
+-- node-level operations stay with superusers
+SELECT try($$SELECT * FROM mycelium.rebalance()$$);
+SELECT try($$SELECT mycelium.drain_node('regress')$$);
+SELECT try($$SELECT mycelium.activate_node('regress')$$);
 RESET ROLE;
-DROP TABLE owned;
+SELECT count(*) AS shards, count(*) FILTER (WHERE pg_get_userbyid(c.relowner) = 'shard_meta_owner') AS owned
+  FROM mycelium.shards s JOIN pg_class c ON c.relname = s.shard_name
+ WHERE s.table_name IN ('owned'::regclass, 'owned_range'::regclass);
+SELECT count(*) AS shards, sum((xpath('/row/c/text()', query_to_xml(
+         'SELECT count(*) AS c FROM ' || shard_name, false, true, '')))[1]::text::int) AS total
+  FROM mycelium.shards WHERE table_name = 'owned'::regclass;
+-- a stranger may not touch its shards
+SET ROLE shard_meta_stranger;
+SELECT try($$SELECT mycelium.split_shard((SELECT min(shard_id) FROM mycelium.shards WHERE table_name = 'owned'::regclass), '-1500000000')$$);
+SELECT try($$SELECT mycelium.move_shard((SELECT min(shard_id) FROM mycelium.shards WHERE table_name = 'owned'::regclass), 'regress')$$);
+SELECT try($$SELECT * FROM mycelium.rebalance('owned')$$);
+SELECT try($$SELECT mycelium.undistribute_table('owned_ref')$$);
+RESET ROLE;
+SET ROLE shard_meta_owner;
+SELECT mycelium.undistribute_table('owned');
+SELECT mycelium.undistribute_table('owned_ref');
+SELECT mycelium.undistribute_table('owned_range');
+SELECT count(*), sum(v) FROM owned;
+RESET ROLE;
+DROP TABLE owned, owned_ref, owned_range;
 DROP ROLE shard_meta_owner;
+
+-- colocation survives a split: colocated shards split together, a table
+-- colocated later gets the split ranges, an implicit group never is one
+-- that was split
+CREATE TABLE co_a (k int);
+CREATE TABLE co_b (k int);
+INSERT INTO co_a SELECT generate_series(1, 200);
+INSERT INTO co_b SELECT generate_series(1, 200);
+SELECT mycelium.create_distributed_table('co_a', 'k', shard_count => 3);
+SELECT mycelium.create_distributed_table('co_b', 'k', colocate_with => 'co_a');
+SELECT mycelium.split_shard((SELECT min(shard_id) FROM mycelium.shards WHERE table_name = 'co_a'::regclass), '-1500000000') > 0 AS split;
+CREATE TABLE co_c (k int);
+SELECT mycelium.create_distributed_table('co_c', 'k', colocate_with => 'co_b');
+CREATE TABLE co_d (k int);
+SELECT mycelium.create_distributed_table('co_d', 'k', shard_count => 4);
+SELECT t.table_name, t.shard_count, t.colocation_id = a.colocation_id AS with_co_a
+  FROM mycelium.tables t, mycelium.tables a
+ WHERE a.table_name = 'co_a'::regclass AND t.table_name::text LIKE 'co_%';
+-- every table of the group has the same ranges on the same nodes
+SELECT count(DISTINCT (min_value, max_value, node_name)) AS ranges,
+       count(*) FILTER (WHERE table_name <> 'co_d'::regclass) / 3 AS per_table
+  FROM mycelium.shards WHERE table_name IN ('co_a'::regclass, 'co_b'::regclass, 'co_c'::regclass);
+SELECT string_agg(min_value || '..' || max_value, ' ' ORDER BY min_value::int) FROM mycelium.shards
+ WHERE table_name = 'co_c'::regclass;
+-- a split of co_c splits co_a and co_b too; rows stay where shard_for says
+SELECT mycelium.split_shard((SELECT max(shard_id) FROM mycelium.shards WHERE table_name = 'co_c'::regclass), '2000000000') > 0 AS split;
+SELECT table_name, count(*) FROM mycelium.shards WHERE table_name::text LIKE 'co_%' GROUP BY 1 ORDER BY 1;
+SELECT count(DISTINCT (min_value, max_value, node_name)) AS ranges
+  FROM mycelium.shards WHERE table_name IN ('co_a'::regclass, 'co_b'::regclass, 'co_c'::regclass);
+SELECT count(*), count(DISTINCT k) FROM co_a;
+SELECT count(*) FROM co_a a JOIN co_b b USING (k);
+SELECT mycelium.undistribute_table(t) FROM unnest(ARRAY['co_a', 'co_b', 'co_c', 'co_d']::regclass[]) t;
+DROP TABLE co_a, co_b, co_c, co_d;
+
+-- node status: activate_node of an active node is a no-op; draining
+-- needs another node; bad names
+SELECT mycelium.activate_node('regress');
+SELECT try($$SELECT mycelium.activate_node('nowhere')$$);
+SELECT try($$SELECT mycelium.activate_node(NULL)$$);
+SELECT try($$SELECT mycelium.drain_node('nowhere')$$);
 
 -- the catalog changes invalidate cached plans over the table
 PREPARE q AS SELECT count(*) FROM mycelium.shards WHERE table_name = 'bad'::regclass;
