@@ -24,6 +24,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #include "utils/lsyscache.h"
 
 #include "router/router.h"
@@ -137,6 +138,9 @@ choose_groups(JoinScanState *st, ParamListInfo params)
 	Bitmapset  *groups = NULL;
 	bool		any = false;
 	int			r;
+
+	/* IN (1, 2) is an ARRAY[...] expression until folded into a constant */
+	quals = (List *) eval_const_expressions(NULL, (Node *) quals);
 
 	/* the first references are the tables of the join's own level */
 	for (r = 0; r < list_length(st->rtis); r++)

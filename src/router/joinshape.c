@@ -525,6 +525,27 @@ analyze_level(Query *q, int min_rels, MyceliumDistTable **first, JoinShape *js)
 }
 
 /*
+ * is_value says whether an expression is a constant, a parameter, or an
+ * ARRAY[...] of them (IN (1, 2) before constant folding).
+ */
+static bool
+is_value(Node *node)
+{
+	ListCell   *lc;
+
+	if (IsA(node, Const))
+		return true;
+	if (IsA(node, Param))
+		return ((Param *) node)->paramkind == PARAM_EXTERN;
+	if (!IsA(node, ArrayExpr))
+		return false;
+	foreach(lc, ((ArrayExpr *) node)->elements)
+		if (!is_value(strip_implicit_coercions(lfirst(lc))))
+			return false;
+	return true;
+}
+
+/*
  * key_filter_walker looks, at every query level, for a condition that fixes
  * a distributed table's distribution column (= or IN with a constant or a
  * parameter).
@@ -562,8 +583,7 @@ key_filter_walker(Node *node, Query *level)
 				key |= t != NULL && t->method != MYCELIUM_DIST_REFERENCE &&
 					((Var *) arg)->varattno == t->dist_attno;
 			}
-			else if (IsA(arg, Const) ||
-					 (IsA(arg, Param) && ((Param *) arg)->paramkind == PARAM_EXTERN))
+			else if (is_value(arg))
 				value = true;
 		}
 		if (key && value)

@@ -224,6 +224,33 @@ RouterSplitText(const char *text, List *relids)
 }
 
 /*
+ * one_node says whether every shard of the tables is on one node.
+ */
+static bool
+one_node(List *relids)
+{
+	const char *first = NULL;
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, relids)
+	{
+		MyceliumDistTable *t = MyceliumGetDistTable(lfirst_oid(lc));
+
+		if (t == NULL)
+			return false;
+		for (i = 0; i < t->nshards; i++)
+		{
+			if (first == NULL)
+				first = t->shards[i].node_name;
+			else if (strcmp(first, t->shards[i].node_name) != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
  * RouterPushdownPrepare decides whether a SELECT may be sent whole to a
  * node and prints it; NULL when it may not (or need not).
  */
@@ -242,6 +269,13 @@ RouterPushdownPrepare(Query *parse)
 		return NULL;
 	q = copyObject(parse);
 	if (!RouterMarkDistRtes(q, &relids) || relids == NIL)
+		return NULL;
+	/*
+	 * Without a condition fixing a distribution column nothing prunes, so
+	 * the query can only go whole if the tables' shards share a node (a
+	 * shard move invalidates the plan).
+	 */
+	if (!RouterHasKeyFilter(parse) && !one_node(relids))
 		return NULL;
 	pd = palloc0(sizeof(RouterPushdown));
 	pd->relids = relids;
