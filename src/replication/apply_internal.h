@@ -61,6 +61,7 @@ typedef struct MyceliumApplyStats
 extern void MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin);
 extern void MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn);
 extern bool MyceliumApplyInTransaction(void);
+extern void MyceliumApplyFlush(void);
 extern void MyceliumApplyReset(void);
 extern MyceliumApplyStats *MyceliumApplyGetStats(void);
 

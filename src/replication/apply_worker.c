@@ -10,7 +10,9 @@
  * starts streaming from the progress of the local replication origin
  * "mycelium_<peer>" (set up for the whole life of the worker).  The loop
  * drains every CopyData message libpq has before doing per-batch work
- * (shared state, feedback), so a backlog is applied at full speed; it
+ * (committing the remote transactions applied meanwhile -- in one local
+ * transaction where apply.c finds that safe --, shared state, feedback),
+ * so a backlog is applied at full speed; it
  * sends status feedback every mycelium.heartbeat_interval (asking the peer
  * for a keepalive, our liveness probe) or when applying moved far, never
  * per transaction.  A peer silent for mycelium.peer_timeout is marked down.
@@ -460,6 +462,8 @@ stream(MemoryContext loop_ctx)
 		bool		more;
 
 		more = drain();
+		/* commit the batch of remote transactions applied so far */
+		MyceliumApplyFlush();
 		report(-1, 0);
 		now = GetCurrentTimestamp();
 		if (now >= w.next_feedback ||
