@@ -44,6 +44,8 @@ extern void MyceliumWalFlush(PGconn *conn);
 extern void MyceliumWalSendFeedback(PGconn *conn, XLogRecPtr recv, XLogRecPtr flush,
 									bool reply_requested);
 extern void MyceliumWalConnError(PGconn *conn, const char *what, const char *peer);
+extern void MyceliumWalReadAhead(PGconn *conn);
+extern bool MyceliumWalReadPending(PGconn *conn);
 
 /* in replication/apply_worker.c */
 extern PGDLLEXPORT void MyceliumApplyWorkerMain(Datum main_arg);

@@ -293,6 +293,7 @@ start_stream(void)
 				 errdetail_internal("%s", msg)));
 	}
 	PQclear(res);
+	MyceliumWalReadAhead(w.conn);
 	w.received_lsn = Max(w.received_lsn, w.start_lsn);
 	w.flushed_reported = w.start_lsn;
 	w.last_receive = GetCurrentTimestamp();
@@ -482,6 +483,9 @@ stream(MemoryContext loop_ctx)
 		MemoryContextReset(loop_ctx);
 
 		timeout = Max((long) ((w.next_feedback - now) / 1000), 1);
+		/* bytes held by OpenSSL (read-ahead) do not wake us: poll */
+		if (MyceliumWalReadPending(w.conn))
+			timeout = 1;
 		if (more)
 		{
 			CHECK_FOR_INTERRUPTS();

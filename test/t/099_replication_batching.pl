@@ -3,7 +3,7 @@
 # transaction (rows of one batch share their xmin), and a crash in the
 # middle of the backlog (-m immediate) loses no batch and repeats none:
 # an ALWAYS trigger counts every applied row exactly once, and the
-# checksums are equal.
+# checksums are equal.  Once a third node joins, batching stops.
 use strict;
 use warnings;
 
@@ -82,5 +82,35 @@ is($n2->safe_psql('postgres', "SELECT mycelium.table_checksum('t')"),
 is($n2->safe_psql('postgres', 'SELECT count(*) FROM mycelium.conflicts'), '0',
 	'no conflict was recorded');
 
-$_->stop for ($n1, $n2);
+# a third node joins: from then on every remote transaction is its own
+# local transaction on n2 (a batch would shift row versions that n3's
+# concurrent changes are compared with)
+my $n3 = $mesh->new_node('n3', conf => $conf);
+$n3->append_conf('pg_hba.conf', "hostssl replication all 127.0.0.1/32 cert map=mycelium\n");
+$n3->reload;
+my $copy = $PostgreSQL::Test::Utils::tmp_check . '/t.copy';
+$n1->safe_psql('postgres', "COPY t TO '$copy'");
+$n3->safe_psql('postgres',
+	'CREATE TABLE t (id int PRIMARY KEY, v text, n int);'
+	  . "COPY t FROM '$copy';"
+	  . "INSERT INTO mycelium.replicated_table (relid) VALUES ('t')");
+$n1->safe_psql('postgres', "SELECT mycelium.add_node('n3', '127.0.0.1', " . $n3->port . ')');
+ok( $n2->poll_query_until('postgres',
+		"SELECT count(*) = 2 AND bool_and(status = 'streaming') "
+		  . 'FROM mycelium.replication_peer_state()'),
+	'n2 streams from n1 and n3');
+$n2->safe_psql('postgres', "SELECT mycelium.pause_replication('n1')");
+ok($n2->poll_query_until('postgres',
+		"SELECT status = 'paused' FROM mycelium.replication_peer_state() WHERE peer = 'n1'"),
+	'n2 paused n1');
+$n1->safe_psql('postgres',
+	"DO \$\$BEGIN FOR i IN 50001..50300 LOOP "
+	  . "INSERT INTO t VALUES (i, 'three nodes', 0); COMMIT; END LOOP; END\$\$");
+$n2->safe_psql('postgres', "SELECT mycelium.resume_replication('n1')");
+ok($n2->poll_query_until('postgres', 'SELECT count(*) = 300 FROM t WHERE id > 50000'),
+	'the backlog reaches n2');
+is($n2->safe_psql('postgres', 'SELECT count(DISTINCT xmin::text) FROM t WHERE id > 50000'),
+	'300', 'with three nodes, one local transaction per remote one');
+
+$_->stop for ($n1, $n2, $n3);
 done_testing();
