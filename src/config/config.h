@@ -31,14 +31,18 @@ typedef enum MyceliumConflictResolution
 	MYCELIUM_CONFLICT_LAST_WRITER_WINS
 } MyceliumConflictResolution;
 
-/* test-only fault injection points of the 2PC core (see txn/twophase.c) */
+/*
+ * test-only fault injection points of the 2PC core (see txn/twophase.c)
+ * and of the apply worker (see replication/apply_worker.c)
+ */
 typedef enum MyceliumFault
 {
 	MYCELIUM_FAULT_NONE,
 	MYCELIUM_FAULT_SKIP_COMMIT_PREPARED,	/* commit locally, tell no one */
 	MYCELIUM_FAULT_CRASH_AFTER_PREPARE,	/* die after PREPARE, before commit record */
 	MYCELIUM_FAULT_CRASH_AFTER_COMMIT,	/* die after local commit, before COMMIT PREPARED */
-	MYCELIUM_FAULT_ERROR_AFTER_PREPARE	/* fail (ERROR) after PREPARE: the abort path */
+	MYCELIUM_FAULT_ERROR_AFTER_PREPARE,	/* fail (ERROR) after PREPARE: the abort path */
+	MYCELIUM_FAULT_CORRUPT_REPLICATION_MESSAGE	/* apply workers garble one received message */
 } MyceliumFault;
 
 /* in config/guc.c */

@@ -72,6 +72,7 @@ static const struct config_enum_entry fault_options[] = {
 	{"crash_after_prepare", MYCELIUM_FAULT_CRASH_AFTER_PREPARE, false},
 	{"crash_after_commit", MYCELIUM_FAULT_CRASH_AFTER_COMMIT, false},
 	{"error_after_prepare", MYCELIUM_FAULT_ERROR_AFTER_PREPARE, false},
+	{"corrupt_replication_message", MYCELIUM_FAULT_CORRUPT_REPLICATION_MESSAGE, false},
 	{NULL, 0, false}
 };
 
@@ -328,7 +329,7 @@ MyceliumDefineGucs(bool preloading)
 							 MYCELIUM_CONFLICT_LAST_WRITER_WINS, conflict_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("mycelium.fault_injection",
-							 "Injects a fault into the two-phase commit path (testing only).",
+							 "Injects a fault into the two-phase commit path or the apply workers (testing only).",
 							 NULL, &mycelium_fault_injection, MYCELIUM_FAULT_NONE, fault_options,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 

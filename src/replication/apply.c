@@ -3,9 +3,11 @@
  * apply.c
  *	  Applying one peer's change stream to local tables.
  *
- * Each remote transaction (BEGIN ... COMMIT) becomes one local transaction.
- * Before it commits, replorigin_session_origin_lsn and _timestamp are set
- * to the remote commit's end LSN and commit time: the commit record then
+ * Each remote transaction (BEGIN ... COMMIT) becomes one local transaction,
+ * or several consecutive ones share one where that is safe (see "Batching"
+ * below).  Before it commits, replorigin_session_origin_lsn and _timestamp
+ * are set to the (last) remote commit's end LSN and commit time: the
+ * commit record then
  * carries the origin (so the capture plugin filters it and nothing loops),
  * the origin's progress advances atomically with the data (so a crash
  * never loses or repeats a transaction), and the commit timestamp of every
@@ -22,6 +24,20 @@
  * RELATION messages are kept per sender OID; the local table is looked up
  * by schema and name on first use and again after any relcache
  * invalidation of it.
+ *
+ * Batching: the local commit of a remote transaction is deferred, and the
+ * next remote transaction applied in the same local one, up to
+ * BATCH_MAX_TRANSACTIONS, until the worker has nothing more buffered and
+ * calls MyceliumApplyFlush.  The origin's progress, the persisted vector
+ * entry and the shared vector then advance to the batch's last remote
+ * commit, atomically with its data: a crash or error mid-batch loses the
+ * whole batch, which is streamed again from the last committed one --
+ * nothing lost, nothing applied twice.  Only safe while the peer is this
+ * node's only peer: a row's version is its local commit's timestamp, and
+ * the batch stamps every row with its last remote commit time, which only
+ * the same peer's later changes (always in order) ever compare with; with
+ * a third node, its concurrent changes would compare with shifted versions
+ * and could be resolved differently than on the other nodes.
  *
  * Conflicts (last writer wins; see docs/replication.md "Apply") are
  * decided with the local row's (commit timestamp, origin) and the remote
@@ -53,9 +69,13 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/apply_internal.h"
 #include "replication/vclock.h"
+
+/* most remote transactions applied in one local transaction */
+#define BATCH_MAX_TRANSACTIONS	100
 
 /* what we know about one relation of the sender */
 typedef struct ApplyRel
@@ -105,6 +125,10 @@ static struct
 	char	  **ctx_nodes;
 	TimestampTz *ctx_times;
 	HTAB	   *rels;
+	int			batch_max;		/* for the open local transaction: 1 or more */
+	int			batch_txns;		/* remote commits in it, not committed here */
+	XLogRecPtr	batch_end_lsn;	/* of the last of them */
+	TimestampTz batch_commit_time;
 	MyceliumApplyStats stats;
 } apply;
 
@@ -155,12 +179,12 @@ MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin)
 
 /*
  * MyceliumApplyInTransaction: a remote transaction is open (BEGIN seen, no
- * COMMIT yet).
+ * COMMIT yet), or a batch of them is not committed here yet.
  */
 bool
 MyceliumApplyInTransaction(void)
 {
-	return apply.in_xact;
+	return apply.in_xact || apply.batch_txns > 0;
 }
 
 /*
@@ -175,6 +199,7 @@ MyceliumApplyReset(void)
 	ApplyRel   *ar;
 
 	apply.in_xact = false;
+	apply.batch_txns = 0;
 	MemoryContextReset(apply.msgcxt);
 	hash_seq_init(&seq, apply.rels);
 	while ((ar = hash_seq_search(&seq)) != NULL)
@@ -335,8 +360,8 @@ open_target(uint32 remote_relid, ApplyTarget *t)
 }
 
 /*
- * close_target fires queued triggers and releases what open_target took
- * (the table lock stays until commit).
+ * close_target fires queued triggers and releases what open_target and
+ * the triggers took (the table lock stays until commit).
  */
 static void
 close_target(ApplyTarget *t)
@@ -344,6 +369,8 @@ close_target(ApplyTarget *t)
 	AfterTriggerEndQuery(t->estate);
 	EvalPlanQualEnd(&t->epq);
 	ExecCloseIndices(t->rri);
+	/* the tables the triggers opened (ExecGetTriggerResultRel) */
+	ExecCloseResultRelations(t->estate);
 	ExecResetTupleTable(t->estate->es_tupleTable, false);
 	FreeExecutorState(t->estate);
 	table_close(t->rel, NoLock);
@@ -619,7 +646,31 @@ handle_truncate(MyceliumReplMessage *m)
 }
 
 /*
- * handle_begin starts the local transaction of a remote one.
+ * batch_is_safe: this node has no other peer than the one we apply (see
+ * "Batching" above).  Read at the start of every local transaction, from
+ * the node cache, which a membership change invalidates.
+ */
+static bool
+batch_is_safe(void)
+{
+	ListCell   *lc;
+	int			others = 0;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	foreach(lc, MyceliumCachedNodes())
+	{
+		MyceliumNode *n = lfirst(lc);
+
+		if (!n->is_local && strcmp(n->node_name, apply.peer) != 0)
+			others++;
+	}
+	PopActiveSnapshot();
+	return others == 0;
+}
+
+/*
+ * handle_begin starts the local transaction of a remote one, or goes on
+ * with the open batch.
  */
 static void
 handle_begin(MyceliumReplMessage *m)
@@ -628,7 +679,13 @@ handle_begin(MyceliumReplMessage *m)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("node \"%s\" began a transaction inside another", apply.peer)));
-	StartTransactionCommand();
+	if (apply.batch_txns >= apply.batch_max)
+		MyceliumApplyFlush();
+	if (apply.batch_txns == 0)
+	{
+		StartTransactionCommand();
+		apply.batch_max = batch_is_safe() ? BATCH_MAX_TRANSACTIONS : 1;
+	}
 	apply.in_xact = true;
 	MemoryContextReset(apply.xactcxt);
 	apply.ctx_len = 0;
@@ -639,8 +696,8 @@ handle_begin(MyceliumReplMessage *m)
 }
 
 /*
- * handle_commit commits the local transaction with the remote commit's end
- * LSN and time as the origin's progress.
+ * handle_commit ends a remote transaction: its local transaction commits
+ * now, or with the batch (MyceliumApplyFlush).
  */
 static void
 handle_commit(MyceliumReplMessage *m)
@@ -657,17 +714,37 @@ handle_commit(MyceliumReplMessage *m)
 				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
 						   apply.peer, m->u.commit.origin),
 				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
-	MyceliumReplVectorPersist(apply.vv_origin, m->u.commit.commit_time);
-	replorigin_session_origin_lsn = m->u.commit.end_lsn;
-	replorigin_session_origin_timestamp = m->u.commit.commit_time;
-	CommitTransactionCommand();
 	apply.in_xact = false;
-	MyceliumReplVectorAdvance(apply.peer, m->u.commit.commit_time);
-	apply.stats.end_lsn = m->u.commit.end_lsn;
+	apply.batch_txns++;
+	apply.batch_end_lsn = m->u.commit.end_lsn;
+	apply.batch_commit_time = m->u.commit.commit_time;
+	if (apply.batch_txns >= apply.batch_max)
+		MyceliumApplyFlush();
+}
+
+/*
+ * MyceliumApplyFlush commits the local transaction of the applied remote
+ * transactions (if any) with the last one's end LSN and commit time as
+ * the origin's progress.  The worker calls it whenever it has nothing
+ * more buffered.  Inside a remote transaction (the stream may pause in the
+ * middle of one) it does nothing: the batch goes on until a later call.
+ */
+void
+MyceliumApplyFlush(void)
+{
+	if (apply.in_xact || apply.batch_txns == 0)
+		return;
+	MyceliumReplVectorPersist(apply.vv_origin, apply.batch_commit_time);
+	replorigin_session_origin_lsn = apply.batch_end_lsn;
+	replorigin_session_origin_timestamp = apply.batch_commit_time;
+	CommitTransactionCommand();
+	MyceliumReplVectorAdvance(apply.peer, apply.batch_commit_time);
+	apply.stats.end_lsn = apply.batch_end_lsn;
 	if (XactLastCommitEnd > apply.stats.local_end)
 		apply.stats.local_end = XactLastCommitEnd;
-	apply.stats.commit_time = m->u.commit.commit_time;
-	apply.stats.transactions++;
+	apply.stats.commit_time = apply.batch_commit_time;
+	apply.stats.transactions += apply.batch_txns;
+	apply.batch_txns = 0;
 }
 
 /*

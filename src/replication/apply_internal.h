@@ -44,6 +44,8 @@ extern void MyceliumWalFlush(PGconn *conn);
 extern void MyceliumWalSendFeedback(PGconn *conn, XLogRecPtr recv, XLogRecPtr flush,
 									bool reply_requested);
 extern void MyceliumWalConnError(PGconn *conn, const char *what, const char *peer);
+extern void MyceliumWalReadAhead(PGconn *conn);
+extern bool MyceliumWalReadPending(PGconn *conn);
 
 /* in replication/apply_worker.c */
 extern PGDLLEXPORT void MyceliumApplyWorkerMain(Datum main_arg);
@@ -61,6 +63,7 @@ typedef struct MyceliumApplyStats
 extern void MyceliumApplyInit(const char *peer_name, RepOriginId vv_origin);
 extern void MyceliumApplyMessage(const char *buf, int len, XLogRecPtr lsn);
 extern bool MyceliumApplyInTransaction(void);
+extern void MyceliumApplyFlush(void);
 extern void MyceliumApplyReset(void);
 extern MyceliumApplyStats *MyceliumApplyGetStats(void);
 

@@ -10,7 +10,9 @@
  * starts streaming from the progress of the local replication origin
  * "mycelium_<peer>" (set up for the whole life of the worker).  The loop
  * drains every CopyData message libpq has before doing per-batch work
- * (shared state, feedback), so a backlog is applied at full speed; it
+ * (committing the remote transactions applied meanwhile -- in one local
+ * transaction where apply.c finds that safe --, shared state, feedback),
+ * so a backlog is applied at full speed; it
  * sends status feedback every mycelium.heartbeat_interval (asking the peer
  * for a keepalive, our liveness probe) or when applying moved far, never
  * per transaction.  A peer silent for mycelium.peer_timeout is marked down.
@@ -18,7 +20,13 @@
  * Any error ends the session, not the worker: it is logged with the remote
  * position, the local transaction is rolled back, and the worker
  * reconnects after a per-peer exponential backoff with jitter, resuming
- * from the origin's progress -- nothing lost, nothing applied twice.
+ * from the origin's progress -- nothing lost, nothing applied twice.  A
+ * protocol violation (a malformed or unexpected message, SQLSTATE 08P01)
+ * ends the worker too: nothing it holds can be trusted any more, so it
+ * exits with code 1 (which the postmaster does not treat as a crash) and
+ * the launcher starts a fresh one after the peer's backoff.  The test-only
+ * mycelium.fault_injection = corrupt_replication_message garbles one
+ * received row change per worker process to exercise that path.
  * pause_replication (peer->paused) ends the session too; the worker waits
  * until resumed.
  *
@@ -285,6 +293,7 @@ start_stream(void)
 				 errdetail_internal("%s", msg)));
 	}
 	PQclear(res);
+	MyceliumWalReadAhead(w.conn);
 	w.received_lsn = Max(w.received_lsn, w.start_lsn);
 	w.flushed_reported = w.start_lsn;
 	w.last_receive = GetCurrentTimestamp();
@@ -334,6 +343,37 @@ send_feedback(bool reply_requested)
 	w.applied_at_feedback = st->end_lsn;
 	w.next_feedback = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  mycelium_heartbeat_interval_ms);
+}
+
+/*
+ * inject_fault garbles the header of the replication message carried by
+ * an XLogData CopyData message when mycelium.fault_injection is
+ * corrupt_replication_message (tests only): the fifth row change the
+ * worker receives -- inside a remote transaction whose first changes are
+ * applied already -- gets the high byte of its 4-byte body length
+ * flipped, so the parser must refuse it.  Once per worker process; tests
+ * reset the setting once the error is logged.
+ */
+static void
+inject_fault(char *buf, int len)
+{
+	static int	changes = 0;
+	char		type;
+
+	if (mycelium_fault_injection != MYCELIUM_FAULT_CORRUPT_REPLICATION_MESSAGE ||
+		changes > 5 || len < 25 + MYCELIUM_REPL_HEADER_SIZE || buf[0] != 'w')
+		return;
+	type = buf[25];
+	if (type != MYCELIUM_REPL_MSG_INSERT && type != MYCELIUM_REPL_MSG_UPDATE &&
+		type != MYCELIUM_REPL_MSG_DELETE)
+		return;
+	if (++changes < 5)
+		return;
+	changes++;
+	buf[25 + 1] ^= 0x40;
+	ereport(LOG,
+			(errmsg("mycelium: fault injection garbled a replication message from node \"%s\"",
+					w.args.node_name)));
 }
 
 /*
@@ -389,6 +429,7 @@ drain(void)
 			MyceliumWalConnError(w.conn, len == -1 ? "keep streaming (the stream ended)" : "read the stream",
 								 w.args.node_name);
 		w.last_receive = GetCurrentTimestamp();
+		inject_fault(w.copybuf, len);
 		handle_copydata(w.copybuf, len);
 		PQfreemem(w.copybuf);
 		w.copybuf = NULL;
@@ -422,6 +463,8 @@ stream(MemoryContext loop_ctx)
 		bool		more;
 
 		more = drain();
+		/* commit the batch of remote transactions applied so far */
+		MyceliumApplyFlush();
 		report(-1, 0);
 		now = GetCurrentTimestamp();
 		if (now >= w.next_feedback ||
@@ -440,6 +483,9 @@ stream(MemoryContext loop_ctx)
 		MemoryContextReset(loop_ctx);
 
 		timeout = Max((long) ((w.next_feedback - now) / 1000), 1);
+		/* bytes held by OpenSSL (read-ahead) do not wake us: poll */
+		if (MyceliumWalReadPending(w.conn))
+			timeout = 1;
 		if (more)
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -489,6 +535,24 @@ wait_ms(long ms)
 }
 
 /*
+ * exit_after_violation ends the worker after a protocol violation (the
+ * session is already ended): exit code 1 is an orderly exit for the
+ * postmaster, and the launcher, woken by the death, restarts the worker
+ * after the peer's backoff and counts the retry.
+ */
+static void
+exit_after_violation(void)
+{
+	ereport(LOG,
+			(errmsg("mycelium: apply worker for node \"%s\" exits after a protocol violation",
+					w.args.node_name),
+			 errdetail("The replication launcher starts it again after a backoff; it resumes at %X/%X.",
+					   LSN_FORMAT_ARGS(replorigin_session_get_progress(false)))));
+	report(MYCELIUM_REPL_DOWN, 0);
+	proc_exit(1);
+}
+
+/*
  * MyceliumApplyWorkerMain is the apply worker's entry point.
  */
 void
@@ -532,18 +596,20 @@ MyceliumApplyWorkerMain(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			bool		down;
+			int			code;
 
 			MemoryContextSwitchTo(loop_ctx);
-			down = w.timed_out || geterrcode() == ERRCODE_CONNECTION_FAILURE;
+			code = geterrcode();
 			errcontext("applying changes from node \"%s\", received up to %X/%X",
 					   w.args.node_name, LSN_FORMAT_ARGS(w.received_lsn));
 			EmitErrorReport();
 			FlushErrorState();
 			end_session();
+			if (code == ERRCODE_PROTOCOL_VIOLATION)
+				exit_after_violation();
 			w.retries++;
 			/* unreachable or silent: down; an apply error: starting again */
-			report(down ? MYCELIUM_REPL_DOWN : MYCELIUM_REPL_STARTING, 1);
+			report(w.timed_out || code == ERRCODE_CONNECTION_FAILURE ? MYCELIUM_REPL_DOWN : MYCELIUM_REPL_STARTING, 1);
 			wait_ms(MyceliumReplBackoffMs(w.retries));
 		}
 		PG_END_TRY();

@@ -10,7 +10,8 @@
  * Mycelium called MyceliumReplWakeLauncher), it compares the running apply
  * workers with the active remote nodes of the catalog: it starts a dynamic
  * worker for a node that has none, restarts a dead one after a per-peer
- * exponential backoff with jitter (counted in the peer's retries), and
+ * exponential backoff with jitter (counted in the peer's retries; the
+ * launcher sleeps no longer than the earliest pending restart), and
  * stops the workers of nodes that left the mesh.
  *
  * Also here: mycelium.replication_peer_state(), the raw shared state.
@@ -59,6 +60,9 @@ typedef struct LauncherSlot
 } LauncherSlot;
 
 static LauncherSlot slots[MYCELIUM_REPL_MAX_PEERS];
+
+/* the earliest pending restart (0: none), so the launcher wakes for it */
+static TimestampTz next_restart = 0;
 
 PG_FUNCTION_INFO_V1(mycelium_replication_peer_state);
 
@@ -220,6 +224,8 @@ check_slot(LauncherSlot *s, TimestampTz now)
 	}
 	if (now >= s->next_start)
 		start_worker(s);
+	if (s->handle == NULL && (next_restart == 0 || s->next_start < next_restart))
+		next_restart = s->next_start;
 }
 
 /*
@@ -271,6 +277,7 @@ reconcile(void)
 	}
 	for (i = 0; i < MYCELIUM_REPL_MAX_PEERS; i++)
 		slots[i].wanted = false;
+	next_restart = 0;
 	foreach(lc, nodes)
 	{
 		MyceliumNode *n = lfirst(lc);
@@ -324,6 +331,7 @@ MyceliumReplLauncherMain(Datum main_arg)
 	for (;;)
 	{
 		bool		ready = false;
+		long		timeout;
 		MemoryContext old = MemoryContextSwitchTo(loop_ctx);
 
 		PG_TRY();
@@ -346,9 +354,16 @@ MyceliumReplLauncherMain(Datum main_arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_ctx);
 
+		timeout = ready ? mycelium_heartbeat_interval_ms : IDLE_CHECK_MS;
+		if (next_restart != 0)
+		{
+			/* a dead worker's backoff ends sooner: wake for its restart */
+			long		ms = (long) ((next_restart - GetCurrentTimestamp()) / 1000) + 1;
+
+			timeout = Min(timeout, Max(ms, 1));
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ready ? mycelium_heartbeat_interval_ms : IDLE_CHECK_MS,
-						 PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

@@ -10,12 +10,22 @@
  * asynchronous API: every wait is a WaitLatchOrSocket that checks for
  * interrupts, bounded by mycelium.connect_timeout.  Nothing here blocks.
  *
+ * Once streaming, TLS read-ahead is switched on (MyceliumWalReadAhead):
+ * the sender flushes every change as its own small TLS record, and
+ * without read-ahead OpenSSL reads each record with two recv() calls
+ * (header, then body); with it one recv() takes everything the socket
+ * holds.  Records OpenSSL then holds are invisible to the socket's
+ * readiness, so the receive loop asks MyceliumWalReadPending before it
+ * sleeps on the socket.
+ *
  * IDENTIFICATION
  *	  src/replication/walstream.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <openssl/ssl.h>
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -203,4 +213,30 @@ MyceliumWalSendFeedback(PGconn *conn, XLogRecPtr recv, XLogRecPtr flush,
 				 errmsg("could not send feedback to a peer"),
 				 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
 	MyceliumWalFlush(conn);
+}
+
+/*
+ * MyceliumWalReadAhead lets OpenSSL read as much as the socket holds on a
+ * TLS connection (no-op without TLS).  Only for the streaming phase: the
+ * command phase (MyceliumWalExec) sleeps on the socket's readiness alone.
+ */
+void
+MyceliumWalReadAhead(PGconn *conn)
+{
+	SSL		   *ssl = PQsslStruct(conn, "OpenSSL");
+
+	if (ssl != NULL)
+		SSL_set_read_ahead(ssl, 1);
+}
+
+/*
+ * MyceliumWalReadPending: OpenSSL holds received bytes that libpq has not
+ * read yet (then the socket's readiness does not tell that data is there).
+ */
+bool
+MyceliumWalReadPending(PGconn *conn)
+{
+	SSL		   *ssl = PQsslStruct(conn, "OpenSSL");
+
+	return ssl != NULL && SSL_has_pending(ssl);
 }
