@@ -12,6 +12,14 @@
  * state is unknown (broken, half-open, still busy), and at backend exit all
  * are closed, so no half-open remote transaction outlives its backend.
  *
+ * A two-phase commit answers its client without waiting for COMMIT
+ * PREPARED: the command is left in flight on its connection (pending_gid).
+ * Its result is read before anything else touches a connection to that
+ * node (MyceliumFinishPendingTo at the start of MyceliumGetConnections, and
+ * before any send on the connection itself, in remote.c) and before the
+ * connection is closed, so a session's next statement always sees its own
+ * writes.
+ *
  * Every open connection holds a slot of its peer's shared pool
  * (shmem/shared_state.c, mycelium.max_shared_pool_size).  A call that needs
  * new connections when the pool is full waits for slots; meanwhile the
@@ -46,6 +54,11 @@
 #include "transport/transport.h"
 #include "transport/transport_internal.h"
 #include "txn/txn.h"
+
+/* how long reading a pending COMMIT PREPARED may wait when closing */
+#define PENDING_CLOSE_TIMEOUT_MS 5000
+/* ... and before the next use of the node */
+#define PENDING_USE_TIMEOUT_MS 30000
 
 static List *conn_cache = NIL;	/* MyceliumConnection *, TopMemoryContext */
 static List *conn_stats = NIL;	/* MyceliumConnStats *, TopMemoryContext */
@@ -85,6 +98,7 @@ MyceliumGetConnStats(const char *node_name, Oid roleid)
 static void
 close_pgconn(MyceliumConnection *c)
 {
+	MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);
 	if (c->conn)
 	{
 		PQfinish(c->conn);
@@ -94,6 +108,64 @@ close_pgconn(MyceliumConnection *c)
 	{
 		MyceliumPeerReleaseConnection(c->node_name);
 		c->counted = false;
+	}
+}
+
+/*
+ * MyceliumFinishPending reads the result of the COMMIT PREPARED a two-phase
+ * commit left in flight on conn (txn/twophase.c), waiting at most
+ * timeout_ms; never throws.  The commit record exists, so a failure is
+ * only logged: recovery finishes the transaction.
+ */
+void
+MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms)
+{
+	PGresult   *res = NULL;
+
+	if (conn == NULL || conn->pending_gid[0] == '\0')
+		return;
+	if (conn->conn != NULL && PQstatus(conn->conn) == CONNECTION_OK)
+		res = MyceliumGetResult(conn,
+								TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
+								false);
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		conn->broken = true;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not commit prepared transaction \"%s\" on node \"%s\"",
+						conn->pending_gid, conn->node_name),
+				 errdetail_internal("%s", res ? MyceliumResultErrorText(res, conn) :
+									"The connection failed or the node did not answer in time."),
+				 errhint("Recovery will finish it once the node can be reached.")));
+	}
+	PQclear(res);
+	conn->pending_gid[0] = '\0';
+}
+
+/*
+ * MyceliumFinishPendingTo reads the pending COMMIT PREPARED results of every
+ * connection (any role) to the n nodes named, so that what follows on
+ * those nodes sees the committed writes.
+ */
+void
+MyceliumFinishPendingTo(const char *const *node_names, int n)
+{
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, conn_cache)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->pending_gid[0] == '\0')
+			continue;
+		for (i = 0; i < n; i++)
+			if (strcmp(c->node_name, node_names[i]) == 0)
+			{
+				MyceliumFinishPending(c, PENDING_USE_TIMEOUT_MS);
+				break;
+			}
 	}
 }
 
@@ -249,6 +321,14 @@ find_cached(const char *node_name, const char *host, int port, Oid roleid,
 			return c;
 		if (c->in_xact || c->lent || idle != NULL)
 			continue;
+		/*
+		 * Reading what arrived while idle (without blocking) notices a
+		 * peer that closed the connection, e.g. by restarting; twice, as a
+		 * peer that shuts down sends a notice before closing.
+		 */
+		if (MyceliumConnectionUsable(c) &&
+			(!PQconsumeInput(c->conn) || !PQconsumeInput(c->conn)))
+			c->broken = true;
 		if (strcmp(c->host, host) != 0 || c->port != port ||
 			!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_IDLE)
@@ -531,6 +611,7 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 				j;
 
 	MyceliumTransportRegisterExit();
+	MyceliumFinishPendingTo(node_names, n);
 	for (i = 0; i < n; i++)
 	{
 		dup[i] = -1;
@@ -700,6 +781,9 @@ MyceliumTransportEndXact(void)
 		c->xact_depth = 0;
 		c->wrote = false;
 		c->prepared_gid[0] = '\0';
+		if (c->pending_gid[0] != '\0' && MyceliumConnectionUsable(c) &&
+			!give_back_idle(c))
+			continue;			/* COMMIT PREPARED in flight: read later */
 		if (!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_IDLE ||
 			give_back_idle(c))
@@ -709,6 +793,8 @@ MyceliumTransportEndXact(void)
 	{
 		MyceliumConnection *c = lfirst(lc);
 
+		/* a pending COMMIT PREPARED is read, never cancelled */
+		MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);
 		if (c->conn && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE)
 			MyceliumCancelAndDrain(c);
 		MyceliumCloseConnection(c);

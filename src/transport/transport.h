@@ -55,6 +55,7 @@ typedef struct MyceliumConnection
 	bool		wrote;			/* wrote on the node in this transaction */
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
+	char		pending_gid[MYCELIUM_GID_SIZE]; /* COMMIT PREPARED in flight */
 
 	/* statistics for mycelium.stat_connections */
 	TimestampTz opened_at;
@@ -77,6 +78,8 @@ extern void MyceliumTransportEndXact(void);
 extern void MyceliumCloseNodeConnections(const char *node_name);
 extern bool MyceliumConnectionUsable(MyceliumConnection *conn);
 extern void MyceliumTransportRegisterExit(void);
+extern void MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms);
+extern void MyceliumFinishPendingTo(const char *const *node_names, int n);
 
 /* in transport/connect.c */
 extern PGconn *MyceliumConnectStart(const char *host, int port, const char *dbname,
