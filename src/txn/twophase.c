@@ -66,6 +66,8 @@
 #define GID_PREFIX "mycelium_"
 #define CALLBACK_TIMEOUT_MS 30000
 
+static SPIPlanPtr insert_plan = NULL;	/* of insert_commit_record */
+
 /*
  * MyceliumParseGid splits 'mycelium_<id>_<coordinator>'; false if the gid
  * is not one of ours.
@@ -173,8 +175,17 @@ insert_commit_record(const char *gid, List *writers)
 	/* any role may commit a write that spans nodes: write as the owner */
 	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
-							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
+	/* planned once per backend (the plan cache replans if needed) */
+	if (insert_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
+									   2, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not plan the commit record insert");
+		insert_plan = plan;
+	}
+	if (SPI_execute_plan(insert_plan, vals, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert commit record");
 	SPI_finish();
 	MyceliumEndCatalogAccess(save_userid, save_sec_context);
