@@ -7,18 +7,16 @@
  * for the life of the backend, so statements and transactions reuse them.
  * Every connection wanted by one call is opened in parallel (connect.c).
  *
+ * A connection on which txn/twophase.c prepared a transaction has
+ * synchronous_commit off for its session (sync_off), so that COMMIT
+ * PREPARED does not wait for a flush; remote transactions set it back to
+ * the peer's default for themselves, and a connection lent for autocommit
+ * work resets it first.
+ *
  * Connections used by a transaction are ended by txn/twophase.c; at the end
  * of every transaction MyceliumTransportEndXact closes any connection whose
  * state is unknown (broken, half-open, still busy), and at backend exit all
  * are closed, so no half-open remote transaction outlives its backend.
- *
- * A two-phase commit answers its client without waiting for COMMIT
- * PREPARED: the command is left in flight on its connection (pending_gid).
- * Its result is read before anything else touches a connection to that
- * node (MyceliumFinishPendingTo at the start of MyceliumGetConnections, and
- * before any send on the connection itself, in remote.c) and before the
- * connection is closed, so a session's next statement always sees its own
- * writes.
  *
  * Every open connection holds a slot of its peer's shared pool
  * (shmem/shared_state.c, mycelium.max_shared_pool_size).  A call that needs
@@ -54,11 +52,6 @@
 #include "transport/transport.h"
 #include "transport/transport_internal.h"
 #include "txn/txn.h"
-
-/* how long reading a pending COMMIT PREPARED may wait when closing */
-#define PENDING_CLOSE_TIMEOUT_MS 5000
-/* ... and before the next use of the node */
-#define PENDING_USE_TIMEOUT_MS 30000
 
 static List *conn_cache = NIL;	/* MyceliumConnection *, TopMemoryContext */
 static List *conn_stats = NIL;	/* MyceliumConnStats *, TopMemoryContext */
@@ -98,7 +91,6 @@ MyceliumGetConnStats(const char *node_name, Oid roleid)
 static void
 close_pgconn(MyceliumConnection *c)
 {
-	MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);
 	if (c->conn)
 	{
 		PQfinish(c->conn);
@@ -108,64 +100,6 @@ close_pgconn(MyceliumConnection *c)
 	{
 		MyceliumPeerReleaseConnection(c->node_name);
 		c->counted = false;
-	}
-}
-
-/*
- * MyceliumFinishPending reads the result of the COMMIT PREPARED a two-phase
- * commit left in flight on conn (txn/twophase.c), waiting at most
- * timeout_ms; never throws.  The commit record exists, so a failure is
- * only logged: recovery finishes the transaction.
- */
-void
-MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms)
-{
-	PGresult   *res = NULL;
-
-	if (conn == NULL || conn->pending_gid[0] == '\0')
-		return;
-	if (conn->conn != NULL && PQstatus(conn->conn) == CONNECTION_OK)
-		res = MyceliumGetResult(conn,
-								TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
-								false);
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		conn->broken = true;
-		ereport(WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not commit prepared transaction \"%s\" on node \"%s\"",
-						conn->pending_gid, conn->node_name),
-				 errdetail_internal("%s", res ? MyceliumResultErrorText(res, conn) :
-									"The connection failed or the node did not answer in time."),
-				 errhint("Recovery will finish it once the node can be reached.")));
-	}
-	PQclear(res);
-	conn->pending_gid[0] = '\0';
-}
-
-/*
- * MyceliumFinishPendingTo reads the pending COMMIT PREPARED results of every
- * connection (any role) to the n nodes named, so that what follows on
- * those nodes sees the committed writes.
- */
-void
-MyceliumFinishPendingTo(const char *const *node_names, int n)
-{
-	ListCell   *lc;
-	int			i;
-
-	foreach(lc, conn_cache)
-	{
-		MyceliumConnection *c = lfirst(lc);
-
-		if (c->pending_gid[0] == '\0')
-			continue;
-		for (i = 0; i < n; i++)
-			if (strcmp(c->node_name, node_names[i]) == 0)
-			{
-				MyceliumFinishPending(c, PENDING_USE_TIMEOUT_MS);
-				break;
-			}
 	}
 }
 
@@ -611,7 +545,6 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 				j;
 
 	MyceliumTransportRegisterExit();
-	MyceliumFinishPendingTo(node_names, n);
 	for (i = 0; i < n; i++)
 	{
 		dup[i] = -1;
@@ -659,10 +592,18 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 								   conns[i]->connect_error);
 	}
 
-	if (mode == MYCELIUM_CONN_XACT)
-		for (i = 0; i < n; i++)
-			if (dup[i] < 0 && MyceliumConnectionUsable(conns[i]))
-				MyceliumBeginRemoteXact(conns[i]);
+	for (i = 0; i < n; i++)
+	{
+		if (dup[i] >= 0 || !MyceliumConnectionUsable(conns[i]))
+			continue;
+		if (mode == MYCELIUM_CONN_XACT)
+			MyceliumBeginRemoteXact(conns[i]);
+		else if (conns[i]->sync_off)
+		{
+			MyceliumExecCommand(conns[i], "RESET synchronous_commit");
+			conns[i]->sync_off = false;
+		}
+	}
 	pfree(pending);
 	pfree(opened);
 	pfree(fresh);
@@ -727,6 +668,9 @@ MyceliumBeginRemoteXact(MyceliumConnection *conn)
 		 * abort cancels the remote command.)
 		 */
 		appendStringInfo(&sql, ";SET LOCAL lock_timeout = %d", LockTimeout);
+		/* commit (or prepare) durably, whatever twophase.c set */
+		if (conn->sync_off)
+			appendStringInfoString(&sql, ";SET LOCAL synchronous_commit TO DEFAULT");
 		/* the id deadlock detection knows this remote work by (txn/deadlock.c) */
 		appendStringInfo(&sql, ";SET LOCAL mycelium.distributed_transaction_id = %s",
 						 quote_literal_cstr(MyceliumDistributedXactId()));
@@ -781,9 +725,6 @@ MyceliumTransportEndXact(void)
 		c->xact_depth = 0;
 		c->wrote = false;
 		c->prepared_gid[0] = '\0';
-		if (c->pending_gid[0] != '\0' && MyceliumConnectionUsable(c) &&
-			!give_back_idle(c))
-			continue;			/* COMMIT PREPARED in flight: read later */
 		if (!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_IDLE ||
 			give_back_idle(c))
@@ -793,8 +734,6 @@ MyceliumTransportEndXact(void)
 	{
 		MyceliumConnection *c = lfirst(lc);
 
-		/* a pending COMMIT PREPARED is read, never cancelled */
-		MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);
 		if (c->conn && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE)
 			MyceliumCancelAndDrain(c);
 		MyceliumCloseConnection(c);

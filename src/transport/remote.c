@@ -24,7 +24,6 @@
 #include "storage/latch.h"
 #include "utils/timestamp.h"
 
-#include "config/config.h"
 #include "transport/transport.h"
 
 /*
@@ -122,7 +121,6 @@ bool
 MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
 					   const Oid *types, const char *const *values)
 {
-	MyceliumFinishPending(conn, mycelium_peer_timeout_ms);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	if (nparams == 0)
@@ -138,7 +136,6 @@ bool
 MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
 					int nparams, const Oid *types)
 {
-	MyceliumFinishPending(conn, mycelium_peer_timeout_ms);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	return flush_out(conn, PQsendPrepare(conn->conn, name, sql, nparams, types));
@@ -151,7 +148,6 @@ bool
 MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
 					 const char *const *values)
 {
-	MyceliumFinishPending(conn, mycelium_peer_timeout_ms);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	return flush_out(conn, PQsendQueryPrepared(conn->conn, name, nparams, values,

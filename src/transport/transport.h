@@ -55,7 +55,7 @@ typedef struct MyceliumConnection
 	bool		wrote;			/* wrote on the node in this transaction */
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
-	char		pending_gid[MYCELIUM_GID_SIZE]; /* COMMIT PREPARED in flight */
+	bool		sync_off;		/* session has synchronous_commit off */
 
 	/* statistics for mycelium.stat_connections */
 	TimestampTz opened_at;
@@ -78,8 +78,6 @@ extern void MyceliumTransportEndXact(void);
 extern void MyceliumCloseNodeConnections(const char *node_name);
 extern bool MyceliumConnectionUsable(MyceliumConnection *conn);
 extern void MyceliumTransportRegisterExit(void);
-extern void MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms);
-extern void MyceliumFinishPendingTo(const char *const *node_names, int n);
 
 /* in transport/connect.c */
 extern PGconn *MyceliumConnectStart(const char *host, int port, const char *dbname,

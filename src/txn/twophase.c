@@ -11,15 +11,24 @@
  * parallel (bounded by mycelium.prepare_timeout), and the local transaction
  * commits, always durably (ForceSyncCommit).  The local commit is the
  * decision: once it is durable, COMMIT PREPARED is sent to every
- * participant and the client is answered without waiting for it; the
- * result is read before the next use of a connection to that node
- * (transport/connection.c), so the session's next statement sees its own
- * writes, and a failure is left to recovery with a WARNING.  If anything
- * fails before the local commit, the abort path rolls the prepared
- * transactions back.  Recovery (recovery.c) resolves whatever a crash
- * leaves: a prepared transaction whose coordinator transaction is over
- * commits if and only if its commit record exists.
+ * participant at once and awaited (failures are left to recovery, with a
+ * WARNING), so that once the client hears of the commit every session on
+ * every node sees it.  If anything fails before the local commit, the
+ * abort path rolls the prepared transactions back.  Recovery (recovery.c)
+ * resolves whatever a crash leaves: a prepared transaction whose
+ * coordinator transaction is over commits if and only if its commit
+ * record exists.
  *
+ * COMMIT PREPARED runs with synchronous_commit off on the participant (the
+ * PREPARE's query string sets it for the connection's session; remote
+ * transactions set it back for themselves, transport/connection.c): it
+ * makes the commit visible at once without waiting for a flush.  Should
+ * the participant crash before its WAL writer flushes it, the transaction
+ * is prepared again after the restart and recovery commits it again, as
+ * the commit record is kept until a recovery pass has seen the gid gone
+ * from the participant AND then made the participant flush its WAL
+ * (recovery.c).  PREPARE TRANSACTION itself always flushes.
+
  * The gid names the coordinator and its transaction: <id> is the node's
  * life (MyceliumTxnLife, new at every start and crash restart) in the high
  * 32 bits and the coordinator's xid in the low 32 bits.  A transaction of
@@ -206,7 +215,8 @@ prepare_all(List *writers, const char *gid)
 	int			n = list_length(writers);
 	MyceliumConnection **arr = palloc(sizeof(MyceliumConnection *) * n);
 	PGresult  **results = palloc0(sizeof(PGresult *) * n);
-	char	   *sql = psprintf("PREPARE TRANSACTION '%s'", gid);
+	/* and synchronous_commit off for COMMIT PREPARED (see the file comment) */
+	char	   *sql = psprintf("PREPARE TRANSACTION '%s';SET synchronous_commit TO off", gid);
 	int			i = 0;
 	int			bad = -1;
 	ListCell   *lc;
@@ -224,7 +234,10 @@ prepare_all(List *writers, const char *gid)
 	for (i = 0; i < n; i++)
 	{
 		if (results[i] && PQresultStatus(results[i]) == PGRES_COMMAND_OK)
+		{
 			arr[i]->xact_depth = 0;
+			arr[i]->sync_off = true;
+		}
 		else if (bad < 0)
 			bad = i;
 		if (bad != i)
@@ -386,37 +399,6 @@ finish_prepared(List *conns, bool commit)
 }
 
 /*
- * send_commit_prepared sends COMMIT PREPARED to every prepared participant
- * and leaves it in flight (pending_gid): its result is read before the
- * next use of a connection to the node (transport/connection.c).  A send
- * that fails is left to recovery, with a WARNING.
- */
-static void
-send_commit_prepared(List *conns)
-{
-	ListCell   *lc;
-
-	foreach(lc, conns)
-	{
-		MyceliumConnection *c = lfirst(lc);
-		char	   *sql;
-
-		if (c->prepared_gid[0] == '\0')
-			continue;
-		sql = psprintf("COMMIT PREPARED '%s'", c->prepared_gid);
-		if (MyceliumSendQuery(c, sql, 0, NULL))
-			strlcpy(c->pending_gid, c->prepared_gid, MYCELIUM_GID_SIZE);
-		else
-			ereport(WARNING,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not commit prepared transaction \"%s\" on node \"%s\"",
-							c->prepared_gid, c->node_name),
-					 errhint("Recovery will finish it once the node can be reached.")));
-		pfree(sql);
-	}
-}
-
-/*
  * after_commit completes two-phase commit once the local commit is durable.
  */
 static void
@@ -428,7 +410,7 @@ after_commit(void)
 	{
 		MyceliumTxnRegistrySet(MYCELIUM_TXN_COMMITTING, NULL, NIL);
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
-		send_commit_prepared(conns);
+		finish_prepared(conns, true);
 	}
 	MyceliumTxnRegistrySet(MYCELIUM_TXN_IDLE, NULL, NIL);
 	MyceliumForgetOutsideParticipants();

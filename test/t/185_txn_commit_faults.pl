@@ -1,9 +1,9 @@
-# Two-phase commit of user data after the local commit: the client is
-# answered before COMMIT PREPARED finishes, so the session's next statement
-# must still see its own writes; a participant down at COMMIT PREPARED ends
-# committed once recovery reaches it; a participant stopped right after a
-# commit ends committed too; a cancel while the remote work waits for a
-# lock rolls everything back.  Transfers from n1 between a row on n2 and a
+# Two-phase commit of user data around COMMIT PREPARED (which runs with
+# synchronous_commit off on the participants): the session's next
+# statement, and other sessions, see the transfer at once; a participant
+# down at COMMIT PREPARED ends committed once recovery reaches it; a
+# participant crashed right after a commit ends committed too; a cancel
+# while the remote work waits for a lock rolls everything back.  Transfers from n1 between a row on n2 and a
 # row on n3 (a range-distributed table); nothing is left prepared.
 use strict;
 use warnings;
@@ -55,10 +55,10 @@ sub wait_unprepared
 }
 
 # 1. read your own writes: each transfer is followed at once, in the same
-# session, by reads of both rows (the commit did not wait for COMMIT
-# PREPARED; the next use of the connections reads its result first)
+# session and in another session on n2, by reads of both rows
 my $s = $n1->background_psql('postgres', on_error_stop => 1);
-my $bad = 0;
+my $other = $n2->background_psql('postgres', on_error_stop => 1);
+my ($bad, $bad_other) = (0, 0);
 for my $i (1 .. 40)
 {
 	$s->query_safe(transfer(1));
@@ -67,8 +67,12 @@ for my $i (1 .. 40)
 	# and a statement on one participant only, then a write there
 	$got = $s->query_safe('SELECT bal FROM acct WHERE id = 101');
 	$bad++ if $got ne 1000 + $i;
+	$got = $other->query_safe('SELECT string_agg(bal::text, \'|\' ORDER BY id) FROM acct WHERE id IN (1, 101)');
+	$bad_other++ if $got ne (1000 - $i) . '|' . (1000 + $i);
 }
 is($bad, 0, 'the session\'s next statement always sees its own two-phase writes');
+is($bad_other, 0, 'another session sees each transfer as soon as COMMIT returned');
+$other->quit;
 $s->query_safe('UPDATE acct SET bal = bal + 0 WHERE id = 1');
 $s->quit;
 ok(wait_unprepared(), 'nothing left prepared after the session ends');
@@ -99,9 +103,9 @@ balances('participant down at COMMIT PREPARED', '950|1050');
 is($n1->safe_psql('postgres', 'SELECT mycelium.recover_prepared_transactions(); '
 	  . 'SELECT count(*) FROM mycelium.commit_record'), "0\n0", 'and the commit record is cleaned up');
 
-# 3. a participant stopped right after the client saw COMMIT (its COMMIT
-# PREPARED may still be in flight): committed everywhere in the end, and
-# the session keeps working
+# 3. a participant crashed right after the client saw COMMIT (its COMMIT
+# PREPARED, not flushed yet, may come back prepared): committed everywhere
+# in the end, and the session keeps working
 $s = $n1->background_psql('postgres', on_error_stop => 0);
 $s->query_safe(transfer(10));
 $n3->stop('immediate');
