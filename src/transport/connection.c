@@ -7,12 +7,6 @@
  * for the life of the backend, so statements and transactions reuse them.
  * Every connection wanted by one call is opened in parallel (connect.c).
  *
- * A connection on which txn/twophase.c prepared a transaction has
- * synchronous_commit off for its session (sync_off), so that COMMIT
- * PREPARED does not wait for a flush; remote transactions set it back to
- * the peer's default for themselves, and a connection lent for autocommit
- * work resets it first.
- *
  * Connections used by a transaction are ended by txn/twophase.c; at the end
  * of every transaction MyceliumTransportEndXact closes any connection whose
  * state is unknown (broken, half-open, still busy), and at backend exit all
@@ -592,18 +586,10 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 								   conns[i]->connect_error);
 	}
 
-	for (i = 0; i < n; i++)
-	{
-		if (dup[i] >= 0 || !MyceliumConnectionUsable(conns[i]))
-			continue;
-		if (mode == MYCELIUM_CONN_XACT)
-			MyceliumBeginRemoteXact(conns[i]);
-		else if (conns[i]->sync_off)
-		{
-			MyceliumExecCommand(conns[i], "RESET synchronous_commit");
-			conns[i]->sync_off = false;
-		}
-	}
+	if (mode == MYCELIUM_CONN_XACT)
+		for (i = 0; i < n; i++)
+			if (dup[i] < 0 && MyceliumConnectionUsable(conns[i]))
+				MyceliumBeginRemoteXact(conns[i]);
 	pfree(pending);
 	pfree(opened);
 	pfree(fresh);
@@ -668,9 +654,6 @@ MyceliumBeginRemoteXact(MyceliumConnection *conn)
 		 * abort cancels the remote command.)
 		 */
 		appendStringInfo(&sql, ";SET LOCAL lock_timeout = %d", LockTimeout);
-		/* commit (or prepare) durably, whatever twophase.c set */
-		if (conn->sync_off)
-			appendStringInfoString(&sql, ";SET LOCAL synchronous_commit TO DEFAULT");
 		/* the id deadlock detection knows this remote work by (txn/deadlock.c) */
 		appendStringInfo(&sql, ";SET LOCAL mycelium.distributed_transaction_id = %s",
 						 quote_literal_cstr(MyceliumDistributedXactId()));

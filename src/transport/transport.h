@@ -55,7 +55,6 @@ typedef struct MyceliumConnection
 	bool		wrote;			/* wrote on the node in this transaction */
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
-	bool		sync_off;		/* session has synchronous_commit off */
 
 	/* statistics for mycelium.stat_connections */
 	TimestampTz opened_at;

@@ -13,8 +13,7 @@
  * so that the caller's isolation level cannot hide it.  Commit records are
  * read before prepared transactions are listed on the peers (see
  * read_commit_records), and a record is deleted only when no participant
- * still holds its gid, every participant was reachable, and each one's WAL
- * was flushed after the listing (see LIST_PREPARED_SQL).
+ * still holds its gid and every participant was reachable.
  *
  * IDENTIFICATION
  *	  src/txn/recovery.c
@@ -40,17 +39,9 @@
 
 PG_FUNCTION_INFO_V1(mycelium_recover_prepared_transactions);
 
-/*
- * The prepared transactions of a peer, with one NULL row when there are
- * none.  The query takes a transaction id and commits synchronously: that
- * flushes the peer's WAL, so a COMMIT PREPARED made with synchronous_commit
- * off (twophase.c) whose gid is missing from the list is durable before its
- * commit record may be deleted.
- */
 #define LIST_PREPARED_SQL \
-	"SET LOCAL synchronous_commit TO on;" \
-	"SELECT p.gid, f.x FROM (SELECT txid_current() AS x) f LEFT JOIN pg_prepared_xacts p " \
-	"ON p.database = current_database() AND p.gid LIKE 'mycelium\\_%'"
+	"SELECT gid FROM pg_prepared_xacts WHERE database = current_database() " \
+	"AND gid LIKE 'mycelium\\_%'"
 
 /*
  * commit_record_exists says whether the coordinator committed gid.
@@ -89,8 +80,6 @@ resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
 		char	   *sql;
 		char	   *error = NULL;
 
-		if (PQgetisnull(res, i, 0))
-			continue;			/* none prepared there */
 		if (!MyceliumParseGid(gid, &fxid, &coordinator) ||
 			strcmp(coordinator, mycelium_node_name) != 0 ||
 			MyceliumGidCoordinatorRunning(fxid))

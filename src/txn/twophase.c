@@ -19,16 +19,6 @@
  * coordinator transaction is over commits if and only if its commit
  * record exists.
  *
- * COMMIT PREPARED runs with synchronous_commit off on the participant (the
- * PREPARE's query string sets it for the connection's session; remote
- * transactions set it back for themselves, transport/connection.c): it
- * makes the commit visible at once without waiting for a flush.  Should
- * the participant crash before its WAL writer flushes it, the transaction
- * is prepared again after the restart and recovery commits it again, as
- * the commit record is kept until a recovery pass has seen the gid gone
- * from the participant AND then made the participant flush its WAL
- * (recovery.c).  PREPARE TRANSACTION itself always flushes.
-
  * The gid names the coordinator and its transaction: <id> is the node's
  * life (MyceliumTxnLife, new at every start and crash restart) in the high
  * 32 bits and the coordinator's xid in the low 32 bits.  A transaction of
@@ -36,7 +26,7 @@
  * its xid no longer runs.  So nothing is ever guessed, and the xid need not
  * be durable before PREPARE: an xid reused after a crash carries another
  * life, hence another gid.
-
+ *
  * The backend's state (preparing, committing, aborting) is published in
  * shared memory for mycelium.distributed_transactions, and mycelium_events
  * notifications are queued (registry.c).
@@ -215,8 +205,7 @@ prepare_all(List *writers, const char *gid)
 	int			n = list_length(writers);
 	MyceliumConnection **arr = palloc(sizeof(MyceliumConnection *) * n);
 	PGresult  **results = palloc0(sizeof(PGresult *) * n);
-	/* and synchronous_commit off for COMMIT PREPARED (see the file comment) */
-	char	   *sql = psprintf("PREPARE TRANSACTION '%s';SET synchronous_commit TO off", gid);
+	char	   *sql = psprintf("PREPARE TRANSACTION '%s'", gid);
 	int			i = 0;
 	int			bad = -1;
 	ListCell   *lc;
@@ -234,10 +223,7 @@ prepare_all(List *writers, const char *gid)
 	for (i = 0; i < n; i++)
 	{
 		if (results[i] && PQresultStatus(results[i]) == PGRES_COMMAND_OK)
-		{
 			arr[i]->xact_depth = 0;
-			arr[i]->sync_off = true;
-		}
 		else if (bad < 0)
 			bad = i;
 		if (bad != i)

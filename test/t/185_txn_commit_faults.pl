@@ -1,6 +1,5 @@
-# Two-phase commit of user data around COMMIT PREPARED (which runs with
-# synchronous_commit off on the participants): the session's next
-# statement, and other sessions, see the transfer at once; a participant
+# Two-phase commit of user data around COMMIT PREPARED: the session's
+# next statement, and other sessions, see the transfer at once; a participant
 # down at COMMIT PREPARED ends committed once recovery reaches it; a
 # participant crashed right after a commit ends committed too; a cancel
 # while the remote work waits for a lock rolls everything back.  Transfers from n1 between a row on n2 and a
@@ -103,9 +102,9 @@ balances('participant down at COMMIT PREPARED', '950|1050');
 is($n1->safe_psql('postgres', 'SELECT mycelium.recover_prepared_transactions(); '
 	  . 'SELECT count(*) FROM mycelium.commit_record'), "0\n0", 'and the commit record is cleaned up');
 
-# 3. a participant crashed right after the client saw COMMIT (its COMMIT
-# PREPARED, not flushed yet, may come back prepared): committed everywhere
-# in the end, and the session keeps working
+# 3. a participant crashed right after the client saw COMMIT: committed
+# everywhere in the end, and the session keeps working (its cached
+# connection to the restarted participant is noticed dead and replaced)
 $s = $n1->background_psql('postgres', on_error_stop => 0);
 $s->query_safe(transfer(10));
 $n3->stop('immediate');
