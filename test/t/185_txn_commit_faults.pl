@@ -1,9 +1,10 @@
 # Two-phase commit of user data around COMMIT PREPARED: the session's
-# next statement, and other sessions, see the transfer at once; a participant
-# down at COMMIT PREPARED ends committed once recovery reaches it; a
-# participant crashed right after a commit ends committed too; a cancel
-# while the remote work waits for a lock rolls everything back.  Transfers from n1 between a row on n2 and a
-# row on n3 (a range-distributed table); nothing is left prepared.
+# next statement, and other sessions, see the transfer at once; a
+# participant down at COMMIT PREPARED ends committed once recovery reaches
+# it; a participant crashed right after a commit ends committed too; a
+# cancel while the remote work waits for a lock rolls everything back.
+# Transfers from n1 between a row on n2 and a row on n3 (a
+# range-distributed table); nothing is left prepared.
 use strict;
 use warnings;
 
