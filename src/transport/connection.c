@@ -249,6 +249,14 @@ find_cached(const char *node_name, const char *host, int port, Oid roleid,
 			return c;
 		if (c->in_xact || c->lent || idle != NULL)
 			continue;
+		/*
+		 * Reading what arrived while idle (without blocking) notices a
+		 * peer that closed the connection, e.g. by restarting; twice, as a
+		 * peer that shuts down sends a notice before closing.
+		 */
+		if (MyceliumConnectionUsable(c) &&
+			(!PQconsumeInput(c->conn) || !PQconsumeInput(c->conn)))
+			c->broken = true;
 		if (strcmp(c->host, host) != 0 || c->port != port ||
 			!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_IDLE)

@@ -61,20 +61,6 @@ commit_record_exists(const char *gid)
 }
 
 /*
- * coordinator_still_running says whether the transaction with this full
- * xid may still be committing here (then its gid must not be touched).
- */
-static bool
-coordinator_still_running(uint64 fxid)
-{
-	FullTransactionId full = FullTransactionIdFromU64(fxid);
-
-	if (!FullTransactionIdPrecedes(full, ReadNextFullTransactionId()))
-		return true;			/* from the future: be careful, leave it */
-	return TransactionIdIsInProgress(XidFromFullTransactionId(full));
-}
-
-/*
  * resolve_on_node resolves our prepared transactions listed in res on the
  * node behind conn; returns how many it finished.  Gids it leaves in place
  * are appended to *still_prepared.
@@ -96,7 +82,7 @@ resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
 
 		if (!MyceliumParseGid(gid, &fxid, &coordinator) ||
 			strcmp(coordinator, mycelium_node_name) != 0 ||
-			coordinator_still_running(fxid))
+			MyceliumGidCoordinatorRunning(fxid))
 		{
 			*still_prepared = lappend(*still_prepared, pstrdup(gid));
 			continue;
@@ -264,7 +250,7 @@ notes_over(List *notes)
 		const char *coordinator;
 
 		if (MyceliumParseGid(note->gid, &fxid, &coordinator) &&
-			!coordinator_still_running(fxid))
+			!MyceliumGidCoordinatorRunning(fxid))
 			over = lappend(over, note);
 	}
 	return over;

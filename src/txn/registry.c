@@ -53,6 +53,7 @@ typedef struct MyceliumTxnSlot
 typedef struct MyceliumTxnRegistry
 {
 	LWLock	   *lock;
+	uint32		life;			/* this life of the node, for gids */
 	int			ring_head;		/* next event to send */
 	int			ring_tail;		/* next free place */
 	char		ring[EVENT_RING_SIZE][MYCELIUM_GID_SIZE + PARTICIPANTS_SIZE];
@@ -102,8 +103,23 @@ MyceliumTxnRegistryStartup(void)
 	{
 		memset(registry, 0, registry_size());
 		registry->lock = &(GetNamedLWLockTranche("mycelium_txn"))->lock;
+		/* milliseconds: a restart, even right after a crash, changes it */
+		registry->life = (uint32) (GetCurrentTimestamp() / 1000);
+		if (registry->life == 0)
+			registry->life = 1;
 	}
 	MyceliumDeadlockShmemStartup();
+}
+
+/*
+ * MyceliumTxnLife identifies this life of the node: it is set when shared
+ * memory is created, at start and after every crash restart, and never
+ * 0.  Gids carry it (txn/twophase.c).
+ */
+uint32
+MyceliumTxnLife(void)
+{
+	return registry ? registry->life : 0;
 }
 
 /*

@@ -6,17 +6,26 @@
  *
  * At PRE_COMMIT, if more than one node wrote (counting this one), a commit
  * record (the gid and its participants) is inserted into
- * mycelium.commit_record inside the local transaction and its WAL flushed,
- * then every remote node that wrote gets PREPARE TRANSACTION
- * 'mycelium_<fxid>_<node>' in parallel (bounded by
- * mycelium.prepare_timeout), and the local transaction commits.  The local commit is
- * the decision: once it is durable, COMMIT PREPARED is sent to every
- * participant (failures are left to recovery); if anything fails before
- * it, the abort path rolls the prepared transactions back.  Recovery
- * (recovery.c) resolves whatever a crash leaves: a prepared transaction
- * whose coordinator transaction is over commits if and only if its commit
- * record exists.  The gid carries the coordinator's name and full
- * transaction id, so nothing is ever guessed.
+ * mycelium.commit_record inside the local transaction, then every remote
+ * node that wrote gets PREPARE TRANSACTION 'mycelium_<id>_<node>' in
+ * parallel (bounded by mycelium.prepare_timeout), and the local transaction
+ * commits, always durably (ForceSyncCommit).  The local commit is the
+ * decision: once it is durable, COMMIT PREPARED is sent to every
+ * participant at once and awaited (failures are left to recovery, with a
+ * WARNING), so that once the client hears of the commit every session on
+ * every node sees it.  If anything fails before the local commit, the
+ * abort path rolls the prepared transactions back.  Recovery (recovery.c)
+ * resolves whatever a crash leaves: a prepared transaction whose
+ * coordinator transaction is over commits if and only if its commit
+ * record exists.
+ *
+ * The gid names the coordinator and its transaction: <id> is the node's
+ * life (MyceliumTxnLife, new at every start and crash restart) in the high
+ * 32 bits and the coordinator's xid in the low 32 bits.  A transaction of
+ * an earlier life is over, whatever its xid; one of this life is over when
+ * its xid no longer runs.  So nothing is ever guessed, and the xid need not
+ * be durable before PREPARE: an xid reused after a crash carries another
+ * life, hence another gid.
  *
  * The backend's state (preparing, committing, aborting) is published in
  * shared memory for mycelium.distributed_transactions, and mycelium_events
@@ -42,6 +51,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
@@ -55,12 +65,14 @@
 #define GID_PREFIX "mycelium_"
 #define CALLBACK_TIMEOUT_MS 30000
 
+static SPIPlanPtr insert_plan = NULL;	/* of insert_commit_record */
+
 /*
- * MyceliumParseGid splits 'mycelium_<fxid>_<coordinator>'; false if the gid
+ * MyceliumParseGid splits 'mycelium_<id>_<coordinator>'; false if the gid
  * is not one of ours.
  */
 bool
-MyceliumParseGid(const char *gid, uint64 *fxid, const char **coordinator)
+MyceliumParseGid(const char *gid, uint64 *id, const char **coordinator)
 {
 	const char *p;
 	char	   *end;
@@ -71,11 +83,26 @@ MyceliumParseGid(const char *gid, uint64 *fxid, const char **coordinator)
 	if (*p < '0' || *p > '9')
 		return false;
 	errno = 0;
-	*fxid = strtoull(p, &end, 10);
+	*id = strtoull(p, &end, 10);
 	if (errno != 0 || *end != '_' || end[1] == '\0')
 		return false;
 	*coordinator = end + 1;
 	return true;
+}
+
+/*
+ * MyceliumGidCoordinatorRunning says whether the coordinating transaction
+ * of a gid of this node (its parsed id) may still be running, in which
+ * case recovery must leave the gid alone.  A gid of an earlier life of the
+ * node (or of a version that put the full xid there) is over: that life
+ * ended, and with it every transaction.
+ */
+bool
+MyceliumGidCoordinatorRunning(uint64 id)
+{
+	if ((uint32) (id >> 32) != MyceliumTxnLife())
+		return false;
+	return TransactionIdIsInProgress((TransactionId) (id & 0xFFFFFFFF));
 }
 
 /*
@@ -147,8 +174,17 @@ insert_commit_record(const char *gid, List *writers)
 	/* any role may commit a write that spans nodes: write as the owner */
 	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
-							  2, types, vals, NULL, false, 0) != SPI_OK_INSERT)
+	/* planned once per backend (the plan cache replans if needed) */
+	if (insert_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
+									   2, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not plan the commit record insert");
+		insert_plan = plan;
+	}
+	if (SPI_execute_plan(insert_plan, vals, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert commit record");
 	SPI_finish();
 	MyceliumEndCatalogAccess(save_userid, save_sec_context);
@@ -269,17 +305,18 @@ pre_commit(void)
 	commit_one_phase(readers);
 	list_sort(writers, by_node_name);
 	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
-				   U64FromFullTransactionId(GetTopFullTransactionId()), mycelium_node_name);
+				   ((uint64) MyceliumTxnLife() << 32) | GetTopTransactionId(),
+				   mycelium_node_name);
 
 	/*
-	 * The commit record goes in first, and the WAL holding it is flushed
-	 * before any participant prepares: that makes this transaction's xid
-	 * durable, so after a crash it can neither be handed out again nor look
-	 * like one from the future to recovery.  The record itself stays
-	 * invisible unless the local commit happens.
+	 * The commit record stays invisible unless the local commit happens,
+	 * and that commit must be durable before COMMIT PREPARED is sent, even
+	 * with synchronous_commit = off.  Nothing is flushed before PREPARE:
+	 * the life in the gid tells recovery a crashed transaction from one
+	 * reusing its xid (see the file comment).
 	 */
 	insert_commit_record(gid, writers);
-	XLogFlush(XactLastRecEnd);
+	ForceSyncCommit();
 	MyceliumLogOutsideParticipants(gid);
 	MyceliumTxnRegistrySet(MYCELIUM_TXN_PREPARING, gid, writers);
 	prepare_all(writers, gid);

@@ -17,7 +17,8 @@
 
 /* in txn/twophase.c */
 extern void MyceliumRegisterXactCallbacks(void);
-extern bool MyceliumParseGid(const char *gid, uint64 *fxid, const char **coordinator);
+extern bool MyceliumParseGid(const char *gid, uint64 *id, const char **coordinator);
+extern bool MyceliumGidCoordinatorRunning(uint64 id);
 
 /* a participants note of participants.c */
 typedef struct MyceliumOutsideNote
@@ -45,6 +46,7 @@ typedef enum MyceliumTxnState
 /* in txn/registry.c */
 extern void MyceliumTxnRegistryRequest(void);
 extern void MyceliumTxnRegistryStartup(void);
+extern uint32 MyceliumTxnLife(void);
 extern void MyceliumTxnRegistrySet(MyceliumTxnState state, const char *gid, List *participants);
 extern void MyceliumNotifyEvent(const char *event, const char *gid, const char *nodes_csv);
 extern void MyceliumNotifyOwnEvent(const char *event);

@@ -77,8 +77,10 @@ for my $c (1 .. $clients)
 			my ($out, $err) = ('', '');
 			my @cmd = ('timeout', '20', 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
 				'-h', $node->host, '-p', $node->port, '-d', 'postgres', '-f', '-');
-			IPC::Run::run(\@cmd, '<', \$sql, '>', \$out, '2>', \$err);
-			my $rc = $? >> 8;
+			# psql may exit before reading its input (its node is down):
+			# the broken pipe must not kill this child, whose death would
+			# run the parent's END blocks and stop every node
+			my $rc = eval { IPC::Run::run(\@cmd, '<', \$sql, '>', \$out, '2>', \$err); 1 } ? $? >> 8 : 255;
 			# 0: COMMIT answered; 3: an ERROR (the transaction rolled
 			# back); anything else (connection lost, timeout): unknown
 			my $status = $rc == 0 ? 'committed' : $rc == 3 ? 'failed' : 'unknown';
