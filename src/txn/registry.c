@@ -24,10 +24,12 @@
  */
 #include "postgres.h"
 
+
 #include "commands/async.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/backendid.h"
+#include "storage/fd.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/array.h"
@@ -89,6 +91,52 @@ MyceliumTxnRegistryRequest(void)
 	MyceliumDeadlockShmemRequest();
 }
 
+#define LIFE_FILE "pg_mycelium/life"
+
+/*
+ * next_life returns the life of the node that is starting: the clock in
+ * milliseconds, or one more than the last life if the clock is behind it
+ * (set back), so lives only grow (modulo 2^32); the value is kept in
+ * $PGDATA/pg_mycelium/life, written durably before any gid can carry it.
+ * Runs in the postmaster, at start and at every crash restart.
+ */
+static uint32
+next_life(void)
+{
+	uint32		life = (uint32) (GetCurrentTimestamp() / 1000);
+	uint32		last = 0;
+	FILE	   *f;
+	char		tmp[MAXPGPATH];
+
+	if ((f = AllocateFile(LIFE_FILE, "r")) != NULL)
+	{
+		if (fscanf(f, "%u", &last) != 1)
+			last = 0;
+		FreeFile(f);
+	}
+	/* the clock is behind the last life (within half the range): go on from it */
+	if (last != 0 && (int32) (life - last) <= 0)
+		life = last + 1;
+	if (life == 0)
+		life = 1;
+	(void) MakePGDirectory("pg_mycelium");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", LIFE_FILE);
+	f = AllocateFile(tmp, "w");
+	if (f != NULL)
+	{
+		bool		ok = fprintf(f, "%u\n", life) >= 0 && pg_fsync(fileno(f)) == 0;
+
+		if (FreeFile(f) != 0 || !ok)
+			f = NULL;
+	}
+	if (f == NULL || durable_rename(tmp, LIFE_FILE, LOG) != 0)
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("mycelium: could not record this start's life in \"%s\": %m", LIFE_FILE),
+				 errdetail("Gids use the clock alone this time.")));
+	return life;
+}
+
 /*
  * MyceliumTxnRegistryStartup attaches to (or creates) the registry; the
  * caller holds AddinShmemInitLock.
@@ -103,10 +151,7 @@ MyceliumTxnRegistryStartup(void)
 	{
 		memset(registry, 0, registry_size());
 		registry->lock = &(GetNamedLWLockTranche("mycelium_txn"))->lock;
-		/* milliseconds: a restart, even right after a crash, changes it */
-		registry->life = (uint32) (GetCurrentTimestamp() / 1000);
-		if (registry->life == 0)
-			registry->life = 1;
+		registry->life = next_life();
 	}
 	MyceliumDeadlockShmemStartup();
 }
