@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
+#include "replication/vclock.h"
 #include "router/router.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
@@ -93,6 +94,7 @@ _PG_init(void)
 {
 	MyceliumDefineGucs(process_shared_preload_libraries_in_progress);
 	MyceliumRegisterXactCallbacks();
+	MyceliumReplHlcInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

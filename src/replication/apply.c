@@ -24,9 +24,11 @@
  * invalidation of it.
  *
  * Conflicts (last writer wins; see docs/replication.md "Apply") are
- * decided with the local row's (commit timestamp, origin) and the remote
- * transaction's (commit time, peer name) and recorded through
- * apply_conflict.c.
+ * decided with the local row's dot (commit timestamp, origin: a hybrid
+ * logical clock value, vclock.c) and the remote transaction's (clock
+ * value, peer name) and recorded through apply_conflict.c.  Deletes leave
+ * tombstones (tombstone.c) that tell a key deleted concurrently from one
+ * that never existed.
  *
  * IDENTIFICATION
  *	  src/replication/apply.c
@@ -426,6 +428,58 @@ context_covers(const char *node, TimestampTz ts)
 	return false;
 }
 
+/* a tombstone of the key the remote writer had not seen (its dot) */
+typedef struct TombstoneHit
+{
+	TimestampTz listed_at;
+	TimestampTz ts;
+	char		node[NAMEDATALEN];
+	bool		any;			/* some tombstone of the key exists */
+} TombstoneHit;
+
+/*
+ * tombstone_concurrent is a visitor of MyceliumTombstoneScan: true for a
+ * tombstone the remote writer had not seen -- not the sending peer's own
+ * (its stream is in order), not in the writer's context, not older than
+ * the table's replication, and with a known dot.
+ */
+static bool
+tombstone_concurrent(const char *node, TimestampTz ts, void *arg)
+{
+	TombstoneHit *hit = arg;
+
+	hit->any = true;
+	if (ts == 0 || strcmp(node, apply.peer) == 0 || context_covers(node, ts) ||
+		ts <= hit->listed_at)
+		return false;
+	hit->ts = ts;
+	strlcpy(hit->node, node, NAMEDATALEN);
+	return true;
+}
+
+/*
+ * key_of renders the primary key of the row in slot (local layout).
+ */
+static Datum
+key_of(ApplyTarget *t, TupleTableSlot *slot)
+{
+	slot_getallattrs(slot);
+	return MyceliumTombstoneKey(t->rel, slot->tts_values, slot->tts_isnull);
+}
+
+/*
+ * deleted_concurrently: the key of slot has a tombstone the remote writer
+ * had not seen (filled into hit; hit->any tells whether it has any).
+ */
+static bool
+deleted_concurrently(ApplyTarget *t, TupleTableSlot *slot, TombstoneHit *hit)
+{
+	memset(hit, 0, sizeof(*hit));
+	hit->listed_at = t->ar->listed_at;
+	return MyceliumTombstoneScan(t->rel, key_of(t, slot), apply.commit_time,
+								 tombstone_concurrent, hit);
+}
+
 /*
  * remote_wins decides for the row in t->local.  No conflict when the local
  * row has no competing version (written by this remote transaction, or
@@ -496,6 +550,8 @@ resolve_concurrent(ApplyTarget *t, const char *type, bool remote_won,
 /*
  * handle_insert inserts the remote row, or on an existing key
  * (insert_insert) overwrites the local row when the remote one is later.
+ * A key deleted concurrently (a tombstone the writer had not seen) stays
+ * deleted: update_delete, skipped -- the delete wins everywhere.
  */
 static void
 handle_insert(MyceliumReplMessage *m)
@@ -510,7 +566,14 @@ handle_insert(MyceliumReplMessage *m)
 	ExecCopySlot(t.search, t.remote);
 	slot_getallattrs(t.search);	/* the key scan reads tts_values */
 	if (!find_local(&t))
-		ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
+	{
+		TombstoneHit hit;
+
+		if (deleted_concurrently(&t, t.remote, &hit))
+			conflict(&t, "update_delete", NULL, t.remote, hit.ts, hit.node, "skip");
+		else
+			ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
+	}
 	else
 	{
 		bool		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
@@ -525,8 +588,9 @@ handle_insert(MyceliumReplMessage *m)
 
 /*
  * handle_update updates the row found by the old key (or the new row's
- * key): skipped when missing (update_delete), kept when the local version
- * is later (update_update).
+ * key): skipped when missing (update_delete: the delete wins; the local
+ * version recorded is the concurrent tombstone's dot, if any), kept when
+ * the local version is later (update_update).
  */
 static void
 handle_update(MyceliumReplMessage *m)
@@ -542,8 +606,12 @@ handle_update(MyceliumReplMessage *m)
 	fill_slot(&t, t.search, key, NULL);
 	if (!find_local(&t))
 	{
+		TombstoneHit hit;
+
 		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
-		conflict(&t, "update_delete", NULL, t.remote, 0, NULL, "skip");
+		(void) deleted_concurrently(&t, t.search, &hit);
+		conflict(&t, "update_delete", NULL, t.remote, hit.ts,
+				 hit.ts ? hit.node : NULL, "skip");
 	}
 	else
 	{
@@ -560,10 +628,12 @@ handle_update(MyceliumReplMessage *m)
 }
 
 /*
- * handle_delete deletes the row found by key; a missing row is recorded
- * (delete_missing).  A delete always wins over a concurrent update
- * (update_delete, recorded here too): that is what makes a skipped
- * update_delete converge.
+ * handle_delete deletes the row found by key and leaves the peer's
+ * tombstone.  A delete always wins over a concurrent update (update_delete,
+ * recorded here too): that is what makes a skipped update_delete converge.
+ * A missing row already deleted here (it has a tombstone) is no conflict:
+ * both deleted it; one that never existed (or whose tombstones every peer
+ * had seen and were purged) is delete_missing.
  */
 static void
 handle_delete(MyceliumReplMessage *m)
@@ -582,9 +652,18 @@ handle_delete(MyceliumReplMessage *m)
 			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
 					 "apply_remote");
 		ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
+		MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
 	}
 	else
-		conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
+	{
+		TombstoneHit hit;
+
+		(void) deleted_concurrently(&t, t.search, &hit);
+		if (hit.any)
+			MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
+		else
+			conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
+	}
 	close_target(&t);
 }
 
@@ -657,12 +736,15 @@ handle_commit(MyceliumReplMessage *m)
 				 errdetail("The server at the address of node \"%s\" now calls itself \"%s\".",
 						   apply.peer, m->u.commit.origin),
 				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
+	MyceliumTombstonePurge();
 	MyceliumReplVectorPersist(apply.vv_origin, m->u.commit.commit_time);
 	replorigin_session_origin_lsn = m->u.commit.end_lsn;
 	replorigin_session_origin_timestamp = m->u.commit.commit_time;
 	CommitTransactionCommand();
 	apply.in_xact = false;
 	MyceliumReplVectorAdvance(apply.peer, m->u.commit.commit_time);
+	MyceliumReplHlcObserve(m->u.commit.commit_time);
+	MyceliumReplPeerSeen(apply.peer, apply.ctx_len, apply.ctx_nodes, apply.ctx_times);
 	apply.stats.end_lsn = m->u.commit.end_lsn;
 	if (XactLastCommitEnd > apply.stats.local_end)
 		apply.stats.local_end = XactLastCommitEnd;

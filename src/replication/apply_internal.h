@@ -86,4 +86,13 @@ extern bool MyceliumApplyCustomResolve(Relation rel, TupleTableSlot *local,
 extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
 									  char *node, int nodelen);
 
+/* in replication/tombstone.c */
+extern Datum MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls);
+extern void MyceliumTombstoneStore(Relation rel, Datum key, const char *node);
+extern bool MyceliumTombstoneScan(Relation rel, Datum key, TimestampTz current_ts,
+								  bool (*visit) (const char *node, TimestampTz ts,
+												 void *arg),
+								  void *arg);
+extern void MyceliumTombstonePurge(void);
+
 #endif							/* MYCELIUM_APPLY_INTERNAL_H */
