@@ -93,8 +93,8 @@ void
 _PG_init(void)
 {
 	MyceliumDefineGucs(process_shared_preload_libraries_in_progress);
+	MyceliumReplHlcInit();		/* first registered: its PRE_COMMIT runs last */
 	MyceliumRegisterXactCallbacks();
-	MyceliumReplHlcInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -32,8 +32,12 @@
 #include "postgres.h"
 
 #include "access/commit_ts.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -41,6 +45,7 @@
 #include "storage/itemptr.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -106,6 +111,7 @@ MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
 void
 MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
 {
+	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {OIDOID, JSONBOID, TEXTOID};
 	Datum		values[3];
 
@@ -114,11 +120,20 @@ MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
 	values[2] = CStringGetTextDatum(node);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("INSERT INTO mycelium.tombstone (table_name, key, node_name) "
-							  "VALUES ($1::oid::regclass, $2, $3) "
-							  "ON CONFLICT (table_name, key, node_name) "
-							  "DO UPDATE SET key = EXCLUDED.key",
-							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO mycelium.tombstone (table_name, key, node_name) "
+									"VALUES ($1::oid::regclass, $2, $3) "
+									"ON CONFLICT (table_name, key, node_name) "
+									"DO UPDATE SET key = EXCLUDED.key",
+									3, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the tombstone insert: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record a tombstone");
 	SPI_finish();
 }
@@ -127,44 +142,56 @@ MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
  * MyceliumTombstoneScan calls visit(node, dot time, arg) for every
  * tombstone of key in rel, until it returns true (then returns true).
  * The dot time of a tombstone written by the current transaction is
- * current_ts; of one whose commit time is unknown (frozen), 0.
+ * current_ts; of one whose commit time is unknown (frozen), 0.  An index
+ * scan of mycelium.tombstone's primary key, no SQL: it runs for every
+ * applied INSERT.
  */
 bool
 MyceliumTombstoneScan(Relation rel, Datum key, TimestampTz current_ts,
 					  bool (*visit) (const char *node, TimestampTz ts, void *arg),
 					  void *arg)
 {
-	Oid			types[2] = {OIDOID, JSONBOID};
-	Datum		values[2];
+	Oid			nsp = get_namespace_oid("mycelium", false);
+	Oid			relid = get_relname_relid("tombstone", nsp);
+	Relation	tomb;
+	SysScanDesc scan;
+	ScanKeyData skey[2];
+	HeapTuple	tup;
+	Snapshot	snap;
 	bool		found = false;
-	uint64		i;
 
-	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
-	values[1] = key;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT node_name, xmin FROM mycelium.tombstone "
-							  "WHERE table_name = $1::oid::regclass AND key = $2",
-							  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read mycelium.tombstone");
-	for (i = 0; i < SPI_processed && !found; i++)
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"mycelium.tombstone\" does not exist"),
+				 errhint("Update the mycelium extension on this node.")));
+	tomb = table_open(relid, AccessShareLock);
+	(void) RelationGetIndexList(tomb);	/* fills rd_pkindex */
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationGetRelid(rel)));
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, key);
+	snap = RegisterSnapshot(GetLatestSnapshot());	/* deletes committed meanwhile */
+	scan = systable_beginscan(tomb, tomb->rd_pkindex, true, snap, 2, skey);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		char	   *node = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
 		bool		isnull;
-		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(tup, SPI_tuptable->tupdesc,
-																 2, &isnull));
+		Datum		node = heap_getattr(tup, 3, RelationGetDescr(tomb), &isnull);
+		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
 		TimestampTz ts = 0;
 		RepOriginId origin;
 
+		if (isnull)
+			continue;
 		if (TransactionIdIsCurrentTransactionId(xmin))
 			ts = current_ts;
 		else if (!TransactionIdIsNormal(xmin) ||
 				 !TransactionIdGetCommitTsData(xmin, &ts, &origin))
 			ts = 0;
-		found = visit(node, ts, arg);
+		found = visit(TextDatumGetCString(node), ts, arg);
 	}
-	SPI_finish();
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(tomb, AccessShareLock);
 	return found;
 }
 

@@ -311,7 +311,7 @@ MyceliumReplHlcInit(void)
 							"Shifts the wall-clock input of the hybrid logical clock (test only).",
 							"Simulates a node whose clock is skewed; never set it in production.",
 							&test_clock_offset_ms, 0, -86400000, 86400000,
-							PGC_SUSET, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE,
+							PGC_SUSET, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 	RegisterXactCallback(hlc_xact_callback, NULL);
 }
