@@ -428,35 +428,6 @@ context_covers(const char *node, TimestampTz ts)
 	return false;
 }
 
-/* a tombstone of the key the remote writer had not seen (its dot) */
-typedef struct TombstoneHit
-{
-	TimestampTz listed_at;
-	TimestampTz ts;
-	char		node[NAMEDATALEN];
-	bool		any;			/* some tombstone of the key exists */
-} TombstoneHit;
-
-/*
- * tombstone_concurrent is a visitor of MyceliumTombstoneScan: true for a
- * tombstone the remote writer had not seen -- not the sending peer's own
- * (its stream is in order), not in the writer's context, not older than
- * the table's replication, and with a known dot.
- */
-static bool
-tombstone_concurrent(const char *node, TimestampTz ts, void *arg)
-{
-	TombstoneHit *hit = arg;
-
-	hit->any = true;
-	if (ts == 0 || strcmp(node, apply.peer) == 0 || context_covers(node, ts) ||
-		ts <= hit->listed_at)
-		return false;
-	hit->ts = ts;
-	strlcpy(hit->node, node, NAMEDATALEN);
-	return true;
-}
-
 /*
  * key_of renders the primary key of the row in slot (local layout).
  */
@@ -468,16 +439,28 @@ key_of(ApplyTarget *t, TupleTableSlot *slot)
 }
 
 /*
- * deleted_concurrently: the key of slot has a tombstone the remote writer
- * had not seen (filled into hit; hit->any tells whether it has any).
+ * seen_by_writer: the remote writer had seen version (node, ts) -- it is
+ * the sending peer's (its stream is in order), in the writer's context,
+ * or older than the table's replication here.
  */
 static bool
-deleted_concurrently(ApplyTarget *t, TupleTableSlot *slot, TombstoneHit *hit)
+seen_by_writer(const char *node, TimestampTz ts, void *arg)
 {
-	memset(hit, 0, sizeof(*hit));
-	hit->listed_at = t->ar->listed_at;
-	return MyceliumTombstoneScan(t->rel, key_of(t, slot), apply.commit_time,
-								 tombstone_concurrent, hit);
+	ApplyTarget *t = arg;
+
+	return strcmp(node, apply.peer) == 0 || context_covers(node, ts) ||
+		ts <= t->ar->listed_at;
+}
+
+/*
+ * deleted_concurrently: the key of slot has a tombstone the remote writer
+ * had not seen (its dot filled into hit; hit->any: it has any).
+ */
+static bool
+deleted_concurrently(ApplyTarget *t, TupleTableSlot *slot, MyceliumTombstoneHit *hit)
+{
+	return MyceliumTombstoneConcurrent(t->rel, key_of(t, slot), apply.commit_time,
+									   seen_by_writer, t, hit);
 }
 
 /*
@@ -567,7 +550,7 @@ handle_insert(MyceliumReplMessage *m)
 	slot_getallattrs(t.search);	/* the key scan reads tts_values */
 	if (!find_local(&t))
 	{
-		TombstoneHit hit;
+		MyceliumTombstoneHit hit;
 
 		if (deleted_concurrently(&t, t.remote, &hit))
 			conflict(&t, "update_delete", NULL, t.remote, hit.ts, hit.node, "skip");
@@ -606,7 +589,7 @@ handle_update(MyceliumReplMessage *m)
 	fill_slot(&t, t.search, key, NULL);
 	if (!find_local(&t))
 	{
-		TombstoneHit hit;
+		MyceliumTombstoneHit hit;
 
 		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
 		(void) deleted_concurrently(&t, t.search, &hit);
@@ -656,7 +639,7 @@ handle_delete(MyceliumReplMessage *m)
 	}
 	else
 	{
-		TombstoneHit hit;
+		MyceliumTombstoneHit hit;
 
 		(void) deleted_concurrently(&t, t.search, &hit);
 		if (hit.any)

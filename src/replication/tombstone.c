@@ -139,17 +139,18 @@ MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
 }
 
 /*
- * MyceliumTombstoneScan calls visit(node, dot time, arg) for every
- * tombstone of key in rel, until it returns true (then returns true).
- * The dot time of a tombstone written by the current transaction is
- * current_ts; of one whose commit time is unknown (frozen), 0.  An index
- * scan of mycelium.tombstone's primary key, no SQL: it runs for every
- * applied INSERT.
+ * MyceliumTombstoneConcurrent looks for a tombstone of key in rel that the
+ * remote writer had not seen (seen(node, dot time, arg) false) and fills
+ * its dot into hit; hit->any tells whether the key has any tombstone.  The
+ * dot time of a tombstone written by the current transaction is
+ * current_ts; one whose commit time is unknown (frozen) counts as seen.
+ * An index scan of mycelium.tombstone's primary key, no SQL: it runs for
+ * every applied INSERT.
  */
 bool
-MyceliumTombstoneScan(Relation rel, Datum key, TimestampTz current_ts,
-					  bool (*visit) (const char *node, TimestampTz ts, void *arg),
-					  void *arg)
+MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
+							bool (*seen) (const char *node, TimestampTz ts, void *arg),
+							void *arg, MyceliumTombstoneHit *hit)
 {
 	Oid			nsp = get_namespace_oid("mycelium", false);
 	Oid			relid = get_relname_relid("tombstone", nsp);
@@ -160,6 +161,7 @@ MyceliumTombstoneScan(Relation rel, Datum key, TimestampTz current_ts,
 	Snapshot	snap;
 	bool		found = false;
 
+	memset(hit, 0, sizeof(*hit));
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -182,12 +184,17 @@ MyceliumTombstoneScan(Relation rel, Datum key, TimestampTz current_ts,
 
 		if (isnull)
 			continue;
+		hit->any = true;
 		if (TransactionIdIsCurrentTransactionId(xmin))
 			ts = current_ts;
 		else if (!TransactionIdIsNormal(xmin) ||
-				 !TransactionIdGetCommitTsData(xmin, &ts, &origin))
-			ts = 0;
-		found = visit(TextDatumGetCString(node), ts, arg);
+				 !TransactionIdGetCommitTsData(xmin, &ts, &origin) || ts == 0)
+			continue;
+		if (seen(TextDatumGetCString(node), ts, arg))
+			continue;
+		hit->ts = ts;
+		strlcpy(hit->node, TextDatumGetCString(node), NAMEDATALEN);
+		found = true;
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(snap);
