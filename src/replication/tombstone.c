@@ -36,6 +36,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -46,6 +47,7 @@
 #include "replication/origin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -64,9 +66,57 @@
 PG_FUNCTION_INFO_V1(mycelium_tombstone_trigger);
 
 /*
+ * settings_dependent: the text form of a value of type typid depends on
+ * DateStyle, IntervalStyle, TimeZone, extra_float_digits or lc_monetary
+ * (user-defined types: assumed to).
+ */
+static bool
+settings_dependent(Oid typid)
+{
+	typid = getBaseType(typid);
+	switch (typid)
+	{
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case INTERVALOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case MONEYOID:
+			return true;
+		default:
+			return typid >= FirstNormalObjectId;
+	}
+}
+
+/*
+ * push_key_modes makes values print the same in every session (the
+ * trigger runs in the user's, the apply in the worker's): ISO dates, UTC,
+ * postgres intervals, exact floats.  Returns the GUC nest level to pop.
+ */
+static int
+push_key_modes(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
  * MyceliumTombstoneKey renders the primary key of a row of rel, given as
  * values/nulls in the table's layout, as a jsonb object {"column": "text
- * value"} (the same on every node for the same key).
+ * value"}: the same on every node and in every session for the same key
+ * (settings-dependent types print in fixed modes).
  */
 Datum
 MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
@@ -75,6 +125,7 @@ MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
 	Bitmapset  *pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
 	StringInfoData buf;
 	bool		first = true;
+	int			nest = -1;
 	int			i;
 
 	initStringInfo(&buf);
@@ -93,14 +144,18 @@ MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
 		escape_json(&buf, NameStr(att->attname));
 		appendStringInfoChar(&buf, ':');
 		if (nulls[i])
-			appendStringInfoString(&buf, "null");
-		else
 		{
-			getTypeOutputInfo(att->atttypid, &outfunc, &varlena);
-			escape_json(&buf, OidOutputFunctionCall(outfunc, values[i]));
+			appendStringInfoString(&buf, "null");
+			continue;
 		}
+		if (nest < 0 && settings_dependent(att->atttypid))
+			nest = push_key_modes();
+		getTypeOutputInfo(att->atttypid, &outfunc, &varlena);
+		escape_json(&buf, OidOutputFunctionCall(outfunc, values[i]));
 	}
 	appendStringInfoChar(&buf, '}');
+	if (nest >= 0)
+		AtEOXact_GUC(false, nest);
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 

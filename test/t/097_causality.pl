@@ -229,6 +229,25 @@ is(conflicts($n1) . '|' . conflicts($n3), 'delete_missing skip n2|delete_missing
 	'a delete of a key that never existed is delete_missing');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
+# --- keys print the same in every session: a timestamptz key deleted
+# under another TimeZone still finds its tombstone
+$n1->safe_psql('postgres', 'CREATE TABLE tz (at timestamptz PRIMARY KEY, v text)');
+$n1->safe_psql('postgres', "INSERT INTO tz VALUES ('2020-01-01 00:00:00+00', 'x')");
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('tz')");
+sync();
+all_paused(1);
+$n1->safe_psql('postgres', "SET TimeZone = 'Asia/Tokyo'; DELETE FROM tz");
+$n2->safe_psql('postgres', "UPDATE tz SET v = 'y'");
+all_paused(0);
+sync();
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM tz') } @nodes),
+	'0,0,0', 'the delete of the timestamptz key wins everywhere');
+is($n1->safe_psql('postgres',
+		"SELECT conflict_type || ' ' || resolution || ' ' || (local_version->>'node') "
+		  . "FROM mycelium.conflicts"),
+	'update_delete skip n1', "n1 matched the update with its tombstone, whatever the TimeZone");
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
 # --- tombstones are purged once every peer has seen the delete: each node
 # writes after applying the deletes, so its context tells the others
 ok($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.tombstones') > 0,
