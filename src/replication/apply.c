@@ -338,12 +338,15 @@ open_target(uint32 remote_relid, ApplyTarget *t)
 
 /*
  * close_target fires queued triggers and releases what open_target took
- * (the table lock stays until commit).
+ * (the table lock stays until commit).  AFTER triggers of the table (ENABLE
+ * ALWAYS) open it again as a trigger target relation: closed here too, or
+ * every such change leaked a relcache reference.
  */
 static void
 close_target(ApplyTarget *t)
 {
 	AfterTriggerEndQuery(t->estate);
+	ExecCloseResultRelations(t->estate);	/* relations the triggers opened */
 	EvalPlanQualEnd(&t->epq);
 	ExecCloseIndices(t->rri);
 	ExecResetTupleTable(t->estate->es_tupleTable, false);
