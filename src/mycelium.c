@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "ids/ids.h"
 #include "replication/peer_state.h"
+#include "replication/vclock.h"
 #include "router/router.h"
 #include "shmem/shmem.h"
 #include "txn/txn.h"
@@ -92,6 +93,7 @@ void
 _PG_init(void)
 {
 	MyceliumDefineGucs(process_shared_preload_libraries_in_progress);
+	MyceliumReplHlcInit();		/* first registered: its PRE_COMMIT runs last */
 	MyceliumRegisterXactCallbacks();
 
 	if (!process_shared_preload_libraries_in_progress)

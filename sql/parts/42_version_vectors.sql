@@ -1,7 +1,7 @@
 -- Mycelium install script, part 42: peer replication (version vectors).
 
--- This node's version vector: per peer, the commit time of the latest of
--- its transactions applied here.  The apply workers persist each entry in
+-- This node's version vector: per peer, the clock value (commit time) of
+-- the latest of its transactions applied here.  The apply workers persist each entry in
 -- WAL with every applied commit (as the remote_lsn of the replication
 -- origin "mycelium.vv:<peer>"); a writer's context is read from it (see
 -- docs/replication.md "Causality").  Every node has its own.
@@ -37,16 +37,27 @@ BEGIN
 						   'OR TRUNCATE ON %s FOR EACH STATEMENT '
 						   'EXECUTE FUNCTION mycelium.replication_context()', NEW.relid);
 		END IF;
+		IF NOT EXISTS (SELECT 1 FROM pg_trigger
+					   WHERE tgrelid = NEW.relid AND tgname = 'mycelium_tombstone') THEN
+			EXECUTE format('CREATE TRIGGER mycelium_tombstone AFTER DELETE ON %s '
+						   'FOR EACH ROW EXECUTE FUNCTION mycelium.tombstone_trigger()',
+						   NEW.relid);
+		END IF;
 		RETURN NEW;
 	END IF;
 	IF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
 		(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = 'mycelium_context') THEN
 		EXECUTE format('DROP TRIGGER mycelium_context ON %s', OLD.relid);
 	END IF;
+	IF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
+		(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = 'mycelium_tombstone') THEN
+		EXECUTE format('DROP TRIGGER mycelium_tombstone ON %s', OLD.relid);
+	END IF;
+	DELETE FROM mycelium.tombstone WHERE table_name = OLD.relid;
 	RETURN OLD;
 END
 $$;
-COMMENT ON FUNCTION mycelium.replicated_table_trigger() IS 'creates and drops the mycelium_context trigger of replicated tables';
+COMMENT ON FUNCTION mycelium.replicated_table_trigger() IS 'creates and drops the mycelium_context and mycelium_tombstone triggers of replicated tables';
 
 CREATE TRIGGER replicated_table_context
 	AFTER INSERT OR DELETE ON mycelium.replicated_table

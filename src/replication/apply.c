@@ -40,9 +40,11 @@
  * and could be resolved differently than on the other nodes.
  *
  * Conflicts (last writer wins; see docs/replication.md "Apply") are
- * decided with the local row's (commit timestamp, origin) and the remote
- * transaction's (commit time, peer name) and recorded through
- * apply_conflict.c.
+ * decided with the local row's dot (commit timestamp, origin: a hybrid
+ * logical clock value, vclock.c) and the remote transaction's (clock
+ * value, peer name) and recorded through apply_conflict.c.  Deletes leave
+ * tombstones (tombstone.c) that tell a key deleted concurrently from one
+ * that never existed.
  *
  * IDENTIFICATION
  *	  src/replication/apply.c
@@ -361,12 +363,15 @@ open_target(uint32 remote_relid, ApplyTarget *t)
 
 /*
  * close_target fires queued triggers and releases what open_target and
- * the triggers took (the table lock stays until commit).
+ * the triggers took (the table lock stays until commit).  AFTER triggers
+ * of the table (ENABLE ALWAYS) open it again as a trigger target relation:
+ * closed here too, or every such change leaked a relcache reference.
  */
 static void
 close_target(ApplyTarget *t)
 {
 	AfterTriggerEndQuery(t->estate);
+	ExecCloseResultRelations(t->estate);	/* relations the triggers opened */
 	EvalPlanQualEnd(&t->epq);
 	ExecCloseIndices(t->rri);
 	/* the tables the triggers opened (ExecGetTriggerResultRel) */
@@ -454,6 +459,41 @@ context_covers(const char *node, TimestampTz ts)
 }
 
 /*
+ * key_of renders the primary key of the row in slot (local layout).
+ */
+static Datum
+key_of(ApplyTarget *t, TupleTableSlot *slot)
+{
+	slot_getallattrs(slot);
+	return MyceliumTombstoneKey(t->rel, slot->tts_values, slot->tts_isnull);
+}
+
+/*
+ * seen_by_writer: the remote writer had seen version (node, ts) -- it is
+ * the sending peer's (its stream is in order), in the writer's context,
+ * or older than the table's replication here.
+ */
+static bool
+seen_by_writer(const char *node, TimestampTz ts, void *arg)
+{
+	ApplyTarget *t = arg;
+
+	return strcmp(node, apply.peer) == 0 || context_covers(node, ts) ||
+		ts <= t->ar->listed_at;
+}
+
+/*
+ * deleted_concurrently: the key of slot has a tombstone the remote writer
+ * had not seen (its dot filled into hit; hit->any: it has any).
+ */
+static bool
+deleted_concurrently(ApplyTarget *t, TupleTableSlot *slot, MyceliumTombstoneHit *hit)
+{
+	return MyceliumTombstoneConcurrent(t->rel, key_of(t, slot), apply.commit_time,
+									   seen_by_writer, t, hit);
+}
+
+/*
  * remote_wins decides for the row in t->local.  No conflict when the local
  * row has no competing version (written by this remote transaction, or
  * its commit time is unknown), was last written by the same peer (whose
@@ -523,6 +563,8 @@ resolve_concurrent(ApplyTarget *t, const char *type, bool remote_won,
 /*
  * handle_insert inserts the remote row, or on an existing key
  * (insert_insert) overwrites the local row when the remote one is later.
+ * A key deleted concurrently (a tombstone the writer had not seen) stays
+ * deleted: update_delete, skipped -- the delete wins everywhere.
  */
 static void
 handle_insert(MyceliumReplMessage *m)
@@ -537,7 +579,14 @@ handle_insert(MyceliumReplMessage *m)
 	ExecCopySlot(t.search, t.remote);
 	slot_getallattrs(t.search);	/* the key scan reads tts_values */
 	if (!find_local(&t))
-		ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
+	{
+		MyceliumTombstoneHit hit;
+
+		if (deleted_concurrently(&t, t.remote, &hit))
+			conflict(&t, "update_delete", NULL, t.remote, hit.ts, hit.node, "skip");
+		else
+			ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
+	}
 	else
 	{
 		bool		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
@@ -552,8 +601,9 @@ handle_insert(MyceliumReplMessage *m)
 
 /*
  * handle_update updates the row found by the old key (or the new row's
- * key): skipped when missing (update_delete), kept when the local version
- * is later (update_update).
+ * key): skipped when missing (update_delete: the delete wins; the local
+ * version recorded is the concurrent tombstone's dot, if any), kept when
+ * the local version is later (update_update).
  */
 static void
 handle_update(MyceliumReplMessage *m)
@@ -569,8 +619,12 @@ handle_update(MyceliumReplMessage *m)
 	fill_slot(&t, t.search, key, NULL);
 	if (!find_local(&t))
 	{
+		MyceliumTombstoneHit hit;
+
 		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
-		conflict(&t, "update_delete", NULL, t.remote, 0, NULL, "skip");
+		(void) deleted_concurrently(&t, t.search, &hit);
+		conflict(&t, "update_delete", NULL, t.remote, hit.ts,
+				 hit.ts ? hit.node : NULL, "skip");
 	}
 	else
 	{
@@ -587,10 +641,12 @@ handle_update(MyceliumReplMessage *m)
 }
 
 /*
- * handle_delete deletes the row found by key; a missing row is recorded
- * (delete_missing).  A delete always wins over a concurrent update
- * (update_delete, recorded here too): that is what makes a skipped
- * update_delete converge.
+ * handle_delete deletes the row found by key and leaves the peer's
+ * tombstone.  A delete always wins over a concurrent update (update_delete,
+ * recorded here too): that is what makes a skipped update_delete converge.
+ * A missing row already deleted here (it has a tombstone) is no conflict:
+ * both deleted it; one that never existed (or whose tombstones every peer
+ * had seen and were purged) is delete_missing.
  */
 static void
 handle_delete(MyceliumReplMessage *m)
@@ -609,9 +665,18 @@ handle_delete(MyceliumReplMessage *m)
 			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
 					 "apply_remote");
 		ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
+		MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
 	}
 	else
-		conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
+	{
+		MyceliumTombstoneHit hit;
+
+		(void) deleted_concurrently(&t, t.search, &hit);
+		if (hit.any)
+			MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
+		else
+			conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
+	}
 	close_target(&t);
 }
 
@@ -715,6 +780,9 @@ handle_commit(MyceliumReplMessage *m)
 						   apply.peer, m->u.commit.origin),
 				 errhint("Give the server back its mycelium.node_name, or remove and add the node again.")));
 	apply.in_xact = false;
+	/* the clock passes every version applied; what the peer had seen */
+	MyceliumReplHlcObserve(m->u.commit.commit_time);
+	MyceliumReplPeerSeen(apply.peer, apply.ctx_len, apply.ctx_nodes, apply.ctx_times);
 	apply.batch_txns++;
 	apply.batch_end_lsn = m->u.commit.end_lsn;
 	apply.batch_commit_time = m->u.commit.commit_time;
@@ -734,6 +802,7 @@ MyceliumApplyFlush(void)
 {
 	if (apply.in_xact || apply.batch_txns == 0)
 		return;
+	MyceliumTombstonePurge();
 	MyceliumReplVectorPersist(apply.vv_origin, apply.batch_commit_time);
 	replorigin_session_origin_lsn = apply.batch_end_lsn;
 	replorigin_session_origin_timestamp = apply.batch_commit_time;

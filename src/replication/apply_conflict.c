@@ -3,13 +3,15 @@
  * apply_conflict.c
  *	  Row versions and the conflict log of the apply side.
  *
- * A row's version is the (commit timestamp, origin) of the transaction
- * that wrote it, read from the commit timestamp module
+ * A row's version (its dot) is the (commit timestamp, origin) of the
+ * transaction that wrote it, read from the commit timestamp module
  * (track_commit_timestamp = on) with the row's xmin.  Rows written here
- * have the local node as origin; rows applied from a peer carry that
- * peer's replication origin "mycelium_<name>" and, because the apply
- * worker sets replorigin_session_origin_timestamp, the peer's commit time.
- * So every node sees the same version for the same row.
+ * commit through an origin of the clock's pool "mycelium.hlc:<k>" with a
+ * hybrid logical clock value as timestamp (vclock.c): the local node is
+ * their node.  Rows applied from a peer carry that peer's replication
+ * origin "mycelium_<name>" and, because the apply worker sets
+ * replorigin_session_origin_timestamp, the peer's clock value.  So every
+ * node sees the same dot for the same row version.
  *
  * Conflicts are inserted into mycelium.conflicts in the apply transaction
  * itself: a conflict is recorded exactly when its resolution commits.
@@ -71,7 +73,9 @@ MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts, char *node, int
 		strlcpy(node, mycelium_node_name, nodelen);
 	else if (replorigin_by_oid(origin, true, &roname))
 	{
-		if (strncmp(roname, ORIGIN_PREFIX, strlen(ORIGIN_PREFIX)) == 0)
+		if (MyceliumReplIsHlcOriginName(roname))
+			strlcpy(node, mycelium_node_name, nodelen);
+		else if (strncmp(roname, ORIGIN_PREFIX, strlen(ORIGIN_PREFIX)) == 0)
 			strlcpy(node, roname + strlen(ORIGIN_PREFIX), nodelen);
 		else
 			strlcpy(node, roname, nodelen);

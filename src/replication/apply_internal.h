@@ -89,4 +89,21 @@ extern bool MyceliumApplyCustomResolve(Relation rel, TupleTableSlot *local,
 extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
 									  char *node, int nodelen);
 
+/* in replication/tombstone.c */
+extern Datum MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls);
+extern void MyceliumTombstoneStore(Relation rel, Datum key, const char *node);
+/* a tombstone the remote writer had not seen */
+typedef struct MyceliumTombstoneHit
+{
+	TimestampTz ts;				/* its dot (0: none found) */
+	char		node[NAMEDATALEN];
+	bool		any;			/* the key has some tombstone */
+} MyceliumTombstoneHit;
+
+extern bool MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
+										bool (*seen) (const char *node, TimestampTz ts,
+													  void *arg),
+										void *arg, MyceliumTombstoneHit *hit);
+extern void MyceliumTombstonePurge(void);
+
 #endif							/* MYCELIUM_APPLY_INTERNAL_H */

@@ -28,7 +28,10 @@
  * Which transactions: BEGIN is sent lazily before the first captured
  * change, so transactions touching no replicated table produce nothing.
  * Changes that carry a replication origin were applied from a peer and are
- * filtered (filter_by_origin_cb), so nothing loops between peers.
+ * filtered (filter_by_origin_cb), so nothing loops between peers -- except
+ * the origins of the hybrid logical clock's pool (vclock.c), through which
+ * local transactions commit with their clock value: their commit time as
+ * decoded, and so as sent in BEGIN and COMMIT, is that value.
  *
  * IDENTIFICATION
  *	  src/replication/capture.c
@@ -40,6 +43,7 @@
 #include "access/genam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "nodes/parsenodes.h"
@@ -74,6 +78,7 @@ typedef struct CaptureData
 	int			skipped_changes;	/* since the last progress report */
 	StringInfo	pending_context;	/* CONTEXT to send before the next change */
 	bool		context_pending;
+	RepOriginId hlc_origins[MYCELIUM_HLC_ORIGINS];	/* local commits' origins */
 } CaptureData;
 
 /* what this session knows about one relation */
@@ -202,6 +207,35 @@ parse_options(CaptureData *data, List *options)
 }
 
 /*
+ * lookup_hlc_origins finds the ids of the clock's pool origins (created by
+ * CREATE EXTENSION), in a transaction of its own when none is open (the
+ * walsender calls startup outside any).
+ */
+static void
+lookup_hlc_origins(CaptureData *data)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	bool		started = false;
+	int			i;
+
+	if (!IsTransactionState())
+	{
+		StartTransactionCommand();
+		started = true;
+	}
+	for (i = 0; i < MYCELIUM_HLC_ORIGINS; i++)
+	{
+		char		name[NAMEDATALEN];
+
+		MyceliumReplHlcOriginName(i, name, sizeof(name));
+		data->hlc_origins[i] = replorigin_by_name(name, true);
+	}
+	if (started)
+		CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
+/*
  * capture_startup sets up a decoding session: binary output, options (not
  * when the slot is only being created), memory and the relation cache.
  */
@@ -226,7 +260,10 @@ capture_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	ctx->output_plugin_private = data;
 
 	if (!is_init)
+	{
 		parse_options(data, ctx->output_plugin_options);
+		lookup_hlc_origins(data);
+	}
 
 	if (capture_rels != NULL)
 		hash_destroy(capture_rels);
@@ -618,11 +655,20 @@ capture_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 /*
  * capture_filter_by_origin drops every change that carries a replication
  * origin: it was applied here from a peer, and its own node streams it.
+ * The clock's pool origins mark local commits: kept.
  */
 static bool
 capture_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 {
-	return origin_id != InvalidRepOriginId;
+	CaptureData *data = ctx->output_plugin_private;
+	int			i;
+
+	if (origin_id == InvalidRepOriginId)
+		return false;
+	for (i = 0; i < MYCELIUM_HLC_ORIGINS; i++)
+		if (data->hlc_origins[i] == origin_id)
+			return false;
+	return true;
 }
 
 /*

@@ -31,6 +31,15 @@ typedef struct MyceliumReplShared
 	int			vector_len;
 	char		vector_nodes[MYCELIUM_REPL_MAX_PEERS][NAMEDATALEN];
 	TimestampTz vector_times[MYCELIUM_REPL_MAX_PEERS];
+	/* the hybrid logical clock (see vclock.c) */
+	bool		hlc_loaded;		/* recovered from WAL since server start */
+	TimestampTz hlc_last;		/* the latest value stamped or observed */
+	bool		hlc_busy[MYCELIUM_HLC_ORIGINS]; /* origins claimed by committers */
+	/* what each peer had seen, from its latest context (tombstone purge) */
+	int			seen_len;
+	char		seen_nodes[MYCELIUM_REPL_MAX_PEERS][NAMEDATALEN];
+	char		seen_peers[MYCELIUM_REPL_MAX_PEERS][NAMEDATALEN];
+	TimestampTz seen[MYCELIUM_REPL_MAX_PEERS][MYCELIUM_REPL_MAX_PEERS];
 } MyceliumReplShared;
 
 static MyceliumReplShared *repl = NULL;
@@ -315,4 +324,138 @@ MyceliumReplVectorGeneration(void)
 	g = repl->vector_generation;
 	LWLockRelease(repl->lock);
 	return g;
+}
+
+/*
+ * MyceliumReplHlcLoaded: the clock was recovered since the server started.
+ */
+bool
+MyceliumReplHlcLoaded(void)
+{
+	bool		loaded;
+
+	LWLockAcquire(repl->lock, LW_SHARED);
+	loaded = repl->hlc_loaded;
+	LWLockRelease(repl->lock);
+	return loaded;
+}
+
+/*
+ * MyceliumReplHlcUpdate raises the clock to at least floor and, when
+ * physical is not 0, ticks it: the new value is max(physical, last + 1),
+ * returned.  loaded marks it recovered.
+ */
+TimestampTz
+MyceliumReplHlcUpdate(TimestampTz floor, TimestampTz physical, bool loaded)
+{
+	TimestampTz t;
+
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	if (repl->hlc_last < floor)
+		repl->hlc_last = floor;
+	if (physical != 0)
+		repl->hlc_last = Max(physical, repl->hlc_last + 1);
+	if (loaded)
+		repl->hlc_loaded = true;
+	t = repl->hlc_last;
+	LWLockRelease(repl->lock);
+	return t;
+}
+
+/*
+ * MyceliumReplHlcClaim claims a free origin of the clock's pool: its index,
+ * or -1 when all are in use.
+ */
+int
+MyceliumReplHlcClaim(void)
+{
+	int			i;
+
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	for (i = 0; i < MYCELIUM_HLC_ORIGINS; i++)
+		if (!repl->hlc_busy[i])
+		{
+			repl->hlc_busy[i] = true;
+			break;
+		}
+	LWLockRelease(repl->lock);
+	return i < MYCELIUM_HLC_ORIGINS ? i : -1;
+}
+
+/*
+ * MyceliumReplHlcRelease gives an origin of the pool back.
+ */
+void
+MyceliumReplHlcRelease(int i)
+{
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	repl->hlc_busy[i] = false;
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * seen_index returns the column of node in the seen matrix (adding it), -1
+ * when full; the caller holds the lock exclusively.
+ */
+static int
+seen_index(char (*names)[NAMEDATALEN], int *len, const char *node)
+{
+	int			i;
+
+	for (i = 0; i < *len; i++)
+		if (strcmp(names[i], node) == 0)
+			return i;
+	if (*len >= MYCELIUM_REPL_MAX_PEERS)
+		return -1;
+	strlcpy(names[*len], node, NAMEDATALEN);
+	return (*len)++;
+}
+
+/*
+ * MyceliumReplPeerSeen records that peer had seen, per node, everything up
+ * to times[] (the context of one of its transactions, applied here).
+ */
+void
+MyceliumReplPeerSeen(const char *peer, int n, char **nodes, const TimestampTz *times)
+{
+	int			npeers = 0;
+	int			p,
+				i;
+
+	LWLockAcquire(repl->lock, LW_EXCLUSIVE);
+	npeers = 0;
+	for (p = 0; p < MYCELIUM_REPL_MAX_PEERS && repl->seen_peers[p][0] != '\0'; p++)
+		npeers++;
+	p = seen_index(repl->seen_peers, &npeers, peer);
+	for (i = 0; p >= 0 && i < n; i++)
+	{
+		int			c = seen_index(repl->seen_nodes, &repl->seen_len, nodes[i]);
+
+		if (c >= 0 && repl->seen[p][c] < times[i])
+			repl->seen[p][c] = times[i];
+	}
+	LWLockRelease(repl->lock);
+}
+
+/*
+ * MyceliumReplSeenGet returns what peer had seen of node (0: nothing known).
+ */
+TimestampTz
+MyceliumReplSeenGet(const char *peer, const char *node)
+{
+	TimestampTz t = 0;
+	int			p,
+				c;
+
+	LWLockAcquire(repl->lock, LW_SHARED);
+	for (p = 0; p < MYCELIUM_REPL_MAX_PEERS && repl->seen_peers[p][0] != '\0'; p++)
+		if (strcmp(repl->seen_peers[p], peer) == 0)
+			break;
+	for (c = 0; c < repl->seen_len; c++)
+		if (strcmp(repl->seen_nodes[c], node) == 0)
+			break;
+	if (p < MYCELIUM_REPL_MAX_PEERS && repl->seen_peers[p][0] != '\0' && c < repl->seen_len)
+		t = repl->seen[p][c];
+	LWLockRelease(repl->lock);
+	return t;
 }

@@ -25,6 +25,9 @@
 
 #define MYCELIUM_REPL_MAX_PEERS 64
 
+/* origins through which local writers commit with a clock value (vclock.c) */
+#define MYCELIUM_HLC_ORIGINS 4
+
 typedef enum MyceliumReplPeerStatus
 {
 	MYCELIUM_REPL_STOPPED,		/* no worker */
@@ -70,6 +73,13 @@ extern void MyceliumReplVectorSetLoaded(void);
 extern int	MyceliumReplVectorGet(char (*nodes)[NAMEDATALEN], TimestampTz *times, int max,
 								  uint64 *generation, bool *loaded);
 extern uint64 MyceliumReplVectorGeneration(void);
+extern bool MyceliumReplHlcLoaded(void);
+extern TimestampTz MyceliumReplHlcUpdate(TimestampTz floor, TimestampTz physical, bool loaded);
+extern int	MyceliumReplHlcClaim(void);
+extern void MyceliumReplHlcRelease(int i);
+extern void MyceliumReplPeerSeen(const char *peer, int n, char **nodes,
+								 const TimestampTz *times);
+extern TimestampTz MyceliumReplSeenGet(const char *peer, const char *node);
 
 /* in replication/launcher.c: called from _PG_init */
 extern void MyceliumRegisterReplicationLauncher(void);

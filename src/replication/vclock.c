@@ -3,18 +3,40 @@
  * vclock.c
  *	  Version vectors: causality between the writes of the mesh.
  *
- * A row version's dot is (origin node, commit time) of the transaction
- * that wrote it, read from the commit timestamp module with the row's xmin
- * (apply_conflict.c): rows applied from a peer carry the peer's origin and
- * commit time, so every node sees the same dot for the same version.
+ * A row version's dot is (origin node, hybrid logical clock value) of the
+ * transaction that wrote it, read from the commit timestamp module with the
+ * row's xmin (apply_conflict.c).  Both halves travel in the commit record:
  *
- * This node's version vector holds, per peer, the latest commit time of
+ *	 - a local transaction that wrote a replicated table commits through one
+ *	   of a small pool of replication origins, "mycelium.hlc:<k>" (claimed at
+ *	   PRE_COMMIT, released at the end), with the origin timestamp set to a
+ *	   fresh clock value: its commit timestamp *is* the clock value, and the
+ *	   output plugin sends it as the transaction's commit time (decoding
+ *	   takes a commit's time from its origin timestamp);
+ *	 - a transaction applied from a peer commits with the peer's origin and
+ *	   the peer's clock value (apply.c), so every node sees the same dot for
+ *	   the same version.
+ *
+ * The clock (shared memory, peer_state.c) is max(wall clock in µs, last
+ * value + 1, the highest value received from a peer): a node's own writes
+ * are ordered by it even when the wall clock steps back, and a write is
+ * always later than every version its writer could have seen.  It never
+ * goes back across a restart: every committed value is the remote_lsn of
+ * its pool origin (WAL-logged with the commit record, kept by checkpoints),
+ * and the first stamp after a start recovers max(pool progress, version
+ * vector).  mycelium.test_clock_offset (test-only) shifts the wall-clock
+ * input, to simulate a skewed node.
+ *
+ * This node's version vector holds, per peer, the latest clock value of
  * that peer's transactions applied here.  Apply is in commit order, one
  * stream per origin (nothing is forwarded), so "entry[P] >= t" means "every
- * transaction of P committed at or before t has been applied here".  The
- * vector lives in shared memory; the apply worker raises its peer's entry
- * in WAL just before every applied commit (MyceliumReplVectorPersist) and
- * in shared memory after it.  SQL: the view mycelium.version_vector.
+ * transaction of P stamped at or before t has been applied here" (up to
+ * concurrent commits on P racing between their stamp and their commit
+ * record; a write of the same row always waits for the previous one's
+ * commit, so a row's versions are always ordered).  The vector lives in
+ * shared memory; the apply worker raises its peer's entry in WAL just
+ * before every applied commit (MyceliumReplVectorPersist) and in shared
+ * memory after it.  SQL: the view mycelium.version_vector.
  *
  * A local transaction carries its context -- the vector when it wrote --
  * to the peers: the statement trigger mycelium_context (created on every
@@ -24,13 +46,6 @@
  * message ahead of the next change it sends.  A peer applying a change of
  * row r whose local version has dot (N, t) knows the writer had seen that
  * version when context[N] >= t: then it is no conflict.
- *
- * Commit wait: for last-writer-wins to respect causality, a write must
- * commit later than every version it can have seen.  Commit times are
- * wall-clock, so the trigger waits until the local clock passes the
- * latest time in the vector (at most a second; beyond that it warns and
- * goes on).  On one machine, or with clocks in
- * sync, it never waits.
  *
  * IDENTIFICATION
  *	  src/replication/vclock.c
@@ -50,6 +65,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "replication/message.h"
+#include "utils/guc.h"
 #include "replication/origin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -60,8 +76,8 @@
 #include "replication/apply_internal.h"
 #include "replication/vclock.h"
 
-/* the longest a writer waits for its clock to pass the vector (µs) */
-#define MAX_COMMIT_WAIT_US	1000000
+/* the clock's pool of commit origins: "mycelium.hlc:<k>" */
+#define HLC_ORIGIN_PREFIX	"mycelium.hlc:"
 
 /* origins persisting the vector: "mycelium.vv:<peer>" */
 #define VV_ORIGIN_PREFIX	"mycelium.vv:"
@@ -69,6 +85,14 @@
 /* what this backend last logged as context */
 static TransactionId context_xid = InvalidTransactionId;
 static uint64 context_generation = 0;
+
+/* mycelium.test_clock_offset: shifts the clock's wall-clock input (ms) */
+static int	test_clock_offset_ms = 0;
+
+/* this transaction wrote a replicated table: stamp its commit */
+static bool hlc_pending = false;
+static int	hlc_claimed = -1;	/* the pool origin claimed, -1: none */
+static bool hlc_session = false;	/* its session is set up */
 
 PG_FUNCTION_INFO_V1(mycelium_replication_context);
 PG_FUNCTION_INFO_V1(mycelium_version_vector);
@@ -111,6 +135,185 @@ load_persisted(void)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	MyceliumReplVectorSetLoaded();
+}
+
+/*
+ * MyceliumReplHlcOriginName: the name of origin k of the clock's pool.
+ */
+void
+MyceliumReplHlcOriginName(int k, char *buf, int buflen)
+{
+	snprintf(buf, buflen, "%s%d", HLC_ORIGIN_PREFIX, k);
+}
+
+/*
+ * MyceliumReplIsHlcOriginName: name is one of the clock's pool origins
+ * (a local commit, not one applied from a peer).
+ */
+bool
+MyceliumReplIsHlcOriginName(const char *name)
+{
+	return strncmp(name, HLC_ORIGIN_PREFIX, strlen(HLC_ORIGIN_PREFIX)) == 0;
+}
+
+/*
+ * hlc_recover raises the clock, once per server start, to the latest value
+ * committed here (the progress of the pool origins) or received (the
+ * persisted version vector); in a transaction.
+ */
+static void
+hlc_recover(void)
+{
+	MyceliumVector *v = palloc(sizeof(MyceliumVector));
+	TimestampTz floor = 0;
+	int			i;
+
+	for (i = 0; i < MYCELIUM_HLC_ORIGINS; i++)
+	{
+		char		name[NAMEDATALEN];
+		RepOriginId id;
+
+		MyceliumReplHlcOriginName(i, name, sizeof(name));
+		id = replorigin_by_name(name, true);
+		if (id != InvalidRepOriginId)
+			floor = Max(floor, (TimestampTz) replorigin_get_progress(id, false));
+	}
+	MyceliumReplVectorRead(v);
+	for (i = 0; i < v->len; i++)
+		floor = Max(floor, v->times[i]);
+	pfree(v);
+	MyceliumReplHlcUpdate(floor, 0, true);
+}
+
+/*
+ * MyceliumReplHlcNow ticks the clock and returns the new value:
+ * max(wall clock + mycelium.test_clock_offset, last + 1).
+ */
+TimestampTz
+MyceliumReplHlcNow(void)
+{
+	if (!MyceliumReplHlcLoaded())
+		hlc_recover();
+	return MyceliumReplHlcUpdate(0, GetCurrentTimestamp() +
+								 (TimestampTz) test_clock_offset_ms * 1000, false);
+}
+
+/*
+ * MyceliumReplHlcObserve raises the clock to a value received from a peer,
+ * so later local writes are stamped after it.
+ */
+void
+MyceliumReplHlcObserve(TimestampTz t)
+{
+	MyceliumReplHlcUpdate(t, 0, false);
+}
+
+/*
+ * hlc_stamp_commit makes the committing transaction commit through a free
+ * origin of the pool with a fresh clock value as its origin timestamp (and
+ * remote_lsn, which persists it).  Waits while every origin of the pool is
+ * in use by other committers (they hold one only until their commit record
+ * is written).  A missing pool origin (not created by CREATE EXTENSION in
+ * this cluster) leaves the commit time as the dot, with a WARNING.
+ */
+static void
+hlc_stamp_commit(void)
+{
+	char		name[NAMEDATALEN];
+	RepOriginId id;
+	TimestampTz t;
+
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	while ((hlc_claimed = MyceliumReplHlcClaim()) < 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(100);
+	}
+	MyceliumReplHlcOriginName(hlc_claimed, name, sizeof(name));
+	id = replorigin_by_name(name, true);
+	if (id == InvalidRepOriginId)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("replication origin \"%s\" does not exist", name),
+				 errdetail("This commit of a replicated table is stamped with the wall clock."),
+				 errhint("Create the extension again, or create the origin with pg_replication_origin_create().")));
+		return;
+	}
+	t = MyceliumReplHlcNow();
+	replorigin_session_setup(id);
+	hlc_session = true;
+	replorigin_session_origin = id;
+	replorigin_session_origin_lsn = (XLogRecPtr) t;
+	replorigin_session_origin_timestamp = t;
+}
+
+/*
+ * hlc_end releases what hlc_stamp_commit took, after the commit (or an
+ * abort).  It touches the session's origin only when it set it up: apply
+ * workers keep theirs.
+ */
+static void
+hlc_end(void)
+{
+	if (hlc_session)
+	{
+		replorigin_session_reset();
+		replorigin_session_origin = InvalidRepOriginId;
+		replorigin_session_origin_lsn = InvalidXLogRecPtr;
+		replorigin_session_origin_timestamp = 0;
+		hlc_session = false;
+	}
+	if (hlc_claimed >= 0)
+		MyceliumReplHlcRelease(hlc_claimed);
+	hlc_claimed = -1;
+	hlc_pending = false;
+}
+
+/*
+ * hlc_xact_callback stamps the commit of a transaction that wrote a
+ * replicated table.  A prepared transaction keeps its wall-clock commit
+ * time as its dot (COMMIT PREPARED may run in another session).
+ */
+static void
+hlc_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (hlc_pending && replorigin_session_origin == InvalidRepOriginId)
+				hlc_stamp_commit();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			hlc_pending = false;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			hlc_end();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * MyceliumReplHlcInit defines mycelium.test_clock_offset and registers the
+ * commit stamping; from _PG_init.
+ */
+void
+MyceliumReplHlcInit(void)
+{
+	DefineCustomIntVariable("mycelium.test_clock_offset",
+							"Shifts the wall-clock input of the hybrid logical clock (test only).",
+							"Simulates a node whose clock is skewed; never set it in production.",
+							&test_clock_offset_ms, 0, -86400000, 86400000,
+							PGC_SUSET, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+	RegisterXactCallback(hlc_xact_callback, NULL);
 }
 
 /*
@@ -177,41 +380,9 @@ MyceliumReplLocalVectorJson(void)
 }
 
 /*
- * commit_wait sleeps until the local clock is past every time in the
- * vector, so this transaction commits after every version it can see.
- */
-static void
-commit_wait(const MyceliumVector *v)
-{
-	TimestampTz latest = 0;
-	TimestampTz now = GetCurrentTimestamp();
-	int			i;
-
-	for (i = 0; i < v->len; i++)
-		latest = Max(latest, v->times[i]);
-	if (latest < now)
-		return;
-	if (latest - now >= MAX_COMMIT_WAIT_US)
-	{
-		ereport(WARNING,
-				(errmsg("this node's clock is %.3f s behind a peer's commit time",
-						(double) (latest - now) / USECS_PER_SEC),
-				 errdetail("Last-writer-wins may let an older write win a conflict."),
-				 errhint("Synchronize the clocks of the mesh (NTP).")));
-		return;
-	}
-	while (now <= latest)
-	{
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(Min(latest - now + 1, 10000));
-		now = GetCurrentTimestamp();
-	}
-}
-
-/*
  * mycelium_replication_context is the BEFORE ... FOR EACH STATEMENT trigger
  * of replicated tables: it logs the writer's context when it changed in
- * this transaction, and makes the commit wait for the clock if needed.
+ * this transaction, and has the commit stamped with the clock.
  * It does nothing in apply workers (session_replication_role = replica
  * does not fire it anyway) or without logical WAL.
  */
@@ -231,12 +402,12 @@ mycelium_replication_context(PG_FUNCTION_ARGS)
 				 errmsg("mycelium_replication_context() must be called as a statement trigger")));
 	if (!XLogLogicalInfoActive() || replorigin_session_origin != InvalidRepOriginId)
 		PG_RETURN_POINTER(NULL);
+	hlc_pending = true;			/* commit with a clock value */
 
 	xid = GetTopTransactionId();
 	if (xid == context_xid && MyceliumReplVectorGeneration() == context_generation)
 		PG_RETURN_POINTER(NULL);
 	MyceliumReplVectorRead(&v);
-	commit_wait(&v);
 	context_xid = xid;
 	context_generation = v.generation;
 	if (v.len == 0)

@@ -36,4 +36,11 @@ extern void MyceliumReplVectorOriginName(const char *peer, char *buf, int buflen
 extern RepOriginId MyceliumReplVectorOrigin(const char *peer, bool create);
 extern void MyceliumReplVectorPersist(RepOriginId vv_origin, TimestampTz t);
 
+/* the hybrid logical clock */
+extern void MyceliumReplHlcInit(void);
+extern TimestampTz MyceliumReplHlcNow(void);
+extern void MyceliumReplHlcObserve(TimestampTz t);
+extern void MyceliumReplHlcOriginName(int k, char *buf, int buflen);
+extern bool MyceliumReplIsHlcOriginName(const char *name);
+
 #endif							/* MYCELIUM_VCLOCK_H */

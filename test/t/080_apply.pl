@@ -135,7 +135,8 @@ wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER
 	'n1 records the update_update it lost and the insert_insert it won');
 
 # concurrent delete on n2 and update / delete on n1 of rows 2 and 3:
-# the deletes win everywhere, n2 records update_delete and delete_missing
+# the deletes win everywhere, n2 records update_delete; both deleting 3 is
+# no conflict (n2's tombstone tells it was deleted, not missing)
 $bg = $n2->background_psql('postgres');
 $bg->query_safe('BEGIN; DELETE FROM t WHERE id IN (2, 3)');
 $n1->safe_psql('postgres', "UPDATE t SET v = 'late-update' WHERE id = 2; DELETE FROM t WHERE id = 3");
@@ -148,7 +149,7 @@ $bg->quit;
 wait_value($n2,
 	"SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER BY conflict_id) "
 	  . "FROM mycelium.conflicts WHERE conflict_type IN ('update_delete', 'delete_missing')",
-	'update_delete skip,delete_missing skip', 'n2 records update_delete and delete_missing');
+	'update_delete skip', 'n2 records update_delete, and no delete_missing for the double delete');
 wait_value($n1, 'SELECT count(*) FROM t WHERE id IN (2, 3)', '0', 'the delete wins on n1');
 
 # TRUNCATE travels

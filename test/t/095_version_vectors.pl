@@ -185,12 +185,13 @@ is($n3->safe_psql('postgres', "SELECT v FROM vv WHERE id = 100") . ' '
 	  . $n3->safe_psql('postgres', 'SELECT count(*) FROM vv WHERE id IN (4, 5)'),
 	'i-n2 0', 'the later insert wins and the deletes win');
 is($n1->safe_psql('postgres',
-		"SELECT string_agg(conflict_type, ',' ORDER BY conflict_type) FROM mycelium.conflicts"),
-	'delete_missing,insert_insert,update_delete', 'n1 records insert_insert, update_delete, delete_missing');
+		"SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER BY conflict_type) FROM mycelium.conflicts"),
+	'insert_insert apply_remote,update_delete apply_remote',
+	'n1 records insert_insert and update_delete; both deleting 5 is no conflict (tombstone)');
 is($n2->safe_psql('postgres',
 		"SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER BY conflict_type) FROM mycelium.conflicts"),
-	'delete_missing skip,insert_insert keep_local,update_delete skip',
-	'n2 records the same three conflicts');
+	'insert_insert keep_local,update_delete skip',
+	'n2 records the same two conflicts');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- custom policy: a function decides (here: the larger n wins, a

@@ -1,0 +1,389 @@
+/*-------------------------------------------------------------------------
+ *
+ * tombstone.c
+ *	  Tombstones of deleted rows of replicated tables.
+ *
+ * A delete of a row of a replicated table leaves a tombstone in
+ * mycelium.tombstone: (table, primary key as jsonb, node that deleted).
+ * Its dot is the (commit timestamp, origin) of the tombstone row's xmin --
+ * the deleting transaction, stamped like any row version (vclock.c): a
+ * local delete writes it from the row trigger mycelium_tombstone, an
+ * applied delete from the apply worker, in the deleting transaction.
+ *
+ * The apply uses them to tell a key deleted concurrently (a tombstone the
+ * remote writer had not seen: update_delete, the delete wins) from a key
+ * that never existed (delete_missing), and to refuse a late insert of a
+ * key deleted concurrently, so no node resurrects a row another deleted.
+ *
+ * A tombstone of node N with clock value t is purged once every other
+ * member M of the mesh (M != N) is known to have seen it: M sent a
+ * transaction whose context had entry N >= t (the apply records what each
+ * peer had seen, peer_state.c).  After that, everything M sends was written
+ * knowing the delete, so no change can be concurrent with it.  The apply
+ * worker purges at most PURGE_BATCH tombstones per second, scanning the
+ * table round-robin by ctid.  What peers had seen is in shared memory: a
+ * restart delays purging until every peer has written again.
+ *
+ * IDENTIFICATION
+ *	  src/replication/tombstone.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/commit_ts.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "nodes/bitmapset.h"
+#include "storage/itemptr.h"
+#include "replication/origin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/relcache.h"
+#include "utils/timestamp.h"
+
+#include "config/config.h"
+#include "replication/apply_internal.h"
+
+/* tombstones examined per purge, and the least time between purges */
+#define PURGE_BATCH		1000
+#define PURGE_INTERVAL_MS	1000
+
+PG_FUNCTION_INFO_V1(mycelium_tombstone_trigger);
+
+/*
+ * settings_dependent: the text form of a value of type typid depends on
+ * DateStyle, IntervalStyle, TimeZone, extra_float_digits or lc_monetary
+ * (user-defined types: assumed to).
+ */
+static bool
+settings_dependent(Oid typid)
+{
+	typid = getBaseType(typid);
+	switch (typid)
+	{
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case INTERVALOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case MONEYOID:
+			return true;
+		default:
+			return typid >= FirstNormalObjectId;
+	}
+}
+
+/*
+ * push_key_modes makes values print the same in every session (the
+ * trigger runs in the user's, the apply in the worker's): ISO dates, UTC,
+ * postgres intervals, exact floats.  Returns the GUC nest level to pop.
+ */
+static int
+push_key_modes(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
+ * MyceliumTombstoneKey renders the primary key of a row of rel, given as
+ * values/nulls in the table's layout, as a jsonb object {"column": "text
+ * value"}: the same on every node and in every session for the same key
+ * (settings-dependent types print in fixed modes).
+ */
+Datum
+MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Bitmapset  *pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	StringInfoData buf;
+	bool		first = true;
+	int			nest = -1;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			outfunc;
+		bool		varlena;
+
+		if (!bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, pk))
+			continue;
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		escape_json(&buf, NameStr(att->attname));
+		appendStringInfoChar(&buf, ':');
+		if (nulls[i])
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		if (nest < 0 && settings_dependent(att->atttypid))
+			nest = push_key_modes();
+		getTypeOutputInfo(att->atttypid, &outfunc, &varlena);
+		escape_json(&buf, OidOutputFunctionCall(outfunc, values[i]));
+	}
+	appendStringInfoChar(&buf, '}');
+	if (nest >= 0)
+		AtEOXact_GUC(false, nest);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * MyceliumTombstoneStore records (or renews: its dot becomes the current
+ * transaction's) the tombstone of node for key of rel.
+ */
+void
+MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {OIDOID, JSONBOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[1] = key;
+	values[2] = CStringGetTextDatum(node);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO mycelium.tombstone (table_name, key, node_name) "
+									"VALUES ($1::oid::regclass, $2, $3) "
+									"ON CONFLICT (table_name, key, node_name) "
+									"DO UPDATE SET key = EXCLUDED.key",
+									3, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the tombstone insert: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a tombstone");
+	SPI_finish();
+}
+
+/*
+ * MyceliumTombstoneConcurrent looks for a tombstone of key in rel that the
+ * remote writer had not seen (seen(node, dot time, arg) false) and fills
+ * its dot into hit; hit->any tells whether the key has any tombstone.  The
+ * dot time of a tombstone written by the current transaction is
+ * current_ts; one whose commit time is unknown (frozen) counts as seen.
+ * An index scan of mycelium.tombstone's primary key, no SQL: it runs for
+ * every applied INSERT.
+ */
+bool
+MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
+							bool (*seen) (const char *node, TimestampTz ts, void *arg),
+							void *arg, MyceliumTombstoneHit *hit)
+{
+	Oid			nsp = get_namespace_oid("mycelium", false);
+	Oid			relid = get_relname_relid("tombstone", nsp);
+	Relation	tomb;
+	SysScanDesc scan;
+	ScanKeyData skey[2];
+	HeapTuple	tup;
+	Snapshot	snap;
+	bool		found = false;
+
+	memset(hit, 0, sizeof(*hit));
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"mycelium.tombstone\" does not exist"),
+				 errhint("Update the mycelium extension on this node.")));
+	tomb = table_open(relid, AccessShareLock);
+	(void) RelationGetIndexList(tomb);	/* fills rd_pkindex */
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationGetRelid(rel)));
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, key);
+	snap = RegisterSnapshot(GetLatestSnapshot());	/* deletes committed meanwhile */
+	scan = systable_beginscan(tomb, tomb->rd_pkindex, true, snap, 2, skey);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		node = heap_getattr(tup, 3, RelationGetDescr(tomb), &isnull);
+		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+		TimestampTz ts = 0;
+		RepOriginId origin;
+
+		if (isnull)
+			continue;
+		hit->any = true;
+		if (TransactionIdIsCurrentTransactionId(xmin))
+			ts = current_ts;
+		else if (!TransactionIdIsNormal(xmin) ||
+				 !TransactionIdGetCommitTsData(xmin, &ts, &origin) || ts == 0)
+			continue;
+		if (seen(TextDatumGetCString(node), ts, arg))
+			continue;
+		hit->ts = ts;
+		strlcpy(hit->node, TextDatumGetCString(node), NAMEDATALEN);
+		found = true;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(tomb, AccessShareLock);
+	return found;
+}
+
+/*
+ * mycelium_tombstone_trigger is the AFTER DELETE ... FOR EACH ROW trigger
+ * of replicated tables: a local delete leaves the local node's tombstone.
+ * Apply workers write their own (session_replication_role = replica does
+ * not fire it).
+ */
+Datum
+mycelium_tombstone_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mycelium_tombstone_trigger() must be called as a row trigger on delete")));
+	if (replorigin_session_origin != InvalidRepOriginId)
+		PG_RETURN_POINTER(NULL);
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
+	MyceliumTombstoneStore(rel, MyceliumTombstoneKey(rel, values, nulls),
+						   mycelium_node_name);
+	PG_RETURN_POINTER(NULL);
+}
+
+/*
+ * seen_by_all: every member of the mesh other than this node and node has
+ * seen node's clock value ts (members: text[] of their names).
+ */
+static bool
+seen_by_all(char **members, int nmembers, const char *node, TimestampTz ts)
+{
+	int			i;
+
+	for (i = 0; i < nmembers; i++)
+	{
+		if (strcmp(members[i], node) == 0)
+			continue;
+		if (MyceliumReplSeenGet(members[i], node) < ts)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * MyceliumTombstonePurge deletes tombstones every peer has seen, at most
+ * PURGE_BATCH examined per call and one call per PURGE_INTERVAL_MS (else
+ * returns at once); in the apply transaction.
+ */
+void
+MyceliumTombstonePurge(void)
+{
+	static TimestampTz last_purge = 0;
+	static ItemPointerData last_tid;
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	  **members;
+	int			nmembers;
+	uint64		i;
+	StringInfoData tids;
+	int			ndelete = 0;
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (!TimestampDifferenceExceeds(last_purge, now, PURGE_INTERVAL_MS))
+		return;
+	last_purge = now;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = CStringGetTextDatum(mycelium_node_name);
+	if (SPI_execute_with_args("SELECT node_name FROM mycelium.node WHERE node_name <> $1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mycelium.node");
+	nmembers = (int) SPI_processed;
+	members = MemoryContextAlloc(caller, sizeof(char *) * Max(nmembers, 1));
+	for (i = 0; i < SPI_processed; i++)
+		members[i] = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc, 1));
+	if (!ItemPointerIsValid(&last_tid))
+		ItemPointerSet(&last_tid, 0, 0);
+	values[0] = CStringGetTextDatum(psprintf("(%u,%u)", ItemPointerGetBlockNumberNoCheck(&last_tid),
+											 ItemPointerGetOffsetNumberNoCheck(&last_tid)));
+	if (SPI_execute_with_args(psprintf("SELECT ctid, node_name, xmin FROM mycelium.tombstone "
+									   "WHERE ctid > $1::text::tid ORDER BY ctid LIMIT %d",
+									   PURGE_BATCH),
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mycelium.tombstone");
+	initStringInfo(&tids);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1,
+															&isnull));
+		char	   *node = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(tup, SPI_tuptable->tupdesc,
+																 3, &isnull));
+		TimestampTz ts = 0;
+		RepOriginId origin;
+
+		last_tid = *tid;
+		if (TransactionIdIsCurrentTransactionId(xmin))
+			continue;
+		if (TransactionIdIsNormal(xmin))
+			(void) TransactionIdGetCommitTsData(xmin, &ts, &origin);
+		if (!seen_by_all(members, nmembers, node, ts))
+			continue;
+		appendStringInfo(&tids, "%s\"(%u,%u)\"", ndelete++ ? "," : "",
+						 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+	}
+	if (SPI_processed < PURGE_BATCH)
+		ItemPointerSetInvalid(&last_tid);	/* wrap around */
+	if (ndelete > 0)
+	{
+		values[0] = CStringGetTextDatum(psprintf("{%s}", tids.data));
+		if (SPI_execute_with_args("DELETE FROM mycelium.tombstone WHERE ctid = ANY ($1::text::tid[])",
+								  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not purge mycelium.tombstone");
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+}

@@ -1,0 +1,287 @@
+# Dots from the hybrid logical clock, and tombstones, on a 3-node TLS mesh.
+#
+# A row version's dot is (node, clock value): a local transaction that
+# wrote a replicated table commits with a fresh value of the node's hybrid
+# logical clock as its commit timestamp, and peers apply it with that very
+# timestamp.  mycelium.test_clock_offset (test only) skews one node's wall
+# clock: its own writes stay ordered when the clock steps back, and after
+# an immediate restart the clock never goes back.  Deletes leave
+# tombstones: a concurrent update (or late re-insert) of a deleted key is
+# update_delete and the delete wins on every node; a delete of a key that
+# never existed is delete_missing; a causal re-insert is no conflict; the
+# tombstones are purged once every peer has seen the delete.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MyceliumMesh;
+
+my $conf = "output_plugin_libraries = 'pgoutput, test_decoding, mycelium'\n"
+  . "max_wal_senders = 10\nmax_replication_slots = 10\n";
+my $mesh = MyceliumMesh->new(nodes => 3, conf => $conf);
+my @nodes = $mesh->nodes;
+my ($n1, $n2, $n3) = @nodes;
+
+for my $n (@nodes)
+{
+	$n->append_conf('pg_hba.conf',
+		"hostssl replication all 127.0.0.1/32 cert map=mycelium\n");
+	$n->reload;
+}
+
+# sync(): every node's changes applied everywhere
+sub sync
+{
+	for my $n (@nodes)
+	{
+		is($n->safe_psql('postgres', "SELECT mycelium.wait_for_sync('60s')"),
+			't', $n->name . ' is in sync');
+	}
+}
+
+# converged($table, $name): the checksum is the same on every node
+sub converged
+{
+	my ($table, $name) = @_;
+	my $want = $n1->safe_psql('postgres', "SELECT mycelium.table_checksum('$table')");
+	for my $n ($n2, $n3)
+	{
+		ok($n->poll_query_until('postgres',
+				"SELECT mycelium.table_checksum('$table') = '$want'"),
+			"$name: " . $n->name . ' has the checksum of n1');
+	}
+}
+
+# all_paused($bool): pause (or resume) every node's apply of every peer
+sub all_paused
+{
+	my ($pause) = @_;
+	my $f = $pause ? 'pause_replication' : 'resume_replication';
+	$_->safe_psql('postgres', "SELECT mycelium.$f()") for @nodes;
+	return if !$pause;
+	for my $n (@nodes)
+	{
+		$n->poll_query_until('postgres',
+			"SELECT bool_and(status = 'paused') FROM mycelium.replication_peer_state()")
+		  or diag($n->name . ' did not pause');
+	}
+}
+
+# dot($node, $id): the clock value of row $id's version, in µs since 2000
+sub dot
+{
+	my ($node, $id) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin) - "
+		  . "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint FROM ct WHERE id = $id");
+}
+
+# conflicts($node): "type resolution remote_node" of its conflicts, in order
+sub conflicts
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(conflict_type || ' ' || resolution || ' ' || remote_node, ',' "
+		  . "ORDER BY conflict_id), '') FROM mycelium.conflicts");
+}
+
+$n1->safe_psql('postgres', 'CREATE TABLE ct (id int PRIMARY KEY, v text)');
+$n1->safe_psql('postgres', "INSERT INTO ct SELECT g, 'v' || g FROM generate_series(1, 20) g");
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('ct')");
+is( join(',', map { $_->safe_psql('postgres',
+				"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ct'::regclass "
+				  . "AND tgname = 'mycelium_tombstone'") } @nodes),
+	'1,1,1', 'replicate_table gives the table its tombstone trigger on every node');
+for my $n (@nodes)
+{
+	ok($n->poll_query_until('postgres',
+			"SELECT count(*) = 2 AND bool_and(status = 'streaming') "
+			  . "FROM mycelium.replication_peer_state()"),
+		$n->name . ' streams from both peers');
+}
+
+# --- a node whose wall clock runs a minute ahead stamps its writes with it;
+# every node sees the same dot
+$n3->safe_psql('postgres',
+	"SET mycelium.test_clock_offset = '60s'; UPDATE ct SET v = 'ahead' WHERE id = 1");
+my $ahead = dot($n3, 1);
+cmp_ok($ahead, '>', $n3->safe_psql('postgres',
+		"SELECT (extract(epoch FROM now() + interval '50 s' - "
+		  . "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint"),
+	"n3's dot carries its skewed clock");
+sync();
+is(dot($n1, 1) . ' ' . dot($n2, 1), "$ahead $ahead", 'n1 and n2 see the same dot');
+
+# --- the clock steps back (offset gone, then a minute behind): n3's next
+# writes are still ordered after its earlier ones
+$n3->safe_psql('postgres', "UPDATE ct SET v = 'back' WHERE id = 1");
+my $back = dot($n3, 1);
+cmp_ok($back, '>', $ahead, 'a write after the clock stepped back is ordered after the earlier one');
+$n3->safe_psql('postgres',
+	"SET mycelium.test_clock_offset = '-60s'; UPDATE ct SET v = 'behind' WHERE id = 1");
+cmp_ok(dot($n3, 1), '>', $back, 'and so is a write with the clock a minute behind');
+sync();
+is(join(',', map { $_->safe_psql('postgres', 'SELECT v FROM ct WHERE id = 1') } @nodes),
+	'behind,behind,behind', "n3's last write is everywhere");
+is(join('|', map { conflicts($_) } @nodes), '||', "n3's ordered writes record no conflict");
+
+# --- peers observe the clock: n1's next write of the row is later than
+# n3's, though n1's wall clock is a minute behind n3's dots
+$n1->safe_psql('postgres', "UPDATE ct SET v = 'n1-after' WHERE id = 1");
+cmp_ok(dot($n1, 1), '>', $back, "n1's causal write is stamped after n3's");
+sync();
+is(join('|', map { conflicts($_) } @nodes), '||', 'a causal write on another node records no conflict');
+
+# --- concurrent updates while n3 runs an hour behind: the larger dot wins
+# (ties: the larger node name), identically on every node
+all_paused(1);
+$n1->safe_psql('postgres', "UPDATE ct SET v = 'c-n1' WHERE id = 2");
+$n3->safe_psql('postgres',
+	"SET mycelium.test_clock_offset = '-3600s'; UPDATE ct SET v = 'c-n3' WHERE id = 2");
+my ($d1, $d3) = (dot($n1, 2), dot($n3, 2));
+my $winner = ($d3 > $d1 || ($d3 == $d1)) ? 'c-n3' : 'c-n1';
+all_paused(0);
+sync();
+converged('ct', 'concurrent updates with a skewed clock');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT v FROM ct WHERE id = 2') } @nodes),
+	join(',', ($winner) x 3), 'the write with the larger clock value wins on every node');
+is(join(',', map { $_->safe_psql('postgres',
+				"SELECT count(*) FROM mycelium.conflicts WHERE conflict_type = 'update_update'") } ($n1, $n3)),
+	'1,1', 'n1 and n3 each record the update_update conflict');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- the clock never goes back across an immediate restart
+my $before = dot($n3, 1) > dot($n3, 2) ? dot($n3, 1) : dot($n3, 2);
+$n3->stop('immediate');
+$n3->start;
+ok($n3->poll_query_until('postgres',
+		"SELECT count(*) = 2 AND bool_and(status = 'streaming') FROM mycelium.replication_peer_state()"),
+	'n3 streams again after an immediate restart');
+$n3->safe_psql('postgres', "UPDATE ct SET v = 'restarted' WHERE id = 3");
+cmp_ok(dot($n3, 3), '>', $before, "n3's first write after the restart is after all its earlier dots");
+sync();
+
+# --- concurrent delete (n1) and update (n2): update_delete, the delete wins
+all_paused(1);
+$n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 5');
+$n2->safe_psql('postgres', "UPDATE ct SET v = 'u-n2' WHERE id = 5");
+is($n1->safe_psql('postgres',
+		"SELECT table_name || ' ' || key || ' ' || node_name || ' ' || (deleted_at IS NOT NULL) "
+		  . "FROM mycelium.tombstones"),
+	'ct {"id": "5"} n1 true', 'the delete leaves a tombstone with its dot');
+all_paused(0);
+sync();
+converged('ct', 'concurrent delete and update');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM ct WHERE id = 5') } @nodes),
+	'0,0,0', 'the delete wins on every node');
+is(conflicts($n1), 'update_delete skip n2', 'n1 skips the update of the key it deleted: update_delete');
+is(conflicts($n2), 'update_delete apply_remote n1', 'n2 applies the delete over its update: update_delete');
+like(conflicts($n3), qr/^update_delete (skip n2|apply_remote n1)$/,
+	'n3 records one update_delete, whichever came first');
+is($n1->safe_psql('postgres',
+		"SELECT local_version->>'node' || ' ' || (local_version->>'commit_time' IS NOT NULL) "
+		  . "FROM mycelium.conflicts"),
+	'n1 true', "n1's record holds the tombstone's dot as the local version");
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- a late re-insert of a key deleted concurrently: n2 deletes and
+# re-inserts 6 while n1 deletes it; the delete wins everywhere
+all_paused(1);
+$n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 6');
+$n2->safe_psql('postgres', 'DELETE FROM ct WHERE id = 6');
+$n2->safe_psql('postgres', "INSERT INTO ct VALUES (6, 'reborn')");
+all_paused(0);
+sync();
+converged('ct', 'concurrent delete and re-insert');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM ct WHERE id = 6') } @nodes),
+	'0,0,0', 'no node resurrects the row');
+is(conflicts($n1), 'update_delete skip n2',
+	'n1: both deleting is no conflict, the re-insert is update_delete');
+is(conflicts($n2), 'update_delete apply_remote n1', 'n2: the delete wins over its re-insert');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- causal: a re-insert by a node that had seen the delete, and a delete
+# by a node that had seen the update, are no conflict
+$n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 7');
+sync();
+$n2->safe_psql('postgres', "INSERT INTO ct VALUES (7, 'again')");
+$n2->safe_psql('postgres', "UPDATE ct SET v = 'seen' WHERE id = 8");
+sync();
+$n3->safe_psql('postgres', 'DELETE FROM ct WHERE id = 8');
+sync();
+converged('ct', 'causal re-insert and delete');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM ct WHERE id IN (7, 8)') } @nodes),
+	'1,1,1', 'the causal re-insert and delete are applied everywhere');
+is(join('|', map { conflicts($_) } @nodes), '||', 'and record no conflict');
+
+# --- a delete of a key that never existed on the other nodes:
+# delete_missing (the row was written on n2 under a foreign origin, so it
+# never left n2)
+$n2->safe_psql('postgres',
+	"SELECT pg_replication_origin_create('test_local'); "
+	  . "SELECT pg_replication_origin_session_setup('test_local'); "
+	  . "INSERT INTO ct VALUES (100, 'local only');");
+$n2->safe_psql('postgres', 'DELETE FROM ct WHERE id = 100');
+sync();
+is(conflicts($n1) . '|' . conflicts($n3), 'delete_missing skip n2|delete_missing skip n2',
+	'a delete of a key that never existed is delete_missing');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- keys print the same in every session: a timestamptz key deleted
+# under another TimeZone still finds its tombstone
+$n1->safe_psql('postgres', 'CREATE TABLE tz (at timestamptz PRIMARY KEY, v text)');
+$n1->safe_psql('postgres', "INSERT INTO tz VALUES ('2020-01-01 00:00:00+00', 'x')");
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('tz')");
+sync();
+all_paused(1);
+$n1->safe_psql('postgres', "SET TimeZone = 'Asia/Tokyo'; DELETE FROM tz");
+$n2->safe_psql('postgres', "UPDATE tz SET v = 'y'");
+all_paused(0);
+sync();
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM tz') } @nodes),
+	'0,0,0', 'the delete of the timestamptz key wins everywhere');
+is($n1->safe_psql('postgres',
+		"SELECT conflict_type || ' ' || resolution || ' ' || (local_version->>'node') "
+		  . "FROM mycelium.conflicts"),
+	'update_delete skip n1', "n1 matched the update with its tombstone, whatever the TimeZone");
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- tombstones are purged once every peer has seen the delete: each node
+# writes after applying the deletes, so its context tells the others
+ok($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.tombstones') > 0,
+	'n1 holds tombstones');
+my $purged = 0;
+for my $round (1 .. 20)
+{
+	for my $n (@nodes)
+	{
+		$n->safe_psql('postgres',
+			"INSERT INTO ct VALUES (1000 + $round * 10 + " . substr($n->name, 1) . ", 'tick')");
+	}
+	sync();
+	$purged = join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM mycelium.tombstones') } @nodes);
+	last if $purged eq '0,0,0';
+	sleep(1);
+}
+is($purged, '0,0,0', 'every node purged its tombstones');
+is(join('|', map { conflicts($_) } @nodes), '||', 'the writes after the deletes record no conflict');
+converged('ct', 'after the purge');
+
+# --- stop_replicating_table drops the trigger and the table's tombstones
+$n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 9');
+$n1->safe_psql('postgres', "SELECT mycelium.stop_replicating_table('ct')");
+is($n1->safe_psql('postgres',
+		"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ct'::regclass AND tgname = 'mycelium_tombstone'")
+	  . ' ' . $n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.tombstones'),
+	'0 0', 'stop_replicating_table drops the tombstone trigger and the tombstones');
+
+# --- bad input
+my ($rc, $out, $err) = $n1->psql('postgres', 'SELECT mycelium.tombstone_trigger()');
+like($err, qr/trigger functions can only be called as triggers|must be called as a row trigger/,
+	'the tombstone trigger function refuses a direct call');
+($rc, $out, $err) = $n1->psql('postgres', "SET mycelium.test_clock_offset = '48h'");
+like($err, qr/is outside the valid range/, 'a clock offset beyond a day is refused');
+
+done_testing();
