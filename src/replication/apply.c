@@ -371,7 +371,6 @@ static void
 close_target(ApplyTarget *t)
 {
 	AfterTriggerEndQuery(t->estate);
-	ExecCloseResultRelations(t->estate);	/* relations the triggers opened */
 	EvalPlanQualEnd(&t->epq);
 	ExecCloseIndices(t->rri);
 	/* the tables the triggers opened (ExecGetTriggerResultRel) */
