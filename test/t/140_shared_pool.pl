@@ -122,8 +122,10 @@ is($n1->safe_psql('postgres', $fanout), '3', 'after the sessions exit the pool i
 
 # --- 500 clients fanning out -----------------------------------------------
 my $cap = 20;
+# 45 s: 500 backends each opening TLS connections on a busy 2-core machine
+# can hold a slot for seconds; clients that still wait that long fail (53300)
 $n1->append_conf('postgresql.conf', "mycelium.max_shared_pool_size = $cap\n"
-	  . "mycelium.connect_timeout = '20s'\n");
+	  . "mycelium.connect_timeout = '45s'\n");
 $n1->reload;
 $n1->poll_query_until('postgres', "SELECT current_setting('mycelium.max_shared_pool_size') = '$cap'");
 
@@ -169,7 +171,7 @@ my $bench = IPC::Run::start(
 	'>', \$bout, '2>', \$berr);
 
 my ($max2, $max3, $samples, $fresh_ok) = (0, 0, 0, 1);
-while ($bench->pumpable && time - $t0 < 90)
+while ($bench->pumpable && time - $t0 < 120)
 {
 	my $c2 = from_n1($n2);
 	my $c3 = from_n1($n3);
@@ -203,7 +205,7 @@ my ($done) = $bout =~ /number of transactions actually processed: (\d+)/;
 $done //= 0;
 note(scalar(@errors) . " clients failed with 53300");
 ok($done + @errors * 2 >= 1000 && $done >= 500, "most clients' transactions ran ($done)");
-ok($took < 90, 'the run was bounded');
+ok($took < 120, 'the run was bounded');
 
 # afterwards every slot is back
 wait_no_pooled();
