@@ -31,6 +31,7 @@
 #include "storage/backendid.h"
 #include "storage/fd.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -42,7 +43,18 @@
 #include "txn/txn.h"
 
 #define PARTICIPANTS_SIZE 1024
-#define EVENT_RING_SIZE 64
+#define EVENT_RING_SIZE 512
+
+/* kinds of deferred events */
+#define EVENT_ABORTED 'a'
+#define EVENT_COMMITTED 'c'		/* "prepared", then "committed" */
+
+typedef struct MyceliumTxnEvent
+{
+	char		kind;
+	char		gid[MYCELIUM_GID_SIZE];
+	char		participants[PARTICIPANTS_SIZE];
+} MyceliumTxnEvent;
 
 typedef struct MyceliumTxnSlot
 {
@@ -58,7 +70,9 @@ typedef struct MyceliumTxnRegistry
 	uint32		life;			/* this life of the node, for gids */
 	int			ring_head;		/* next event to send */
 	int			ring_tail;		/* next free place */
-	char		ring[EVENT_RING_SIZE][MYCELIUM_GID_SIZE + PARTICIPANTS_SIZE];
+	uint64		dropped;		/* events lost to a full ring, not yet logged */
+	int			worker_procno;	/* the maintenance worker's, or -1 */
+	MyceliumTxnEvent ring[EVENT_RING_SIZE];
 	MyceliumTxnSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } MyceliumTxnRegistry;
 
@@ -152,6 +166,7 @@ MyceliumTxnRegistryStartup(void)
 		memset(registry, 0, registry_size());
 		registry->lock = &(GetNamedLWLockTranche("mycelium_txn"))->lock;
 		registry->life = next_life();
+		registry->worker_procno = -1;
 	}
 	MyceliumDeadlockShmemStartup();
 }
@@ -274,57 +289,146 @@ MyceliumNotifyOwnEvent(const char *event)
 }
 
 /*
- * MyceliumTxnRegistryDeferAborted leaves an "aborted" event for the
- * maintenance worker; called from the abort path, where nothing may fail.
- * When the ring is full the oldest event is dropped.
+ * defer_event puts an event about this backend's registered two-phase
+ * commit in the ring and wakes the maintenance worker if the ring was
+ * empty; never raises (the commit and abort paths call it).  A full ring
+ * drops its oldest event.
  */
-void
-MyceliumTxnRegistryDeferAborted(void)
+static void
+defer_event(char kind)
 {
 	MyceliumTxnSlot *slot = my_slot();
-	char	   *entry;
+	MyceliumTxnEvent *entry;
+	int			procno;
 
 	if (slot == NULL || slot->gid[0] == '\0')
 		return;
 	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
-	entry = registry->ring[registry->ring_tail];
-	snprintf(entry, sizeof(registry->ring[0]), "%s|%s", slot->gid, slot->participants);
+	/* a ring that held events already has the worker on its way */
+	procno = registry->ring_head == registry->ring_tail ? registry->worker_procno : -1;
+	entry = &registry->ring[registry->ring_tail];
+	entry->kind = kind;
+	strlcpy(entry->gid, slot->gid, sizeof(entry->gid));
+	strlcpy(entry->participants, slot->participants, sizeof(entry->participants));
 	registry->ring_tail = (registry->ring_tail + 1) % EVENT_RING_SIZE;
 	if (registry->ring_tail == registry->ring_head)
+	{
 		registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
+		registry->dropped++;
+	}
+	LWLockRelease(registry->lock);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * MyceliumTxnRegistryDeferAborted leaves an "aborted" event for the
+ * maintenance worker; called from the abort path, where nothing may fail.
+ */
+void
+MyceliumTxnRegistryDeferAborted(void)
+{
+	defer_event(EVENT_ABORTED);
+}
+
+/*
+ * MyceliumTxnRegistryDeferCommitted leaves the "prepared" and "committed"
+ * events of this backend's two-phase commit for the maintenance worker;
+ * called right after the local commit.
+ */
+void
+MyceliumTxnRegistryDeferCommitted(void)
+{
+	defer_event(EVENT_COMMITTED);
+}
+
+/*
+ * MyceliumTxnRegistryEventsBacklogged says whether the ring is three
+ * quarters full (the worker is slow or not running): a committing
+ * transaction then queues its events itself.
+ */
+bool
+MyceliumTxnRegistryEventsBacklogged(void)
+{
+	int			used;
+
+	if (registry == NULL)
+		return true;
+	LWLockAcquire(registry->lock, LW_SHARED);
+	used = (registry->ring_tail - registry->ring_head + EVENT_RING_SIZE) % EVENT_RING_SIZE;
+	LWLockRelease(registry->lock);
+	return used >= EVENT_RING_SIZE * 3 / 4;
+}
+
+/*
+ * MyceliumTxnRegistrySetWorker records the maintenance worker's latch
+ * (procno), for deferred events to wake it; -1 when it exits.
+ */
+void
+MyceliumTxnRegistrySetWorker(int procno)
+{
+	if (registry == NULL)
+		return;
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	registry->worker_procno = procno;
 	LWLockRelease(registry->lock);
 }
 
 /*
+ * MyceliumTxnRegistryHasDeferred says whether events wait to be sent.
+ */
+bool
+MyceliumTxnRegistryHasDeferred(void)
+{
+	bool		any;
+
+	if (registry == NULL)
+		return false;
+	LWLockAcquire(registry->lock, LW_SHARED);
+	any = registry->ring_head != registry->ring_tail;
+	LWLockRelease(registry->lock);
+	return any;
+}
+
+/*
  * MyceliumTxnRegistrySendDeferred queues, in the current transaction, the
- * notifications the abort path left behind.  Called by the maintenance
- * worker every iteration.
+ * notifications left in the ring.  Called by the maintenance worker.
  */
 void
 MyceliumTxnRegistrySendDeferred(void)
 {
-	char		entry[MYCELIUM_GID_SIZE + PARTICIPANTS_SIZE];
+	MyceliumTxnEvent entry;
+	uint64		dropped;
 
 	if (registry == NULL)
 		return;
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	dropped = registry->dropped;
+	registry->dropped = 0;
+	LWLockRelease(registry->lock);
+	if (dropped > 0)
+		ereport(WARNING,
+				(errmsg("mycelium: %llu mycelium_events notifications were dropped",
+						(unsigned long long) dropped),
+				 errdetail("More two-phase commits ended than the maintenance worker could announce.")));
 	for (;;)
 	{
-		char	   *bar;
-
 		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
 		if (registry->ring_head == registry->ring_tail)
 		{
 			LWLockRelease(registry->lock);
 			return;
 		}
-		memcpy(entry, registry->ring[registry->ring_head], sizeof(entry));
+		memcpy(&entry, &registry->ring[registry->ring_head], sizeof(entry));
 		registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
 		LWLockRelease(registry->lock);
-		bar = strchr(entry, '|');
-		if (bar == NULL)
-			continue;
-		*bar = '\0';
-		MyceliumNotifyEvent("aborted", entry, bar + 1);
+		if (entry.kind == EVENT_COMMITTED)
+		{
+			MyceliumNotifyEvent("prepared", entry.gid, entry.participants);
+			MyceliumNotifyEvent("committed", entry.gid, entry.participants);
+		}
+		else
+			MyceliumNotifyEvent("aborted", entry.gid, entry.participants);
 	}
 }
 

@@ -66,6 +66,7 @@
 #define CALLBACK_TIMEOUT_MS 30000
 
 static SPIPlanPtr insert_plan = NULL;	/* of insert_commit_record */
+static bool events_deferred = false;	/* after_commit leaves them to the worker */
 
 /*
  * MyceliumParseGid splits 'mycelium_<id>_<coordinator>'; false if the gid
@@ -325,9 +326,18 @@ pre_commit(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("mycelium: fault injection: error after PREPARE TRANSACTION")));
-	/* both are delivered with the local commit, and only if it happens */
-	MyceliumNotifyOwnEvent("prepared");
-	MyceliumNotifyOwnEvent("committed");
+	/*
+	 * "prepared" and "committed" go out only if the local commit happens:
+	 * after_commit leaves them to the maintenance worker (NOTIFY here would
+	 * serialize the node's commits, see txn/registry.c), unless its queue
+	 * is backlogged.
+	 */
+	events_deferred = !MyceliumTxnRegistryEventsBacklogged();
+	if (!events_deferred)
+	{
+		MyceliumNotifyOwnEvent("prepared");
+		MyceliumNotifyOwnEvent("committed");
+	}
 }
 
 /*
@@ -392,6 +402,9 @@ after_commit(void)
 {
 	List	   *conns = MyceliumXactConnections();
 
+	if (events_deferred)
+		MyceliumTxnRegistryDeferCommitted();
+	events_deferred = false;
 	if (conns != NIL && mycelium_fault_injection != MYCELIUM_FAULT_SKIP_COMMIT_PREPARED)
 	{
 		MyceliumTxnRegistrySet(MYCELIUM_TXN_COMMITTING, NULL, NIL);
@@ -416,6 +429,7 @@ after_abort(void)
 	ListCell   *lc;
 	bool		any_prepared = false;
 
+	events_deferred = false;
 	foreach(lc, conns)
 	{
 		MyceliumConnection *c = lfirst(lc);

@@ -51,6 +51,10 @@ extern void MyceliumTxnRegistrySet(MyceliumTxnState state, const char *gid, List
 extern void MyceliumNotifyEvent(const char *event, const char *gid, const char *nodes_csv);
 extern void MyceliumNotifyOwnEvent(const char *event);
 extern void MyceliumTxnRegistryDeferAborted(void);
+extern void MyceliumTxnRegistryDeferCommitted(void);
+extern bool MyceliumTxnRegistryEventsBacklogged(void);
+extern void MyceliumTxnRegistrySetWorker(int procno);
+extern bool MyceliumTxnRegistryHasDeferred(void);
 extern void MyceliumTxnRegistrySendDeferred(void);
 
 /* distributed transaction ids, "<node>:<pid>:<start>" (see deadlock.c) */

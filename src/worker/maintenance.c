@@ -30,6 +30,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -45,6 +46,7 @@
 #include "worker/worker.h"
 
 #define IDLE_CHECK_MS 1000		/* re-check for the extension this often */
+#define EVENTS_BATCH_MS 10		/* least time between two sends of events */
 #define CERT_CHECK_MS (86400 * 1000)	/* certificate expiry: daily */
 
 /*
@@ -158,7 +160,7 @@ run_iteration(bool do_health, bool do_recovery, bool do_deadlock)
 	nodes = mesh_ready();
 	ready = nodes != NIL;
 	if (ready)
-		MyceliumTxnRegistrySendDeferred();	/* "aborted" events */
+		MyceliumTxnRegistrySendDeferred();	/* events of ended two-phase commits */
 	if (ready && do_deadlock)
 		MyceliumDetectDistributedDeadlocks(nodes);	/* first: a down peer slows health */
 	if (ready && do_health)
@@ -172,6 +174,15 @@ run_iteration(bool do_health, bool do_recovery, bool do_deadlock)
 }
 
 /*
+ * forget_worker stops backends from waking this worker once it exits.
+ */
+static void
+forget_worker(int code, Datum arg)
+{
+	MyceliumTxnRegistrySetWorker(-1);
+}
+
+/*
  * MyceliumMaintenanceMain is the worker's entry point.
  */
 void
@@ -182,12 +193,16 @@ MyceliumMaintenanceMain(Datum main_arg)
 	TimestampTz next_recovery = 0;
 	TimestampTz next_deadlock = 0;
 	TimestampTz next_cert_check = 0;
+	TimestampTz next_events = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(mycelium_database, NULL, 0);
 	pgstat_report_appname("mycelium maintenance");
+	/* backends wake it to announce their ended two-phase commits */
+	MyceliumTxnRegistrySetWorker(MyProc->pgprocno);
+	before_shmem_exit(forget_worker, (Datum) 0);
 	/* a health check must not stall on retries: one attempt per check */
 	SetConfigOption("mycelium.connect_attempts", "1", PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -199,10 +214,12 @@ MyceliumMaintenanceMain(Datum main_arg)
 		bool		do_health = now >= next_health;
 		bool		do_recovery = mycelium_recovery_interval_ms > 0 && now >= next_recovery;
 		bool		do_deadlock = mycelium_deadlock_detection_interval_ms > 0 && now >= next_deadlock;
+		bool		events = MyceliumTxnRegistryHasDeferred();
+		bool		do_events = events && now >= next_events;
 		bool		ready = true;
 		long		timeout;
 
-		if (do_health || do_recovery || do_deadlock)
+		if (do_health || do_recovery || do_deadlock || do_events)
 		{
 			MemoryContext old = MemoryContextSwitchTo(loop_ctx);
 
@@ -228,6 +245,8 @@ MyceliumMaintenanceMain(Datum main_arg)
 				next_recovery = TimestampTzPlusMilliseconds(now, ready ? mycelium_recovery_interval_ms : IDLE_CHECK_MS);
 			if (do_deadlock)
 				next_deadlock = TimestampTzPlusMilliseconds(now, ready ? mycelium_deadlock_detection_interval_ms : IDLE_CHECK_MS);
+			/* events wait a little, to go out in batches under load */
+			next_events = TimestampTzPlusMilliseconds(now, ready ? EVENTS_BATCH_MS : IDLE_CHECK_MS);
 		}
 
 		if (now >= next_cert_check)
@@ -241,6 +260,8 @@ MyceliumMaintenanceMain(Datum main_arg)
 			timeout = Min(timeout, (long) ((next_recovery - now) / 1000));
 		if (mycelium_deadlock_detection_interval_ms > 0)
 			timeout = Min(timeout, (long) ((next_deadlock - now) / 1000));
+		if (events)
+			timeout = Min(timeout, (long) ((next_events - now) / 1000));
 		timeout = Max(timeout, 1);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
