@@ -27,6 +27,7 @@
 #include "replication/vclock.h"
 #include "router/router.h"
 #include "shmem/shmem.h"
+#include "transport/transport.h"
 #include "txn/txn.h"
 #include "worker/worker.h"
 
@@ -111,5 +112,6 @@ _PG_init(void)
 	MyceliumRegisterReplicationLauncher();
 	MyceliumInstallUtilityHook();
 	MyceliumInstallPlannerHook();
+	MyceliumInstallReadAheadHook();
 	MyceliumRegisterCustomScans();
 }

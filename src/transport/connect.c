@@ -122,7 +122,7 @@ start_attempt(MyceliumConnection *c, TimestampTz now)
 {
 	c->attempt++;
 	c->conn = MyceliumConnectStart(c->host, c->port, get_database_name(MyDatabaseId),
-								   GetUserNameFromId(c->roleid, false), "mycelium", false);
+								   GetUserNameFromId(c->roleid, false), MYCELIUM_CONN_APPNAME, false);
 	c->poll = PQstatus(c->conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
 	c->attempt_deadline = TimestampTzPlusMilliseconds(now, mycelium_connect_timeout_ms);
 	c->next_attempt_at = 0;

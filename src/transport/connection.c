@@ -228,6 +228,25 @@ close_idle_contended(void)
 }
 
 /*
+ * idle_connection_alive reads what arrived on an idle connection (without
+ * blocking), which notices a peer that closed it, e.g. by restarting.  A
+ * peer that shuts down sends a notice before closing, so when the first
+ * read found bytes a second one looks for the close; when it found none
+ * (libpq's read ended in EWOULDBLOCK) there is nothing more to see, and
+ * the routed statement saves that system call.
+ */
+static bool
+idle_connection_alive(MyceliumConnection *c)
+{
+	errno = 0;
+	if (!PQconsumeInput(c->conn))
+		return false;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return true;
+	return PQconsumeInput(c->conn) != 0;
+}
+
+/*
  * find_cached returns a cached connection of (node, role) fit for mode: the
  * one the transaction already holds, or an idle one; NULL if none.
  * Entries whose address changed or that died while idle are closed.
@@ -249,13 +268,7 @@ find_cached(const char *node_name, const char *host, int port, Oid roleid,
 			return c;
 		if (c->in_xact || c->lent || idle != NULL)
 			continue;
-		/*
-		 * Reading what arrived while idle (without blocking) notices a
-		 * peer that closed the connection, e.g. by restarting; twice, as a
-		 * peer that shuts down sends a notice before closing.
-		 */
-		if (MyceliumConnectionUsable(c) &&
-			(!PQconsumeInput(c->conn) || !PQconsumeInput(c->conn)))
+		if (MyceliumConnectionUsable(c) && !idle_connection_alive(c))
 			c->broken = true;
 		if (strcmp(c->host, host) != 0 || c->port != port ||
 			!MyceliumConnectionUsable(c) ||

@@ -110,4 +110,10 @@ extern char *MyceliumResultErrorText(PGresult *res, MyceliumConnection *conn);
 extern void MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
 								 int nparams, const char *const *values);
 
+/* application_name of node-to-node (non-replication) connections */
+#define MYCELIUM_CONN_APPNAME "mycelium"
+
+/* readahead.c */
+extern void MyceliumInstallReadAheadHook(void);
+
 #endif							/* MYCELIUM_TRANSPORT_H */
