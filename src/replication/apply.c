@@ -44,7 +44,8 @@
  * logical clock value, vclock.c) and the remote transaction's (clock
  * value, peer name) and recorded through apply_conflict.c.  Deletes leave
  * tombstones (tombstone.c) that tell a key deleted concurrently from one
- * that never existed.
+ * that never existed, and carry the delete's dot: a write and a delete
+ * concurrent with it are settled by the same comparison of dots.
  *
  * IDENTIFICATION
  *	  src/replication/apply.c
@@ -512,9 +513,7 @@ remote_wins(ApplyTarget *t, TimestampTz *local_ts, char *local_node, bool *concu
 		*local_ts <= t->ar->listed_at)
 		return true;
 	*concurrent = true;
-	if (apply.commit_time != *local_ts)
-		return apply.commit_time > *local_ts;
-	return strcmp(apply.peer, local_node) > 0;
+	return MyceliumDotLater(apply.commit_time, apply.peer, *local_ts, local_node);
 }
 
 /*
@@ -560,10 +559,61 @@ resolve_concurrent(ApplyTarget *t, const char *type, bool remote_won,
 }
 
 /*
+ * tuple_complete: the sender sent every column's value (an UPDATE leaves
+ * out unchanged TOASTed values).
+ */
+static bool
+tuple_complete(MyceliumReplTuple *tuple)
+{
+	int			i;
+
+	for (i = 0; i < tuple->natts; i++)
+		if (tuple->values[i].kind == MYCELIUM_REPL_VALUE_UNCHANGED)
+			return false;
+	return true;
+}
+
+/*
+ * write_beats_delete settles update_delete for a write and a concurrent
+ * delete by last writer wins, the same on every node: the write wins when
+ * its dot is later than the delete's, unless the table's policy is custom
+ * (the function settles two rows: the delete wins) or the row is large
+ * (MyceliumApplyRowIsSmall: the node that deleted it could not rebuild it).
+ * row is the written row; write_* its dot, delete_* the delete's.
+ */
+static bool
+write_beats_delete(ApplyTarget *t, TupleTableSlot *row, TimestampTz write_ts,
+				   const char *write_node, TimestampTz delete_ts, const char *delete_node)
+{
+	return MyceliumDotLater(write_ts, write_node, delete_ts, delete_node) &&
+		MyceliumApplyRowIsSmall(t->rel, row) && !MyceliumApplyPolicyIsCustom(t->rel);
+}
+
+/*
+ * insert_deleted settles a remote write (complete: the whole new row is in
+ * t->remote) of a key this node deleted concurrently (hit: the latest such
+ * tombstone): update_delete, the row comes back without its tombstones
+ * when the write wins (apply_remote), else it stays deleted (skip).
+ */
+static void
+insert_deleted(ApplyTarget *t, bool complete, MyceliumTombstoneHit *hit)
+{
+	if (complete && write_beats_delete(t, t->remote, apply.commit_time, apply.peer,
+									   hit->ts, hit->node))
+	{
+		conflict(t, "update_delete", NULL, t->remote, hit->ts, hit->node, "apply_remote");
+		ExecSimpleRelationInsert(t->rri, t->estate, t->remote);
+		MyceliumTombstoneRemove(t->rel, key_of(t, t->remote));
+	}
+	else
+		conflict(t, "update_delete", NULL, t->remote, hit->ts, hit->node, "skip");
+}
+
+/*
  * handle_insert inserts the remote row, or on an existing key
  * (insert_insert) overwrites the local row when the remote one is later.
- * A key deleted concurrently (a tombstone the writer had not seen) stays
- * deleted: update_delete, skipped -- the delete wins everywhere.
+ * A key deleted concurrently (a tombstone the writer had not seen) is
+ * update_delete: insert_deleted.
  */
 static void
 handle_insert(MyceliumReplMessage *m)
@@ -582,7 +632,7 @@ handle_insert(MyceliumReplMessage *m)
 		MyceliumTombstoneHit hit;
 
 		if (deleted_concurrently(&t, t.remote, &hit))
-			conflict(&t, "update_delete", NULL, t.remote, hit.ts, hit.node, "skip");
+			insert_deleted(&t, true, &hit);
 		else
 			ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
 	}
@@ -599,10 +649,22 @@ handle_insert(MyceliumReplMessage *m)
 }
 
 /*
+ * same_key: the rows in a and b (local layout) have the same primary key.
+ */
+static bool
+same_key(ApplyTarget *t, TupleTableSlot *a, TupleTableSlot *b)
+{
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, key_of(t, a), key_of(t, b)));
+}
+
+/*
  * handle_update updates the row found by the old key (or the new row's
- * key): skipped when missing (update_delete: the delete wins; the local
- * version recorded is the concurrent tombstone's dot, if any), kept when
- * the local version is later (update_update).
+ * key), kept when the local version is later (update_update).  A missing
+ * row is update_delete: deleted concurrently (a tombstone the writer had
+ * not seen), insert_deleted settles it -- an update that changes the key,
+ * or that left unchanged TOASTed values out, cannot bring the row back;
+ * else skipped (the local version recorded is the tombstone's dot, if
+ * any).
  */
 static void
 handle_update(MyceliumReplMessage *m)
@@ -621,9 +683,12 @@ handle_update(MyceliumReplMessage *m)
 		MyceliumTombstoneHit hit;
 
 		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
-		(void) deleted_concurrently(&t, t.search, &hit);
-		conflict(&t, "update_delete", NULL, t.remote, hit.ts,
-				 hit.ts ? hit.node : NULL, "skip");
+		if (deleted_concurrently(&t, t.search, &hit))
+			insert_deleted(&t, tuple_complete(&m->u.change.new_tuple) &&
+						   same_key(&t, t.search, t.remote), &hit);
+		else
+			conflict(&t, "update_delete", NULL, t.remote, hit.ts,
+					 hit.ts ? hit.node : NULL, "skip");
 	}
 	else
 	{
@@ -641,8 +706,11 @@ handle_update(MyceliumReplMessage *m)
 
 /*
  * handle_delete deletes the row found by key and leaves the peer's
- * tombstone.  A delete always wins over a concurrent update (update_delete,
- * recorded here too): that is what makes a skipped update_delete converge.
+ * tombstone.  A row written concurrently is update_delete, settled by
+ * write_beats_delete as where the write arrives after the delete: the row
+ * is kept (keep_local) and no tombstone stored -- a node that receives the
+ * delete first removes its tombstones when the write brings the row back,
+ * so no node keeps one -- or deleted (apply_remote).
  * A missing row already deleted here (it has a tombstone) is no conflict:
  * both deleted it; one that never existed (or whose tombstones every peer
  * had seen and were purged) is delete_missing.
@@ -660,11 +728,17 @@ handle_delete(MyceliumReplMessage *m)
 	if (find_local(&t))
 	{
 		(void) remote_wins(&t, &local_ts, local_node, &concurrent);
-		if (concurrent)
-			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
-					 "apply_remote");
-		ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
-		MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
+		if (concurrent && write_beats_delete(&t, t.local, local_ts, local_node,
+											 apply.commit_time, apply.peer))
+			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node, "keep_local");
+		else
+		{
+			if (concurrent)
+				conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
+						 "apply_remote");
+			ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
+			MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
+		}
 	}
 	else
 	{

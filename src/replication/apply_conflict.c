@@ -24,6 +24,8 @@
 #include "postgres.h"
 
 #include "access/commit_ts.h"
+#include "access/detoast.h"
+#include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -171,18 +173,73 @@ MyceliumConflictFunction(const char *name)
 }
 
 /*
- * custom_function returns the OID of the custom conflict function of rel
- * (conflict_resolution 'custom:<function>'), or InvalidOid when its policy
- * is another.  A function that went away is an error: the apply retries
- * until it is back, rather than resolving differently from other nodes.
+ * MyceliumDotLater: the dot (ts, node) is later than (other_ts,
+ * other_node) -- the larger clock value, then the greater node name.  The
+ * one order of versions every node applies (last writer wins), for rows
+ * and tombstones alike.
  */
-static Oid
-custom_function(Relation rel)
+bool
+MyceliumDotLater(TimestampTz ts, const char *node, TimestampTz other_ts,
+				 const char *other_node)
+{
+	if (ts != other_ts)
+		return ts > other_ts;
+	return strcmp(node, other_node) > 0;
+}
+
+/*
+ * MyceliumApplyRowIsSmall: the row in slot has no value stored out of line
+ * and its values' raw sizes add up to at most half the table's TOAST
+ * target.  Only small rows may beat a concurrent delete.  An UPDATE does
+ * not ship unchanged out-of-line values, so a node that deleted the row
+ * could not rebuild a large one; the rule must nevertheless give the same
+ * answer on the node holding the row (which cannot tell what was shipped)
+ * and on the one rebuilding it, hence a test of the values themselves:
+ * PostgreSQL moves values out of line only in rows larger than that.
+ */
+bool
+MyceliumApplyRowIsSmall(Relation rel, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	Size		limit = Min(TOAST_TUPLE_THRESHOLD,
+							RelationGetToastTupleTarget(rel, TOAST_TUPLE_TARGET)) / 2;
+	Size		size = 0;
+	int			i;
+
+	slot_getallattrs(slot);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		d = slot->tts_values[i];
+
+		if (att->attisdropped || slot->tts_isnull[i])
+			continue;
+		if (att->attlen == -1)
+		{
+			if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(d)))
+				return false;
+			size += toast_raw_datum_size(d);
+		}
+		else if (att->attlen == -2)
+			size += strlen(DatumGetCString(d)) + 1;
+		else
+			size += att->attlen;
+	}
+	return size <= limit;
+}
+
+/*
+ * table_policy returns the conflict_resolution of rel in
+ * mycelium.replicated_table (NULL when it is not listed), in the caller's
+ * memory context.
+ */
+static char *
+table_policy(Relation rel)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	char	   *policy = NULL;
-	Oid			fn = InvalidOid;
+	MemoryContext caller = CurrentMemoryContext;
 
 	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -192,7 +249,40 @@ custom_function(Relation rel)
 							  true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read mycelium.replicated_table");
 	if (SPI_processed == 1)
-		policy = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			policy = MemoryContextStrdup(caller, v);
+	}
+	SPI_finish();
+	return policy;
+}
+
+/*
+ * MyceliumApplyPolicyIsCustom: rel's policy is custom:<function>.  Such a
+ * function settles two rows; between a row and a delete the delete wins.
+ */
+bool
+MyceliumApplyPolicyIsCustom(Relation rel)
+{
+	char	   *policy = table_policy(rel);
+
+	return policy && strncmp(policy, CUSTOM_PREFIX, strlen(CUSTOM_PREFIX)) == 0;
+}
+
+/*
+ * custom_function returns the OID of the custom conflict function of rel
+ * (conflict_resolution 'custom:<function>'), or InvalidOid when its policy
+ * is another.  A function that went away is an error: the apply retries
+ * until it is back, rather than resolving differently from other nodes.
+ */
+static Oid
+custom_function(Relation rel)
+{
+	char	   *policy = table_policy(rel);
+	Oid			fn = InvalidOid;
+
 	if (policy && strncmp(policy, CUSTOM_PREFIX, strlen(CUSTOM_PREFIX)) == 0)
 	{
 		fn = MyceliumConflictFunction(policy + strlen(CUSTOM_PREFIX));
@@ -203,7 +293,6 @@ custom_function(Relation rel)
 							policy + strlen(CUSTOM_PREFIX), RelationGetRelationName(rel)),
 					 errhint("Create the function on every node, or replicate the table again with another policy.")));
 	}
-	SPI_finish();
 	return fn;
 }
 

@@ -88,11 +88,16 @@ extern bool MyceliumApplyCustomResolve(Relation rel, TupleTableSlot *local,
 									   TupleTableSlot *remote);
 extern bool MyceliumApplyLocalVersion(TupleTableSlot *slot, TimestampTz *ts,
 									  char *node, int nodelen);
+extern bool MyceliumDotLater(TimestampTz ts, const char *node, TimestampTz other_ts,
+							 const char *other_node);
+extern bool MyceliumApplyRowIsSmall(Relation rel, TupleTableSlot *slot);
+extern bool MyceliumApplyPolicyIsCustom(Relation rel);
 
 /* in replication/tombstone.c */
 extern Datum MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls);
 extern void MyceliumTombstoneStore(Relation rel, Datum key, const char *node);
-/* a tombstone the remote writer had not seen */
+extern void MyceliumTombstoneRemove(Relation rel, Datum key);
+/* the latest tombstone the remote writer had not seen */
 typedef struct MyceliumTombstoneHit
 {
 	TimestampTz ts;				/* its dot (0: none found) */

@@ -11,9 +11,11 @@
  * applied delete from the apply worker, in the deleting transaction.
  *
  * The apply uses them to tell a key deleted concurrently (a tombstone the
- * remote writer had not seen: update_delete, the delete wins) from a key
- * that never existed (delete_missing), and to refuse a late insert of a
- * key deleted concurrently, so no node resurrects a row another deleted.
+ * remote writer had not seen: update_delete) from a key that never
+ * existed (delete_missing), and to settle a late write of a key deleted
+ * concurrently by the same rule on every node: it brings the row back
+ * (and removes the tombstones) only when it is later than the latest
+ * concurrent delete (last writer wins, apply.c).
  *
  * A tombstone of node N with clock value t is purged once every other
  * member M of the mesh (M != N) is known to have seen it: M sent a
@@ -160,6 +162,31 @@ MyceliumTombstoneKey(Relation rel, Datum *values, bool *nulls)
 }
 
 /*
+ * exec_kept_plan runs sql (prepared once into *plan, kept for the
+ * session) with values of types through SPI, and raises unless it returns
+ * expect; what names the statement in errors.
+ */
+static void
+exec_kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
+			   int expect, const char *what)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the %s: %s", what,
+				 SPI_result_code_string(SPI_result));
+		*plan = p;
+	}
+	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expect)
+		elog(ERROR, "could not run the %s", what);
+	SPI_finish();
+}
+
+/*
  * MyceliumTombstoneStore records (or renews: its dot becomes the current
  * transaction's) the tombstone of node for key of rel.
  */
@@ -173,30 +200,41 @@ MyceliumTombstoneStore(Relation rel, Datum key, const char *node)
 	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	values[1] = key;
 	values[2] = CStringGetTextDatum(node);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO mycelium.tombstone (table_name, key, node_name) "
-									"VALUES ($1::oid::regclass, $2, $3) "
-									"ON CONFLICT (table_name, key, node_name) "
-									"DO UPDATE SET key = EXCLUDED.key",
-									3, types);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the tombstone insert: %s",
-				 SPI_result_code_string(SPI_result));
-		plan = p;
-	}
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record a tombstone");
-	SPI_finish();
+	exec_kept_plan(&plan, "INSERT INTO mycelium.tombstone (table_name, key, node_name) "
+				   "VALUES ($1::oid::regclass, $2, $3) "
+				   "ON CONFLICT (table_name, key, node_name) "
+				   "DO UPDATE SET key = EXCLUDED.key",
+				   3, types, values, SPI_OK_INSERT, "tombstone insert");
 }
 
 /*
- * MyceliumTombstoneConcurrent looks for a tombstone of key in rel that the
- * remote writer had not seen (seen(node, dot time, arg) false) and fills
- * its dot into hit; hit->any tells whether the key has any tombstone.  The
+ * MyceliumTombstoneRemove deletes every tombstone of key in rel: a write
+ * that won over the concurrent deletes brought the row back, and is later
+ * than all of them (see MyceliumTombstoneConcurrent).  The node that
+ * receives that write before the deletes keeps the row and stores none, so
+ * every node ends without them.
+ */
+void
+MyceliumTombstoneRemove(Relation rel, Datum key)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {OIDOID, JSONBOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[1] = key;
+	exec_kept_plan(&plan, "DELETE FROM mycelium.tombstone "
+				   "WHERE table_name = $1::oid::regclass AND key = $2",
+				   2, types, values, SPI_OK_DELETE, "tombstone delete");
+}
+
+/*
+ * MyceliumTombstoneConcurrent looks for the tombstones of key in rel that
+ * the remote writer had not seen (seen(node, dot time, arg) false) and
+ * fills the latest one's dot into hit: a change that is later than it is
+ * later than every delete it competes with (the tombstones it had seen
+ * are older than it anyway).  hit->any tells whether the key has any
+ * tombstone.  The
  * dot time of a tombstone written by the current transaction is
  * current_ts; one whose commit time is unknown (frozen) counts as seen.
  * An index scan of mycelium.tombstone's primary key, no SQL: it runs for
@@ -229,7 +267,7 @@ MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
 	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, key);
 	snap = RegisterSnapshot(GetLatestSnapshot());	/* deletes committed meanwhile */
 	scan = systable_beginscan(tomb, tomb->rd_pkindex, true, snap, 2, skey);
-	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool		isnull;
 		Datum		node = heap_getattr(tup, 3, RelationGetDescr(tomb), &isnull);
@@ -246,6 +284,8 @@ MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
 				 !TransactionIdGetCommitTsData(xmin, &ts, &origin) || ts == 0)
 			continue;
 		if (seen(TextDatumGetCString(node), ts, arg))
+			continue;
+		if (found && !MyceliumDotLater(ts, TextDatumGetCString(node), hit->ts, hit->node))
 			continue;
 		hit->ts = ts;
 		strlcpy(hit->node, TextDatumGetCString(node), NAMEDATALEN);

@@ -135,8 +135,9 @@ wait_value($n1, "SELECT string_agg(conflict_type || ' ' || resolution, ',' ORDER
 	'n1 records the update_update it lost and the insert_insert it won');
 
 # concurrent delete on n2 and update / delete on n1 of rows 2 and 3:
-# the deletes win everywhere, n2 records update_delete; both deleting 3 is
-# no conflict (n2's tombstone tells it was deleted, not missing)
+# n2's delete commits last, so it is the later write and wins everywhere
+# (last writer wins), n2 records update_delete; both deleting 3 is no
+# conflict (n2's tombstone tells it was deleted, not missing)
 $bg = $n2->background_psql('postgres');
 $bg->query_safe('BEGIN; DELETE FROM t WHERE id IN (2, 3)');
 $n1->safe_psql('postgres', "UPDATE t SET v = 'late-update' WHERE id = 2; DELETE FROM t WHERE id = 3");

@@ -170,7 +170,8 @@ wait_value($n3, "SELECT sum(conflicts) FROM mycelium.stat_replication", '2',
 	'stat_replication counts the conflicts');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
-# --- concurrent insert/insert, update/delete and delete/delete
+# --- concurrent insert/insert, update/delete and delete/delete (n2's
+# delete of 4 comes after n1's update: the later write, it wins)
 all_paused(1);
 $n1->safe_psql('postgres', "INSERT INTO vv VALUES (100, 'i-n1', 0)");
 $n2->safe_psql('postgres', "INSERT INTO vv VALUES (100, 'i-n2', 0)");

@@ -7,9 +7,12 @@
 # clock: its own writes stay ordered when the clock steps back, and after
 # an immediate restart the clock never goes back.  Deletes leave
 # tombstones: a concurrent update (or late re-insert) of a deleted key is
-# update_delete and the delete wins on every node; a delete of a key that
-# never existed is delete_missing; a causal re-insert is no conflict; the
-# tombstones are purged once every peer has seen the delete.
+# update_delete, settled by last writer wins on every node whatever the
+# order each node receives the two in -- the later update brings the row
+# back (and its tombstones go), a later delete removes it; a custom policy
+# lets the delete win; a delete of a key that never existed is
+# delete_missing; a causal re-insert is no conflict; the tombstones are
+# purged once every peer has seen the delete.
 use strict;
 use warnings;
 
@@ -78,13 +81,32 @@ sub dot
 		  . "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint FROM ct WHERE id = $id");
 }
 
-# conflicts($node): "type resolution remote_node" of its conflicts, in order
+# conflicts($node[, $id]): "type resolution remote_node" of its conflicts
+# (of row $id only), in order
 sub conflicts
 {
-	my ($node) = @_;
+	my ($node, $id) = @_;
+	my $where = defined $id
+	  ? "WHERE coalesce(local_row, remote_row)->>'id' = '$id'" : '';
 	return $node->safe_psql('postgres',
 		"SELECT coalesce(string_agg(conflict_type || ' ' || resolution || ' ' || remote_node, ',' "
-		  . "ORDER BY conflict_id), '') FROM mycelium.conflicts");
+		  . "ORDER BY conflict_id), '') FROM mycelium.conflicts $where");
+}
+
+# tombstones_of($id): how many tombstones of ct's row $id each node holds
+sub tombstones_of
+{
+	my ($id) = @_;
+	return join(',', map { $_->safe_psql('postgres',
+				"SELECT count(*) FROM mycelium.tombstones WHERE key = '{\"id\": \"$id\"}'") } @nodes);
+}
+
+# rows_of($table, $id): row $id on each node ("-" where it is missing)
+sub rows_of
+{
+	my ($table, $id) = @_;
+	return join(',', map { $_->safe_psql('postgres',
+				"SELECT coalesce((SELECT v FROM $table WHERE id = $id), '-')") } @nodes);
 }
 
 $n1->safe_psql('postgres', 'CREATE TABLE ct (id int PRIMARY KEY, v text)');
@@ -163,7 +185,21 @@ $n3->safe_psql('postgres', "UPDATE ct SET v = 'restarted' WHERE id = 3");
 cmp_ok(dot($n3, 3), '>', $before, "n3's first write after the restart is after all its earlier dots");
 sync();
 
-# --- concurrent delete (n1) and update (n2): update_delete, the delete wins
+# The sections below order concurrent writes by real time, which the dots
+# follow only once every node's clock is back on the wall clock: n3's
+# write a minute ahead pushed every clock ahead (a clock never goes below
+# the highest value it received), so wait until the wall clock passed
+# every dot written so far.
+for my $n (@nodes)
+{
+	ok($n->poll_query_until('postgres',
+			"SELECT max(pg_xact_commit_timestamp(xmin)) < clock_timestamp() - interval '10 ms' FROM ct"),
+		$n->name . "'s wall clock passed every dot");
+}
+
+# --- concurrent delete (n1) and later update (n2): update_delete, the
+# later update wins (last writer wins): the node that deleted the row takes
+# the update's row back and drops its tombstone, the writer keeps its row
 all_paused(1);
 $n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 5');
 $n2->safe_psql('postgres', "UPDATE ct SET v = 'u-n2' WHERE id = 5");
@@ -173,21 +209,107 @@ is($n1->safe_psql('postgres',
 	'ct {"id": "5"} n1 true', 'the delete leaves a tombstone with its dot');
 all_paused(0);
 sync();
-converged('ct', 'concurrent delete and update');
-is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM ct WHERE id = 5') } @nodes),
-	'0,0,0', 'the delete wins on every node');
-is(conflicts($n1), 'update_delete skip n2', 'n1 skips the update of the key it deleted: update_delete');
-is(conflicts($n2), 'update_delete apply_remote n1', 'n2 applies the delete over its update: update_delete');
-like(conflicts($n3), qr/^update_delete (skip n2|apply_remote n1)$/,
+converged('ct', 'concurrent delete and later update');
+is(rows_of('ct', 5), 'u-n2,u-n2,u-n2', 'the later update wins on every node');
+is(conflicts($n1), 'update_delete apply_remote n2',
+	'n1 takes the later update of the key it deleted: update_delete, apply_remote');
+is(conflicts($n2), 'update_delete keep_local n1', 'n2 keeps its later row over the delete: update_delete');
+like(conflicts($n3), qr/^update_delete (apply_remote n2|keep_local n1)$/,
 	'n3 records one update_delete, whichever came first');
 is($n1->safe_psql('postgres',
 		"SELECT local_version->>'node' || ' ' || (local_version->>'commit_time' IS NOT NULL) "
 		  . "FROM mycelium.conflicts"),
 	'n1 true', "n1's record holds the tombstone's dot as the local version");
+is(tombstones_of(5), '0,0,0', 'no node keeps a tombstone of the row that came back');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- both orders on a third node: n1 deletes and n2 updates, one after the
+# other, while n3 applies n1's stream before n2's, then the other way
+# round.  Row a: the delete first, the update later (the row survives with
+# the update's values); row b: the update first, the delete later (the row
+# is gone).  Every node ends with the same rows and records the conflict.
+my @rounds = ([ 'n1', 11, 12 ], [ 'n2', 13, 14 ]);
+for my $round (@rounds)
+{
+	my ($first, $a, $b) = @$round;
+	my $second = $first eq 'n1' ? 'n2' : 'n1';
+
+	all_paused(1);
+	$n1->safe_psql('postgres', "DELETE FROM ct WHERE id = $a");
+	$n2->safe_psql('postgres', "UPDATE ct SET v = 'later-$a' WHERE id = $a");
+	$n2->safe_psql('postgres', "UPDATE ct SET v = 'earlier-$b' WHERE id = $b");
+	$n1->safe_psql('postgres', "DELETE FROM ct WHERE id = $b");
+	$n3->safe_psql('postgres', "SELECT mycelium.resume_replication('$first')");
+	ok($n3->poll_query_until('postgres',
+			$first eq 'n1'
+			? "SELECT count(*) = 0 FROM ct WHERE id IN ($a, $b)"
+			: "SELECT count(*) = 2 FROM ct WHERE v IN ('later-$a', 'earlier-$b')"),
+		"n3 applied ${first}'s changes first");
+	all_paused(0);
+	sync();
+	converged('ct', "delete and update, n3 receiving $first first");
+	is(rows_of('ct', $a), "later-$a,later-$a,later-$a",
+		"$first first: the update after the delete wins everywhere");
+	is(rows_of('ct', $b), '-,-,-', "$first first: the delete after the update wins everywhere");
+	is(conflicts($n1, $a) . '|' . conflicts($n2, $a),
+		'update_delete apply_remote n2|update_delete keep_local n1',
+		"$first first: n1 and n2 record the later update's win");
+	is(conflicts($n1, $b) . '|' . conflicts($n2, $b),
+		'update_delete skip n2|update_delete apply_remote n1',
+		"$first first: n1 and n2 record the later delete's win");
+	is(conflicts($n3, $a) . '|' . conflicts($n3, $b),
+		$first eq 'n1'
+		? 'update_delete apply_remote n2|update_delete skip n2'
+		: 'update_delete keep_local n1|update_delete apply_remote n1',
+		"$first first: n3 records each conflict once, on the change that came second");
+	is(tombstones_of($a) . ' ' . tombstones_of($b), '0,0,0 1,1,1',
+		"$first first: only the delete that won leaves its tombstone, on every node");
+	$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+}
+
+# --- where the delete wins whatever the dots: a large row (an update
+# does not ship unchanged TOASTed values, so the deleter could not rebuild
+# it; the writer, unable to tell, goes by the row's size alike), and a
+# table with a custom policy (its function settles two rows)
+$n1->safe_psql('postgres', 'CREATE TABLE big (id int PRIMARY KEY, v text, b text)');
+$n1->safe_psql('postgres',
+	"INSERT INTO big SELECT g, 'small', CASE WHEN g = 1 THEN "
+	  . "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) END "
+	  . 'FROM generate_series(1, 2) g');
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('big')");
+for my $n (@nodes)
+{
+	$n->safe_psql('postgres',
+		'CREATE FUNCTION public.keep_remote(t regclass, l jsonb, r jsonb) RETURNS jsonb '
+		  . 'LANGUAGE sql IMMUTABLE AS $$ SELECT r $$');
+}
+$n1->safe_psql('postgres', 'CREATE TABLE cp (id int PRIMARY KEY, v text)');
+$n1->safe_psql('postgres', "INSERT INTO cp VALUES (1, 'init')");
+$n1->safe_psql('postgres', "SELECT mycelium.replicate_table('cp', 'custom:keep_remote')");
+sync();
+all_paused(1);
+$n1->safe_psql('postgres', 'DELETE FROM big; DELETE FROM cp');
+$n2->safe_psql('postgres', "UPDATE big SET v = 'later'; UPDATE cp SET v = 'later'");
+all_paused(0);
+sync();
+converged('big', 'a large row deleted and updated later');
+converged('cp', 'a custom table deleted and updated later');
+is(rows_of('big', 1) . ' ' . rows_of('big', 2), '-,-,- later,later,later',
+	'the large row stays deleted, the small one takes the later update');
+is(rows_of('cp', 1), '-,-,-', 'under a custom policy the delete wins');
+is($n1->safe_psql('postgres',
+		"SELECT string_agg(table_name || ':' || (remote_row->>'id') || ' ' || resolution, ',' "
+		  . 'ORDER BY table_name::text, remote_row->>\'id\') FROM mycelium.conflicts'),
+	'big:1 skip,big:2 apply_remote,cp:1 skip', 'n1 records each update_delete with its resolution');
+is($n2->safe_psql('postgres',
+		"SELECT string_agg(table_name || ':' || (local_row->>'id') || ' ' || resolution, ',' "
+		  . 'ORDER BY table_name::text, local_row->>\'id\') FROM mycelium.conflicts'),
+	'big:1 apply_remote,big:2 keep_local,cp:1 apply_remote', 'n2 records the same three');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- a late re-insert of a key deleted concurrently: n2 deletes and
-# re-inserts 6 while n1 deletes it; the delete wins everywhere
+# re-inserts 6 while n1 deletes it before; the later re-insert wins
+# everywhere
 all_paused(1);
 $n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 6');
 $n2->safe_psql('postgres', 'DELETE FROM ct WHERE id = 6');
@@ -195,11 +317,10 @@ $n2->safe_psql('postgres', "INSERT INTO ct VALUES (6, 'reborn')");
 all_paused(0);
 sync();
 converged('ct', 'concurrent delete and re-insert');
-is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM ct WHERE id = 6') } @nodes),
-	'0,0,0', 'no node resurrects the row');
-is(conflicts($n1), 'update_delete skip n2',
-	'n1: both deleting is no conflict, the re-insert is update_delete');
-is(conflicts($n2), 'update_delete apply_remote n1', 'n2: the delete wins over its re-insert');
+is(rows_of('ct', 6), 'reborn,reborn,reborn', 'the later re-insert brings the row back everywhere');
+is(conflicts($n1), 'update_delete apply_remote n2',
+	'n1: both deleting is no conflict, the later re-insert is update_delete and wins');
+is(conflicts($n2), 'update_delete keep_local n1', 'n2: its later re-insert wins over the delete');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- causal: a re-insert by a node that had seen the delete, and a delete
@@ -230,7 +351,8 @@ is(conflicts($n1) . '|' . conflicts($n3), 'delete_missing skip n2|delete_missing
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- keys print the same in every session: a timestamptz key deleted
-# under another TimeZone still finds its tombstone
+# under another TimeZone still finds its tombstone (the later update is
+# compared with it, and wins)
 $n1->safe_psql('postgres', 'CREATE TABLE tz (at timestamptz PRIMARY KEY, v text)');
 $n1->safe_psql('postgres', "INSERT INTO tz VALUES ('2020-01-01 00:00:00+00', 'x')");
 $n1->safe_psql('postgres', "SELECT mycelium.replicate_table('tz')");
@@ -240,16 +362,19 @@ $n1->safe_psql('postgres', "SET TimeZone = 'Asia/Tokyo'; DELETE FROM tz");
 $n2->safe_psql('postgres', "UPDATE tz SET v = 'y'");
 all_paused(0);
 sync();
-is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM tz') } @nodes),
-	'0,0,0', 'the delete of the timestamptz key wins everywhere');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT v FROM tz') } @nodes),
+	'y,y,y', 'the later update of the timestamptz key wins everywhere');
 is($n1->safe_psql('postgres',
 		"SELECT conflict_type || ' ' || resolution || ' ' || (local_version->>'node') "
 		  . "FROM mycelium.conflicts"),
-	'update_delete skip n1', "n1 matched the update with its tombstone, whatever the TimeZone");
+	'update_delete apply_remote n1', "n1 matched the update with its tombstone, whatever the TimeZone");
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
 # --- tombstones are purged once every peer has seen the delete: each node
-# writes after applying the deletes, so its context tells the others
+# writes after applying the deletes, so its context tells the others (a
+# fresh delete first: the earlier ones may be purged already)
+$n1->safe_psql('postgres', 'DELETE FROM ct WHERE id = 15');
+sync();
 ok($n1->safe_psql('postgres', 'SELECT count(*) FROM mycelium.tombstones') > 0,
 	'n1 holds tombstones');
 my $purged = 0;
