@@ -322,6 +322,20 @@ defer_event(char kind)
 }
 
 /*
+ * ring_used is the number of events waiting in the ring.
+ */
+static int
+ring_used(void)
+{
+	int			used;
+
+	LWLockAcquire(registry->lock, LW_SHARED);
+	used = (registry->ring_tail - registry->ring_head + EVENT_RING_SIZE) % EVENT_RING_SIZE;
+	LWLockRelease(registry->lock);
+	return used;
+}
+
+/*
  * MyceliumTxnRegistryDeferAborted leaves an "aborted" event for the
  * maintenance worker; called from the abort path, where nothing may fail.
  */
@@ -350,14 +364,7 @@ MyceliumTxnRegistryDeferCommitted(void)
 bool
 MyceliumTxnRegistryEventsBacklogged(void)
 {
-	int			used;
-
-	if (registry == NULL)
-		return true;
-	LWLockAcquire(registry->lock, LW_SHARED);
-	used = (registry->ring_tail - registry->ring_head + EVENT_RING_SIZE) % EVENT_RING_SIZE;
-	LWLockRelease(registry->lock);
-	return used >= EVENT_RING_SIZE * 3 / 4;
+	return registry == NULL || ring_used() >= EVENT_RING_SIZE * 3 / 4;
 }
 
 /*
@@ -380,14 +387,7 @@ MyceliumTxnRegistrySetWorker(int procno)
 bool
 MyceliumTxnRegistryHasDeferred(void)
 {
-	bool		any;
-
-	if (registry == NULL)
-		return false;
-	LWLockAcquire(registry->lock, LW_SHARED);
-	any = registry->ring_head != registry->ring_tail;
-	LWLockRelease(registry->lock);
-	return any;
+	return registry != NULL && ring_used() > 0;
 }
 
 /*
