@@ -31,6 +31,7 @@
 
 #include "cluster/cluster.h"
 #include "commands/commands.h"
+#include "replication/vclock.h"
 
 bool		mycelium_enable_ddl_propagation = true;
 
@@ -102,6 +103,11 @@ mycelium_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	MyceliumUtilityArgs args;
 	Node	   *stmt = pstmt->utilityStmt;
 
+	/* a prepared transaction's dot is stamped when it commits */
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
+		IsNormalProcessingMode())
+		MyceliumReplHlcStampCommitPrepared();
 	if (may_name_table(stmt) && !creating_extension &&
 		IsNormalProcessingMode() && IsTransactionState() &&
 		MyceliumAnyDistTables())

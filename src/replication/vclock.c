@@ -61,6 +61,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_replication_origin.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -209,21 +210,23 @@ MyceliumReplHlcObserve(TimestampTz t)
 }
 
 /*
- * hlc_stamp_commit makes the committing transaction commit through a free
- * origin of the pool with a fresh clock value as its origin timestamp (and
+ * hlc_stamp makes the committing transaction commit through a free origin
+ * of the pool with a fresh clock value as its origin timestamp (and
  * remote_lsn, which persists it).  Waits while every origin of the pool is
  * in use by other committers (they hold one only until their commit record
  * is written).  A missing pool origin (not created by CREATE EXTENSION in
- * this cluster) leaves the commit time as the dot, with a WARNING.
+ * this cluster) leaves the commit time as the dot, with a WARNING when
+ * warn_missing.
  */
 static void
-hlc_stamp_commit(void)
+hlc_stamp(bool warn_missing)
 {
 	char		name[NAMEDATALEN];
 	RepOriginId id;
 	TimestampTz t;
 
-	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	MyceliumReplHlcOriginName(0, name, sizeof(name));
+	if (!warn_missing && replorigin_by_name(name, true) == InvalidRepOriginId)
 		return;
 	while ((hlc_claimed = MyceliumReplHlcClaim()) < 0)
 	{
@@ -234,11 +237,12 @@ hlc_stamp_commit(void)
 	id = replorigin_by_name(name, true);
 	if (id == InvalidRepOriginId)
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("replication origin \"%s\" does not exist", name),
-				 errdetail("This commit of a replicated table is stamped with the wall clock."),
-				 errhint("Create the extension again, or create the origin with pg_replication_origin_create().")));
+		if (warn_missing)
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("replication origin \"%s\" does not exist", name),
+					 errdetail("This commit of a replicated table is stamped with the wall clock."),
+					 errhint("Create the extension again, or create the origin with pg_replication_origin_create().")));
 		return;
 	}
 	t = MyceliumReplHlcNow();
@@ -247,6 +251,38 @@ hlc_stamp_commit(void)
 	replorigin_session_origin = id;
 	replorigin_session_origin_lsn = (XLogRecPtr) t;
 	replorigin_session_origin_timestamp = t;
+}
+
+/*
+ * hlc_stamp_commit stamps the commit of a transaction that wrote a
+ * replicated table (hlc_pending).
+ */
+static void
+hlc_stamp_commit(void)
+{
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		hlc_stamp(true);
+}
+
+/*
+ * MyceliumReplHlcStampCommitPrepared stamps the COMMIT PREPARED about to
+ * run in this session (ProcessUtility hook) with a clock value, like any
+ * commit of a replicated table: PostgreSQL takes a finished prepared
+ * transaction's commit timestamp and origin from the session that runs
+ * COMMIT PREPARED, not from the one that prepared it.  Whether the
+ * prepared transaction wrote a replicated table is not known here, so
+ * every COMMIT PREPARED of a database with the extension is stamped (a
+ * shared-memory claim and a clock tick); apply workers keep their peer's
+ * origin, and nothing happens where the pool does not exist.  The claim is
+ * released at the end of the statement's transaction (hlc_xact_callback).
+ */
+void
+MyceliumReplHlcStampCommitPrepared(void)
+{
+	if (replorigin_session_origin != InvalidRepOriginId || hlc_claimed >= 0 ||
+		!IsTransactionState() || !OidIsValid(get_extension_oid("mycelium", true)))
+		return;
+	hlc_stamp(false);
 }
 
 /*
@@ -273,8 +309,8 @@ hlc_end(void)
 
 /*
  * hlc_xact_callback stamps the commit of a transaction that wrote a
- * replicated table.  A prepared transaction keeps its wall-clock commit
- * time as its dot (COMMIT PREPARED may run in another session).
+ * replicated table.  A prepared transaction is stamped when COMMIT
+ * PREPARED runs (MyceliumReplHlcStampCommitPrepared), in whatever session.
  */
 static void
 hlc_xact_callback(XactEvent event, void *arg)

@@ -39,6 +39,7 @@ extern void MyceliumReplVectorPersist(RepOriginId vv_origin, TimestampTz t);
 /* the hybrid logical clock */
 extern void MyceliumReplHlcInit(void);
 extern TimestampTz MyceliumReplHlcNow(void);
+extern void MyceliumReplHlcStampCommitPrepared(void);
 extern void MyceliumReplHlcObserve(TimestampTz t);
 extern void MyceliumReplHlcOriginName(int k, char *buf, int buflen);
 extern bool MyceliumReplIsHlcOriginName(const char *name);

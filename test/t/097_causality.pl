@@ -149,6 +149,23 @@ is(join(',', map { $_->safe_psql('postgres', 'SELECT v FROM ct WHERE id = 1') } 
 	'behind,behind,behind', "n3's last write is everywhere");
 is(join('|', map { conflicts($_) } @nodes), '||', "n3's ordered writes record no conflict");
 
+# --- a prepared transaction is stamped when COMMIT PREPARED runs (PostgreSQL
+# takes the commit time from the session that commits it): after n3's
+# earlier writes, although n3's wall clock is now well behind them
+my $behind = dot($n3, 1);
+$n3->safe_psql('postgres',
+	"BEGIN; UPDATE ct SET v = 'prepared' WHERE id = 1; PREPARE TRANSACTION 'ct_prepared'");
+$n3->safe_psql('postgres', "COMMIT PREPARED 'ct_prepared'");
+my $prepared = dot($n3, 1);
+cmp_ok($prepared, '>', $behind, 'a prepared transaction commits with a clock value after the earlier writes');
+like($n3->safe_psql('postgres',
+		"SELECT roname FROM pg_replication_origin WHERE roident = "
+		  . "(SELECT (pg_xact_commit_timestamp_origin(xmin)).roident FROM ct WHERE id = 1)"),
+	qr/^mycelium\.hlc:\d+$/, 'through an origin of the clock pool');
+sync();
+is(dot($n1, 1) . ' ' . dot($n2, 1), "$prepared $prepared", 'its dot is the same on every node');
+is(join('|', map { conflicts($_) } @nodes), '||', 'the prepared write records no conflict');
+
 # --- peers observe the clock: n1's next write of the row is later than
 # n3's, though n1's wall clock is a minute behind n3's dots
 $n1->safe_psql('postgres', "UPDATE ct SET v = 'n1-after' WHERE id = 1");
