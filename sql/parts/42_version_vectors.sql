@@ -29,35 +29,34 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
+DECLARE
+	t record;
 BEGIN
+	FOR t IN SELECT * FROM (VALUES
+		('mycelium_context', 'BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+		 'FOR EACH STATEMENT EXECUTE FUNCTION mycelium.replication_context()'),
+		('mycelium_tombstone', 'AFTER DELETE ON %s '
+		 'FOR EACH ROW EXECUTE FUNCTION mycelium.tombstone_trigger()'),
+		('mycelium_key_change', 'BEFORE UPDATE ON %s '
+		 'FOR EACH ROW EXECUTE FUNCTION mycelium.key_change_trigger()')) AS v(name, definition)
+	LOOP
+		IF TG_OP = 'INSERT' THEN
+			IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = NEW.relid AND tgname = t.name) THEN
+				EXECUTE format('CREATE TRIGGER %I ' || t.definition, t.name, NEW.relid);
+			END IF;
+		ELSIF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
+			(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = t.name) THEN
+			EXECUTE format('DROP TRIGGER %I ON %s', t.name, OLD.relid);
+		END IF;
+	END LOOP;
 	IF TG_OP = 'INSERT' THEN
-		IF NOT EXISTS (SELECT 1 FROM pg_trigger
-					   WHERE tgrelid = NEW.relid AND tgname = 'mycelium_context') THEN
-			EXECUTE format('CREATE TRIGGER mycelium_context BEFORE INSERT OR UPDATE OR DELETE '
-						   'OR TRUNCATE ON %s FOR EACH STATEMENT '
-						   'EXECUTE FUNCTION mycelium.replication_context()', NEW.relid);
-		END IF;
-		IF NOT EXISTS (SELECT 1 FROM pg_trigger
-					   WHERE tgrelid = NEW.relid AND tgname = 'mycelium_tombstone') THEN
-			EXECUTE format('CREATE TRIGGER mycelium_tombstone AFTER DELETE ON %s '
-						   'FOR EACH ROW EXECUTE FUNCTION mycelium.tombstone_trigger()',
-						   NEW.relid);
-		END IF;
 		RETURN NEW;
-	END IF;
-	IF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
-		(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = 'mycelium_context') THEN
-		EXECUTE format('DROP TRIGGER mycelium_context ON %s', OLD.relid);
-	END IF;
-	IF to_regclass(OLD.relid::text) IS NOT NULL AND EXISTS
-		(SELECT 1 FROM pg_trigger WHERE tgrelid = OLD.relid AND tgname = 'mycelium_tombstone') THEN
-		EXECUTE format('DROP TRIGGER mycelium_tombstone ON %s', OLD.relid);
 	END IF;
 	DELETE FROM mycelium.tombstone WHERE table_name = OLD.relid;
 	RETURN OLD;
 END
 $$;
-COMMENT ON FUNCTION mycelium.replicated_table_trigger() IS 'creates and drops the mycelium_context and mycelium_tombstone triggers of replicated tables';
+COMMENT ON FUNCTION mycelium.replicated_table_trigger() IS 'creates and drops the mycelium_context, mycelium_tombstone and mycelium_key_change triggers of replicated tables';
 
 CREATE TRIGGER replicated_table_context
 	AFTER INSERT OR DELETE ON mycelium.replicated_table

@@ -40,3 +40,16 @@ AS 'MODULE_PATHNAME', 'mycelium_tombstone_trigger'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog;
 COMMENT ON FUNCTION mycelium.tombstone_trigger() IS 'row trigger of replicated tables: a delete leaves a tombstone in mycelium.tombstone';
 REVOKE ALL ON FUNCTION mycelium.tombstone_trigger() FROM PUBLIC;
+
+-- Row trigger of replicated tables (BEFORE UPDATE): an UPDATE that
+-- changes the primary key leaves the old key's tombstone, and sends every
+-- value of the new row, so that peers can apply it as a delete of the old
+-- key and an insert of the new one.  Not SECURITY DEFINER: it runs for
+-- every updated row, and switches to the extension owner (with a safe
+-- search_path) only when the key changed.
+CREATE FUNCTION mycelium.key_change_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mycelium_key_change_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION mycelium.key_change_trigger() IS 'row trigger of replicated tables: an update of the primary key leaves a tombstone of the old key';
+REVOKE ALL ON FUNCTION mycelium.key_change_trigger() FROM PUBLIC;

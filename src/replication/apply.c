@@ -39,10 +39,11 @@
  * a third node, its concurrent changes would compare with shifted versions
  * and could be resolved differently than on the other nodes.
  *
- * Conflicts (last writer wins; see docs/replication.md "Apply") are
- * decided with the local row's dot (commit timestamp, origin: a hybrid
- * logical clock value, vclock.c) and the remote transaction's (clock
- * value, peer name) and recorded through apply_conflict.c.  Deletes leave
+ * Row changes are applied by apply_rows.c.  Conflicts (last writer wins;
+ * see docs/replication.md "Apply") are decided with the local row's dot
+ * (commit timestamp, origin: a hybrid logical clock value, vclock.c) and
+ * the remote transaction's (clock value, peer name) and recorded through
+ * apply_conflict.c.  Deletes leave
  * tombstones (tombstone.c) that tell a key deleted concurrently from one
  * that never existed, and carry the delete's dot: a write and a delete
  * concurrent with it are settled by the same comparison of dots.
@@ -81,7 +82,7 @@
 #define BATCH_MAX_TRANSACTIONS	100
 
 /* what we know about one relation of the sender */
-typedef struct ApplyRel
+struct ApplyRel
 {
 	uint32		remote_relid;	/* hash key */
 	MemoryContext cxt;			/* names and columns (reset on RELATION) */
@@ -98,21 +99,10 @@ typedef struct ApplyRel
 	int32	   *typmods;
 	TimestampTz listed_at;		/* commit time of its mycelium.replicated_table
 								 * row here: older versions predate replication */
-} ApplyRel;
+};
+typedef struct ApplyRel ApplyRel;
 
-/* one change being applied: the executor state around a local table */
-typedef struct ApplyTarget
-{
-	ApplyRel   *ar;
-	Relation	rel;
-	Oid			pkoid;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	EPQState	epq;
-	TupleTableSlot *remote;		/* the remote row, in local layout */
-	TupleTableSlot *search;		/* the remote key, in local layout */
-	TupleTableSlot *local;		/* the local row found by key */
-} ApplyTarget;
+typedef MyceliumApplyTarget ApplyTarget;
 
 static struct
 {
@@ -134,6 +124,9 @@ static struct
 	TimestampTz batch_commit_time;
 	MyceliumApplyStats stats;
 } apply;
+
+/* the remote transaction's part of the change being applied (apply_rows.c) */
+static MyceliumApplyChange change;
 
 /*
  * invalidate_rels is the relcache callback: forget the local mapping of
@@ -306,12 +299,12 @@ map_relation(ApplyRel *ar, Relation rel)
 }
 
 /*
- * open_target opens the local table of a remote relation with its primary
- * key index and an executor state for one change; raises when the table or
- * its primary key is missing here.
+ * MyceliumApplyOpenTarget opens the local table of a remote relation with
+ * its primary key index and an executor state for one change; raises when
+ * the table or its primary key is missing here.
  */
-static void
-open_target(uint32 remote_relid, ApplyTarget *t)
+void
+MyceliumApplyOpenTarget(uint32 remote_relid, ApplyTarget *t)
 {
 	ApplyRel   *ar = hash_search(apply.rels, &remote_relid, HASH_FIND, NULL);
 	RangeTblEntry *rte;
@@ -331,10 +324,18 @@ open_target(uint32 remote_relid, ApplyTarget *t)
 				 errdetail("Node \"%s\" sends changes of that table.", apply.peer),
 				 errhint("Create the table with the same definition on every node.")));
 	memset(t, 0, sizeof(*t));
+	change.peer = apply.peer;
+	change.commit_time = apply.commit_time;
+	change.ctx_len = apply.ctx_len;
+	change.ctx_nodes = apply.ctx_nodes;
+	change.ctx_times = apply.ctx_times;
+	change.conflicts = &apply.stats.conflicts;
+	t->chg = &change;
 	t->ar = ar;
 	t->rel = table_open(relid, NoLock);
 	if (!ar->mapped || ar->localrelid != relid)
 		map_relation(ar, t->rel);
+	t->listed_at = ar->listed_at;
 	(void) RelationGetIndexList(t->rel);	/* fills rd_pkindex */
 	t->pkoid = t->rel->rd_pkindex;
 	if (!OidIsValid(t->pkoid))
@@ -363,13 +364,13 @@ open_target(uint32 remote_relid, ApplyTarget *t)
 }
 
 /*
- * close_target fires queued triggers and releases what open_target and
- * the triggers took (the table lock stays until commit).  AFTER triggers
+ * MyceliumApplyCloseTarget fires queued triggers and releases what
+ * MyceliumApplyOpenTarget and the triggers took (the table lock stays until commit).  AFTER triggers
  * of the table (ENABLE ALWAYS) open it again as a trigger target relation:
  * closed here too, or every such change leaked a relcache reference.
  */
-static void
-close_target(ApplyTarget *t)
+void
+MyceliumApplyCloseTarget(ApplyTarget *t)
 {
 	AfterTriggerEndQuery(t->estate);
 	EvalPlanQualEnd(&t->epq);
@@ -382,13 +383,13 @@ close_target(ApplyTarget *t)
 }
 
 /*
- * fill_slot stores a remote tuple into slot in the local layout: columns
- * the sender did not send, and unchanged TOASTed values, are taken from
+ * MyceliumApplyFillSlot stores a remote tuple into slot in the local
+ * layout: columns the sender did not send, and unchanged TOASTed values, are taken from
  * base (the local row) when given, NULL otherwise (an unchanged value is
  * never part of a key, so key lookups need no base).
  */
-static void
-fill_slot(ApplyTarget *t, TupleTableSlot *slot, MyceliumReplTuple *tuple,
+void
+MyceliumApplyFillSlot(ApplyTarget *t, TupleTableSlot *slot, MyceliumReplTuple *tuple,
 		  TupleTableSlot *base)
 {
 	ApplyRel   *ar = t->ar;
@@ -433,324 +434,14 @@ fill_slot(ApplyTarget *t, TupleTableSlot *slot, MyceliumReplTuple *tuple,
 }
 
 /*
- * find_local looks the remote key (t->search) up by primary key and locks
- * the row found into t->local.
+ * MyceliumApplyFindLocal looks the remote key (t->search) up by primary
+ * key and locks the row found into t->local.
  */
-static bool
-find_local(ApplyTarget *t)
+bool
+MyceliumApplyFindLocal(ApplyTarget *t)
 {
 	return RelationFindReplTupleByIndex(t->rel, t->pkoid, LockTupleExclusive,
 										t->search, t->local);
-}
-
-/*
- * context_covers: the writer of the remote transaction had seen the
- * version (node, ts) -- its context's entry for node is at or after ts.
- */
-static bool
-context_covers(const char *node, TimestampTz ts)
-{
-	int			i;
-
-	for (i = 0; i < apply.ctx_len; i++)
-		if (strcmp(apply.ctx_nodes[i], node) == 0)
-			return apply.ctx_times[i] >= ts;
-	return false;
-}
-
-/*
- * key_of renders the primary key of the row in slot (local layout).
- */
-static Datum
-key_of(ApplyTarget *t, TupleTableSlot *slot)
-{
-	slot_getallattrs(slot);
-	return MyceliumTombstoneKey(t->rel, slot->tts_values, slot->tts_isnull);
-}
-
-/*
- * seen_by_writer: the remote writer had seen version (node, ts) -- it is
- * the sending peer's (its stream is in order), in the writer's context,
- * or older than the table's replication here.
- */
-static bool
-seen_by_writer(const char *node, TimestampTz ts, void *arg)
-{
-	ApplyTarget *t = arg;
-
-	return strcmp(node, apply.peer) == 0 || context_covers(node, ts) ||
-		ts <= t->ar->listed_at;
-}
-
-/*
- * deleted_concurrently: the key of slot has a tombstone the remote writer
- * had not seen (its dot filled into hit; hit->any: it has any).
- */
-static bool
-deleted_concurrently(ApplyTarget *t, TupleTableSlot *slot, MyceliumTombstoneHit *hit)
-{
-	return MyceliumTombstoneConcurrent(t->rel, key_of(t, slot), apply.commit_time,
-									   seen_by_writer, t, hit);
-}
-
-/*
- * remote_wins decides for the row in t->local.  No conflict when the local
- * row has no competing version (written by this remote transaction, or
- * its commit time is unknown), was last written by the same peer (whose
- * stream is in order), its version is in the writer's context (the
- * writer had seen it: causally ordered), or it predates the table's
- * replication (every node had it: copied by replicate_table).  Otherwise the writes are
- * concurrent (*concurrent): last writer wins by commit time, then node
- * name.  Fills the local version for the conflict record.
- */
-static bool
-remote_wins(ApplyTarget *t, TimestampTz *local_ts, char *local_node, bool *concurrent)
-{
-	*concurrent = false;
-	if (!MyceliumApplyLocalVersion(t->local, local_ts, local_node, NAMEDATALEN))
-		return true;
-	if (strcmp(local_node, apply.peer) == 0 || context_covers(local_node, *local_ts) ||
-		*local_ts <= t->ar->listed_at)
-		return true;
-	*concurrent = true;
-	return MyceliumDotLater(apply.commit_time, apply.peer, *local_ts, local_node);
-}
-
-/*
- * conflict records one conflict and counts it.
- */
-static void
-conflict(ApplyTarget *t, const char *type, TupleTableSlot *local, TupleTableSlot *remote,
-		 TimestampTz local_ts, const char *local_node, const char *resolution)
-{
-	MyceliumConflictVersions v;
-
-	v.local_ts = local_ts;
-	v.local_node = local_node;
-	v.remote_ts = apply.commit_time;
-	v.remote_node = apply.peer;
-	v.remote_context = MyceliumReplVectorJson(apply.ctx_len,
-											  (const char *const *) apply.ctx_nodes,
-											  apply.ctx_times);
-	MyceliumApplyLogConflict(t->rel, type, local, remote, &v, resolution);
-	apply.stats.conflicts++;
-}
-
-/*
- * resolve_concurrent settles two concurrent versions of a row: the
- * table's custom function when it has one (its row replaces t->remote),
- * else last writer wins (remote_won).  Records the conflict; returns true
- * when t->remote must be written.
- */
-static bool
-resolve_concurrent(ApplyTarget *t, const char *type, bool remote_won,
-				   TimestampTz local_ts, const char *local_node)
-{
-	const char *resolution;
-
-	if (MyceliumApplyCustomResolve(t->rel, t->local, t->remote))
-	{
-		conflict(t, type, t->local, t->remote, local_ts, local_node, "custom");
-		return true;
-	}
-	resolution = remote_won ? "apply_remote" : "keep_local";
-	conflict(t, type, t->local, t->remote, local_ts, local_node, resolution);
-	return remote_won;
-}
-
-/*
- * tuple_complete: the sender sent every column's value (an UPDATE leaves
- * out unchanged TOASTed values).
- */
-static bool
-tuple_complete(MyceliumReplTuple *tuple)
-{
-	int			i;
-
-	for (i = 0; i < tuple->natts; i++)
-		if (tuple->values[i].kind == MYCELIUM_REPL_VALUE_UNCHANGED)
-			return false;
-	return true;
-}
-
-/*
- * write_beats_delete settles update_delete for a write and a concurrent
- * delete by last writer wins, the same on every node: the write wins when
- * its dot is later than the delete's, unless the table's policy is custom
- * (the function settles two rows: the delete wins) or the row is large
- * (MyceliumApplyRowIsSmall: the node that deleted it could not rebuild it).
- * row is the written row; write_* its dot, delete_* the delete's.
- */
-static bool
-write_beats_delete(ApplyTarget *t, TupleTableSlot *row, TimestampTz write_ts,
-				   const char *write_node, TimestampTz delete_ts, const char *delete_node)
-{
-	return MyceliumDotLater(write_ts, write_node, delete_ts, delete_node) &&
-		MyceliumApplyRowIsSmall(t->rel, row) && !MyceliumApplyPolicyIsCustom(t->rel);
-}
-
-/*
- * insert_deleted settles a remote write (complete: the whole new row is in
- * t->remote) of a key this node deleted concurrently (hit: the latest such
- * tombstone): update_delete, the row comes back without its tombstones
- * when the write wins (apply_remote), else it stays deleted (skip).
- */
-static void
-insert_deleted(ApplyTarget *t, bool complete, MyceliumTombstoneHit *hit)
-{
-	if (complete && write_beats_delete(t, t->remote, apply.commit_time, apply.peer,
-									   hit->ts, hit->node))
-	{
-		conflict(t, "update_delete", NULL, t->remote, hit->ts, hit->node, "apply_remote");
-		ExecSimpleRelationInsert(t->rri, t->estate, t->remote);
-		MyceliumTombstoneRemove(t->rel, key_of(t, t->remote));
-	}
-	else
-		conflict(t, "update_delete", NULL, t->remote, hit->ts, hit->node, "skip");
-}
-
-/*
- * handle_insert inserts the remote row, or on an existing key
- * (insert_insert) overwrites the local row when the remote one is later.
- * A key deleted concurrently (a tombstone the writer had not seen) is
- * update_delete: insert_deleted.
- */
-static void
-handle_insert(MyceliumReplMessage *m)
-{
-	ApplyTarget t;
-	TimestampTz local_ts = 0;
-	char		local_node[NAMEDATALEN] = "";
-	bool		concurrent;
-
-	open_target(m->u.change.relid, &t);
-	fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
-	ExecCopySlot(t.search, t.remote);
-	slot_getallattrs(t.search);	/* the key scan reads tts_values */
-	if (!find_local(&t))
-	{
-		MyceliumTombstoneHit hit;
-
-		if (deleted_concurrently(&t, t.remote, &hit))
-			insert_deleted(&t, true, &hit);
-		else
-			ExecSimpleRelationInsert(t.rri, t.estate, t.remote);
-	}
-	else
-	{
-		bool		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
-
-		if (concurrent)
-			wins = resolve_concurrent(&t, "insert_insert", wins, local_ts, local_node);
-		if (wins)
-			ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
-	}
-	close_target(&t);
-}
-
-/*
- * same_key: the rows in a and b (local layout) have the same primary key.
- */
-static bool
-same_key(ApplyTarget *t, TupleTableSlot *a, TupleTableSlot *b)
-{
-	return DatumGetBool(DirectFunctionCall2(jsonb_eq, key_of(t, a), key_of(t, b)));
-}
-
-/*
- * handle_update updates the row found by the old key (or the new row's
- * key), kept when the local version is later (update_update).  A missing
- * row is update_delete: deleted concurrently (a tombstone the writer had
- * not seen), insert_deleted settles it -- an update that changes the key,
- * or that left unchanged TOASTed values out, cannot bring the row back;
- * else skipped (the local version recorded is the tombstone's dot, if
- * any).
- */
-static void
-handle_update(MyceliumReplMessage *m)
-{
-	ApplyTarget t;
-	TimestampTz local_ts = 0;
-	char		local_node[NAMEDATALEN] = "";
-	bool		concurrent;
-	MyceliumReplTuple *key = m->u.change.old_kind ? &m->u.change.old_tuple
-		: &m->u.change.new_tuple;
-
-	open_target(m->u.change.relid, &t);
-	fill_slot(&t, t.search, key, NULL);
-	if (!find_local(&t))
-	{
-		MyceliumTombstoneHit hit;
-
-		fill_slot(&t, t.remote, &m->u.change.new_tuple, NULL);
-		if (deleted_concurrently(&t, t.search, &hit))
-			insert_deleted(&t, tuple_complete(&m->u.change.new_tuple) &&
-						   same_key(&t, t.search, t.remote), &hit);
-		else
-			conflict(&t, "update_delete", NULL, t.remote, hit.ts,
-					 hit.ts ? hit.node : NULL, "skip");
-	}
-	else
-	{
-		bool		wins;
-
-		fill_slot(&t, t.remote, &m->u.change.new_tuple, t.local);
-		wins = remote_wins(&t, &local_ts, local_node, &concurrent);
-		if (concurrent)
-			wins = resolve_concurrent(&t, "update_update", wins, local_ts, local_node);
-		if (wins)
-			ExecSimpleRelationUpdate(t.rri, t.estate, &t.epq, t.local, t.remote);
-	}
-	close_target(&t);
-}
-
-/*
- * handle_delete deletes the row found by key and leaves the peer's
- * tombstone.  A row written concurrently is update_delete, settled by
- * write_beats_delete as where the write arrives after the delete: the row
- * is kept (keep_local) and no tombstone stored -- a node that receives the
- * delete first removes its tombstones when the write brings the row back,
- * so no node keeps one -- or deleted (apply_remote).
- * A missing row already deleted here (it has a tombstone) is no conflict:
- * both deleted it; one that never existed (or whose tombstones every peer
- * had seen and were purged) is delete_missing.
- */
-static void
-handle_delete(MyceliumReplMessage *m)
-{
-	ApplyTarget t;
-	TimestampTz local_ts = 0;
-	char		local_node[NAMEDATALEN] = "";
-	bool		concurrent;
-
-	open_target(m->u.change.relid, &t);
-	fill_slot(&t, t.search, &m->u.change.old_tuple, NULL);
-	if (find_local(&t))
-	{
-		(void) remote_wins(&t, &local_ts, local_node, &concurrent);
-		if (concurrent && write_beats_delete(&t, t.local, local_ts, local_node,
-											 apply.commit_time, apply.peer))
-			conflict(&t, "update_delete", t.local, NULL, local_ts, local_node, "keep_local");
-		else
-		{
-			if (concurrent)
-				conflict(&t, "update_delete", t.local, NULL, local_ts, local_node,
-						 "apply_remote");
-			ExecSimpleRelationDelete(t.rri, t.estate, &t.epq, t.local);
-			MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
-		}
-	}
-	else
-	{
-		MyceliumTombstoneHit hit;
-
-		(void) deleted_concurrently(&t, t.search, &hit);
-		if (hit.any)
-			MyceliumTombstoneStore(t.rel, key_of(&t, t.search), apply.peer);
-		else
-			conflict(&t, "delete_missing", NULL, t.search, 0, NULL, "skip");
-	}
-	close_target(&t);
 }
 
 /*
@@ -770,8 +461,8 @@ handle_truncate(MyceliumReplMessage *m)
 	{
 		ApplyTarget t;
 
-		open_target(m->u.truncate.relids[i], &t);
-		close_target(&t);
+		MyceliumApplyOpenTarget(m->u.truncate.relids[i], &t);
+		MyceliumApplyCloseTarget(&t);
 		if (list_member_oid(relids, t.ar->localrelid))
 			continue;
 		rels = lappend(rels, table_open(t.ar->localrelid, AccessExclusiveLock));
@@ -931,13 +622,13 @@ apply_change(MyceliumReplMessage *m)
 	switch (m->type)
 	{
 		case MYCELIUM_REPL_MSG_INSERT:
-			handle_insert(m);
+			MyceliumApplyRowInsert(m);
 			break;
 		case MYCELIUM_REPL_MSG_UPDATE:
-			handle_update(m);
+			MyceliumApplyRowUpdate(m);
 			break;
 		case MYCELIUM_REPL_MSG_DELETE:
-			handle_delete(m);
+			MyceliumApplyRowDelete(m);
 			break;
 		case MYCELIUM_REPL_MSG_TRUNCATE:
 			handle_truncate(m);

@@ -15,6 +15,7 @@
 
 #include "fmgr.h"
 #include "executor/tuptable.h"
+#include "nodes/execnodes.h"
 #include "libpq-fe.h"
 #include "replication/origin.h"
 #include "utils/relcache.h"
@@ -66,6 +67,49 @@ extern bool MyceliumApplyInTransaction(void);
 extern void MyceliumApplyFlush(void);
 extern void MyceliumApplyReset(void);
 extern MyceliumApplyStats *MyceliumApplyGetStats(void);
+
+/*
+ * in replication/apply.c, for apply_rows.c: the remote transaction a row
+ * change belongs to, and the local table it is applied to
+ */
+typedef struct MyceliumApplyChange
+{
+	const char *peer;			/* the sender */
+	TimestampTz commit_time;	/* its clock value: the change's dot */
+	int			ctx_len;		/* the writer's context (version vector) */
+	char	  **ctx_nodes;
+	TimestampTz *ctx_times;
+	int64	   *conflicts;		/* counter of conflicts recorded */
+} MyceliumApplyChange;
+
+struct ApplyRel;				/* the sender's description of the table */
+
+typedef struct MyceliumApplyTarget
+{
+	const MyceliumApplyChange *chg;
+	struct ApplyRel *ar;
+	TimestampTz listed_at;		/* versions older than this predate the
+								 * table's replication here */
+	Relation	rel;
+	Oid			pkoid;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *remote;		/* the remote row, in local layout */
+	TupleTableSlot *search;		/* the remote key, in local layout */
+	TupleTableSlot *local;		/* the local row found by key */
+} MyceliumApplyTarget;
+
+extern void MyceliumApplyOpenTarget(uint32 remote_relid, MyceliumApplyTarget *t);
+extern void MyceliumApplyCloseTarget(MyceliumApplyTarget *t);
+extern void MyceliumApplyFillSlot(MyceliumApplyTarget *t, TupleTableSlot *slot,
+								  MyceliumReplTuple *tuple, TupleTableSlot *base);
+extern bool MyceliumApplyFindLocal(MyceliumApplyTarget *t);
+
+/* in replication/apply_rows.c: INSERT, UPDATE and DELETE of one row */
+extern void MyceliumApplyRowInsert(MyceliumReplMessage *m);
+extern void MyceliumApplyRowUpdate(MyceliumReplMessage *m);
+extern void MyceliumApplyRowDelete(MyceliumReplMessage *m);
 
 /* in replication/apply_conflict.c */
 /* the two versions of a conflict, as recorded */

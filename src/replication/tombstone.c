@@ -37,6 +37,7 @@
 #include "access/genam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/transam.h"
 #include "access/xact.h"
@@ -48,6 +49,7 @@
 #include "storage/itemptr.h"
 #include "replication/origin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -58,6 +60,7 @@
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
+#include "cluster/cluster.h"
 #include "config/config.h"
 #include "replication/apply_internal.h"
 
@@ -66,6 +69,7 @@
 #define PURGE_INTERVAL_MS	1000
 
 PG_FUNCTION_INFO_V1(mycelium_tombstone_trigger);
+PG_FUNCTION_INFO_V1(mycelium_key_change_trigger);
 
 /*
  * settings_dependent: the text form of a value of type typid depends on
@@ -298,6 +302,21 @@ MyceliumTombstoneConcurrent(Relation rel, Datum key, TimestampTz current_ts,
 }
 
 /*
+ * store_local stores this node's tombstone of the key of row tup of rel,
+ * deleted (or moved to another key) by the current transaction.
+ */
+static void
+store_local(Relation rel, HeapTuple tup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+	heap_deform_tuple(tup, desc, values, nulls);
+	MyceliumTombstoneStore(rel, MyceliumTombstoneKey(rel, values, nulls), mycelium_node_name);
+}
+
+/*
  * mycelium_tombstone_trigger is the AFTER DELETE ... FOR EACH ROW trigger
  * of replicated tables: a local delete leaves the local node's tombstone.
  * Apply workers write their own (session_replication_role = replica does
@@ -307,10 +326,6 @@ Datum
 mycelium_tombstone_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	Datum	   *values;
-	bool	   *nulls;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
@@ -319,14 +334,85 @@ mycelium_tombstone_trigger(PG_FUNCTION_ARGS)
 				 errmsg("mycelium_tombstone_trigger() must be called as a row trigger on delete")));
 	if (replorigin_session_origin != InvalidRepOriginId)
 		PG_RETURN_POINTER(NULL);
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	values = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
-	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
-	MyceliumTombstoneStore(rel, MyceliumTombstoneKey(rel, values, nulls),
-						   mycelium_node_name);
+	store_local(trigdata->tg_relation, trigdata->tg_trigtuple);
 	PG_RETURN_POINTER(NULL);
+}
+
+/*
+ * key_changed: the primary key of newtup differs from oldtup's (binary
+ * comparison: what PostgreSQL itself uses to decide whether WAL carries
+ * the old key).
+ */
+static bool
+key_changed(Relation rel, HeapTuple oldtup, HeapTuple newtup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Bitmapset  *pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	int			m = -1;
+
+	while ((m = bms_next_member(pk, m)) >= 0)
+	{
+		AttrNumber	attnum = m + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		bool		oldnull,
+					newnull;
+		Datum		oldval,
+					newval;
+
+		if (attnum <= 0)
+			continue;
+		att = TupleDescAttr(desc, attnum - 1);
+		oldval = heap_getattr(oldtup, attnum, desc, &oldnull);
+		newval = heap_getattr(newtup, attnum, desc, &newnull);
+		if (oldnull != newnull ||
+			(!oldnull && !datumIsEqual(oldval, newval, att->attbyval, att->attlen)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * mycelium_key_change_trigger is the BEFORE UPDATE ... FOR EACH ROW
+ * trigger of replicated tables.  An UPDATE that changes the primary key is
+ * applied by peers as a delete of the old key and an insert of the new one
+ * (apply_rows.c), so here it leaves the local node's tombstone of the old
+ * key, like a delete, and its new row carries every value inline: a value
+ * stored out of line and left unchanged would otherwise be missing from
+ * WAL, and a peer without the old row could not insert the new one.  The
+ * tombstone is written as the extension owner with search_path
+ * pg_catalog, only when the key changed.
+ */
+Datum
+mycelium_key_change_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	HeapTuple	newtup;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nest;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mycelium_key_change_trigger() must be called as a BEFORE UPDATE row trigger")));
+	rel = trigdata->tg_relation;
+	newtup = trigdata->tg_newtuple;
+	if (replorigin_session_origin != InvalidRepOriginId ||
+		!key_changed(rel, trigdata->tg_trigtuple, newtup))
+		PG_RETURN_POINTER(newtup);
+
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
+	store_local(rel, trigdata->tg_trigtuple);
+	MyceliumEndCatalogAccess(save_userid, save_sec_context);
+	AtEOXact_GUC(true, nest);
+	if (HeapTupleHasExternal(newtup))
+		newtup = toast_flatten_tuple(newtup, RelationGetDescr(rel));
+	PG_RETURN_POINTER(newtup);
 }
 
 /*

@@ -59,9 +59,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_replication_origin.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -72,6 +72,8 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "replication/apply_internal.h"
@@ -265,22 +267,49 @@ hlc_stamp_commit(void)
 }
 
 /*
+ * any_replicated_tables: this database lists replicated tables
+ * (mycelium.replicated_table has a row).
+ */
+static bool
+any_replicated_tables(void)
+{
+	Oid			nsp = get_namespace_oid("mycelium", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("replicated_table", nsp) : InvalidOid;
+	Relation	rel;
+	SysScanDesc scan;
+	Snapshot	snap;
+	bool		any;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, InvalidOid, false, snap, 0, NULL);
+	any = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return any;
+}
+
+/*
  * MyceliumReplHlcStampCommitPrepared stamps the COMMIT PREPARED about to
  * run in this session (ProcessUtility hook) with a clock value, like any
  * commit of a replicated table: PostgreSQL takes a finished prepared
  * transaction's commit timestamp and origin from the session that runs
  * COMMIT PREPARED, not from the one that prepared it.  Whether the
  * prepared transaction wrote a replicated table is not known here, so
- * every COMMIT PREPARED of a database with the extension is stamped (a
- * shared-memory claim and a clock tick); apply workers keep their peer's
- * origin, and nothing happens where the pool does not exist.  The claim is
- * released at the end of the statement's transaction (hlc_xact_callback).
+ * every COMMIT PREPARED of a database that replicates tables is stamped
+ * (a scan of mycelium.replicated_table's first page, a claim of a pool
+ * origin and a clock tick); apply workers keep their peer's origin.  The
+ * claim is released at the end of the statement's transaction
+ * (hlc_xact_callback).
  */
 void
 MyceliumReplHlcStampCommitPrepared(void)
 {
 	if (replorigin_session_origin != InvalidRepOriginId || hlc_claimed >= 0 ||
-		!IsTransactionState() || !OidIsValid(get_extension_oid("mycelium", true)))
+		!IsTransactionState() || !any_replicated_tables())
 		return;
 	hlc_stamp(false);
 }

@@ -116,6 +116,10 @@ is( join(',', map { $_->safe_psql('postgres',
 				"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ct'::regclass "
 				  . "AND tgname = 'mycelium_tombstone'") } @nodes),
 	'1,1,1', 'replicate_table gives the table its tombstone trigger on every node');
+is( join(',', map { $_->safe_psql('postgres',
+				"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ct'::regclass "
+				  . "AND tgname = 'mycelium_key_change'") } @nodes),
+	'1,1,1', 'and its key change trigger');
 for my $n (@nodes)
 {
 	ok($n->poll_query_until('postgres',
@@ -367,6 +371,95 @@ is(conflicts($n1) . '|' . conflicts($n3), 'delete_missing skip n2|delete_missing
 	'a delete of a key that never existed is delete_missing');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
+# --- an UPDATE that changes the key is a delete of the old key and an
+# insert of the new one: against a concurrent delete of the old key, the
+# row lives on under its new key everywhere, whichever order n3 receives
+# the two in (the writer leaves a tombstone of the old key)
+$n1->safe_psql('postgres', "INSERT INTO ct SELECT g, 'v' || g FROM generate_series(31, 33) g");
+sync();
+for my $round ([ 'n1', 31 ], [ 'n2', 33 ])
+{
+	my ($first, $k) = @$round;
+	my $nk = $k + 100;
+
+	all_paused(1);
+	$n1->safe_psql('postgres', "DELETE FROM ct WHERE id = $k");
+	$n2->safe_psql('postgres', "UPDATE ct SET id = $nk WHERE id = $k");
+	$n3->safe_psql('postgres', "SELECT mycelium.resume_replication('$first')");
+	ok($n3->poll_query_until('postgres',
+			$first eq 'n1'
+			? "SELECT count(*) = 0 FROM ct WHERE id = $k"
+			: "SELECT count(*) = 1 FROM ct WHERE id = $nk"),
+		"n3 applied ${first}'s change first");
+	all_paused(0);
+	sync();
+	converged('ct', "key change and delete of the old key, n3 receiving $first first");
+	is(rows_of('ct', $k) . ' ' . rows_of('ct', $nk), "-,-,- v$k,v$k,v$k",
+		"$first first: the old key is gone and the row lives on under the new key everywhere");
+	is(conflicts($n1) . '|' . conflicts($n2), 'update_delete apply_remote n2|',
+		"$first first: the deleting node records the update of the key it deleted");
+	is(conflicts($n3), $first eq 'n1' ? 'update_delete apply_remote n2' : '',
+		"$first first: n3 records it only when the delete came first");
+	is(tombstones_of($k), '2,2,2', "$first first: both deletes of the old key leave a tombstone everywhere");
+	$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+}
+
+# ... a large row: its unchanged TOASTed value is sent with the new key
+# (the key change trigger), so the node that deleted the old key can insert
+# the whole row
+$n1->safe_psql('postgres',
+	"INSERT INTO big SELECT 3, 'large', string_agg(md5(i::text), '') FROM generate_series(1, 300) i");
+sync();
+all_paused(1);
+$n1->safe_psql('postgres', 'DELETE FROM big WHERE id = 3');
+$n2->safe_psql('postgres', 'UPDATE big SET id = 103 WHERE id = 3');
+all_paused(0);
+sync();
+converged('big', 'a large row moved to another key and deleted');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT v || length(b) FROM big WHERE id = 103') } @nodes),
+	'large9600,large9600,large9600', 'the large row lives on under its new key, whole, everywhere');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# ... a concurrent later update of the old key keeps (or brings back) the
+# old key: each key settles by itself, alike everywhere
+all_paused(1);
+$n2->safe_psql('postgres', 'UPDATE ct SET id = 132 WHERE id = 32');
+$n1->safe_psql('postgres', "UPDATE ct SET v = 'n1-later' WHERE id = 32");
+all_paused(0);
+sync();
+converged('ct', 'key change and a later update of the old key');
+is(rows_of('ct', 32) . ' ' . rows_of('ct', 132), 'n1-later,n1-later,n1-later v32,v32,v32',
+	'the later update keeps the old key, the new key has the moved row, on every node');
+is(conflicts($n1) . '|' . conflicts($n2), 'update_delete keep_local n2|update_delete apply_remote n1',
+	'the old key: update_delete, the later update wins on both sides');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
+# --- streams of different peers are not ordered: n3 receives n2's change
+# of a row before n1's insert of it that n2 had seen.  The update inserts
+# the row, the delete leaves its tombstone; the earlier insert then loses
+# to them (recorded as conflicts on n3 only), so n3 ends like the others
+$n3->safe_psql('postgres', 'SELECT mycelium.pause_replication()');
+$n3->poll_query_until('postgres',
+	"SELECT bool_and(status = 'paused') FROM mycelium.replication_peer_state()")
+  or diag('n3 did not pause');
+$n1->safe_psql('postgres', "INSERT INTO ct VALUES (40, 'n1-new'), (41, 'n1-new')");
+ok($n2->poll_query_until('postgres', 'SELECT count(*) = 2 FROM ct WHERE id IN (40, 41)'),
+	'n2 has the rows inserted on n1');
+$n2->safe_psql('postgres', "UPDATE ct SET v = 'n2-seen' WHERE id = 40; DELETE FROM ct WHERE id = 41");
+$n3->safe_psql('postgres', "SELECT mycelium.resume_replication('n2')");
+ok($n3->poll_query_until('postgres', "SELECT count(*) = 1 FROM ct WHERE v = 'n2-seen'"),
+	"n3 applied n2's update before n1's insert");
+$n3->safe_psql('postgres', "SELECT mycelium.resume_replication('n1')");
+sync();
+converged('ct', 'changes arriving before the insert they follow');
+is(rows_of('ct', 40) . ' ' . rows_of('ct', 41), 'n2-seen,n2-seen,n2-seen -,-,-',
+	'the update and the delete win over the insert that arrived after them');
+is(conflicts($n1) . '|' . conflicts($n2), '|', 'n1 and n2 received them in order: no conflict');
+is(conflicts($n3, 40) . '|' . conflicts($n3, 41),
+	'update_delete apply_remote n2,insert_insert keep_local n1|delete_missing skip n2,update_delete skip n1',
+	'n3 records what it met out of order');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
 # --- keys print the same in every session: a timestamptz key deleted
 # under another TimeZone still finds its tombstone (the later update is
 # compared with it, and wins)
@@ -423,6 +516,9 @@ is($n1->safe_psql('postgres',
 my ($rc, $out, $err) = $n1->psql('postgres', 'SELECT mycelium.tombstone_trigger()');
 like($err, qr/trigger functions can only be called as triggers|must be called as a row trigger/,
 	'the tombstone trigger function refuses a direct call');
+($rc, $out, $err) = $n1->psql('postgres', 'SELECT mycelium.key_change_trigger()');
+like($err, qr/trigger functions can only be called as triggers|must be called as a BEFORE UPDATE row trigger/,
+	'the key change trigger function refuses a direct call');
 ($rc, $out, $err) = $n1->psql('postgres', "SET mycelium.test_clock_offset = '48h'");
 like($err, qr/is outside the valid range/, 'a clock offset beyond a day is refused');
 
