@@ -30,6 +30,19 @@ fi
 
 # TAP clusters of concurrent runs on this machine reserve ports in one
 # shared directory, so two runs never start nodes on the same port
+# a test that died (or was killed by a time-out) can leave its servers
+# running: stop every server whose data directory is under $work, after
+# each suite and at exit
+stop_leftovers() {
+	local pidfile dir
+	while IFS= read -r pidfile; do
+		dir=$(dirname "$pidfile")
+		"${run_as[@]}" "$(dirname "$staged")/pg_ctl" -D "$dir" -m immediate -w -t 30 stop >/dev/null 2>&1 &&
+			echo "mycelium: stopped a server left running in $dir"
+	done < <(find "$work" -name postmaster.pid 2>/dev/null)
+}
+trap stop_leftovers EXIT
+
 portdir=${PG_TEST_PORT_DIR:-/tmp/mycelium-portlock}
 mkdir -p "$portdir" && chmod 1777 "$portdir"
 
@@ -46,6 +59,7 @@ for suite in ${SUITES:-regress isolation tap}; do
 	"${run_as[@]}" env TAP="${TAP:-}" PG_TEST_PORT_DIR="$portdir" make -C "$work/src" --no-print-directory \
 		"check-$suite" PG_CONFIG="$staged" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	stop_leftovers
 	case $suite in
 	regress|isolation)
 		count "$log" '\.\.\. ok' '\.\.\. FAILED|failed \(ignored\)'
