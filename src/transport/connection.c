@@ -600,9 +600,16 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 	}
 
 	if (mode == MYCELIUM_CONN_XACT)
+	{
+		MyceliumConnection **usable = palloc(sizeof(MyceliumConnection *) * n);
+		int			k = 0;
+
 		for (i = 0; i < n; i++)
 			if (dup[i] < 0 && MyceliumConnectionUsable(conns[i]))
-				MyceliumBeginRemoteXact(conns[i]);
+				usable[k++] = conns[i];
+		MyceliumBeginRemoteXacts(usable, k);
+		pfree(usable);
+	}
 	pfree(pending);
 	pfree(opened);
 	pfree(fresh);
@@ -640,19 +647,19 @@ MyceliumReleaseConnection(MyceliumConnection *conn)
 }
 
 /*
- * MyceliumBeginRemoteXact makes the remote nesting level match the local
- * one: START TRANSACTION with the local isolation level, lock_timeout and
- * the distributed transaction id the first time, then one SAVEPOINT per local subtransaction level, in one
- * round trip.
+ * begin_sql returns what makes the remote nesting level of conn match the
+ * local one (NULL: nothing), and counts it as done: START TRANSACTION with
+ * the local isolation level, lock_timeout and the distributed transaction
+ * id the first time, then one SAVEPOINT per local subtransaction level.
  */
-void
-MyceliumBeginRemoteXact(MyceliumConnection *conn)
+static char *
+begin_sql(MyceliumConnection *conn)
 {
 	int			level = GetCurrentTransactionNestLevel();
 	StringInfoData sql;
 
 	if (conn->xact_depth >= level)
-		return;
+		return NULL;
 	initStringInfo(&sql);
 	if (conn->xact_depth == 0)
 	{
@@ -677,8 +684,36 @@ MyceliumBeginRemoteXact(MyceliumConnection *conn)
 		conn->xact_depth++;
 		appendStringInfo(&sql, "%sSAVEPOINT s%d", sql.len ? ";" : "", conn->xact_depth);
 	}
-	MyceliumExecCommand(conn, sql.data);
-	pfree(sql.data);
+	return sql.data;
+}
+
+/*
+ * MyceliumBeginRemoteXacts makes the remote nesting level of every
+ * connection match the local one (begin_sql), in one round trip for all.
+ */
+void
+MyceliumBeginRemoteXacts(MyceliumConnection **conns, int n)
+{
+	MyceliumConnection **todo = palloc(sizeof(MyceliumConnection *) * Max(n, 1));
+	const char **sqls = palloc(sizeof(char *) * Max(n, 1));
+	int			k = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *sql = begin_sql(conns[i]);
+
+		if (sql == NULL)
+			continue;
+		todo[k] = conns[i];
+		sqls[k++] = sql;
+	}
+	if (k == 1)
+		MyceliumExecCommand(todo[0], sqls[0]);
+	else if (k > 1)
+		MyceliumExecEach(todo, k, sqls);
+	pfree(todo);
+	pfree(sqls);
 }
 
 /*

@@ -610,19 +610,20 @@ MyceliumCancelAndDrain(MyceliumConnection *conn)
 }
 
 /*
- * MyceliumExecParallel runs one command on every connection at once (one
- * round trip in all) and raises the first failure, relayed from its node.
+ * exec_each sends sqls[i] (with the parameters, if any) to conns[i], all
+ * at once (one round trip in all), and raises the first failure, relayed
+ * from its node.
  */
-void
-MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
-					 int nparams, const char *const *values)
+static void
+exec_each(MyceliumConnection **conns, int n, const char *const *sqls,
+		  int nparams, const char *const *values)
 {
 	PGresult  **results = palloc0(sizeof(PGresult *) * n);
 	int			i;
 	int			bad = -1;
 
 	for (i = 0; i < n; i++)
-		if (!MyceliumSendQuery(conns[i], sql, nparams, values))
+		if (!MyceliumSendQuery(conns[i], sqls[i], nparams, values))
 			MyceliumReportConnError(ERROR, conns[i], "send a command");
 	MyceliumWaitResults(conns, n, results, 0, true);
 	for (i = 0; i < n; i++)
@@ -638,6 +639,32 @@ MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
 		}
 	}
 	if (bad >= 0)
-		MyceliumReportResultError(ERROR, results[bad], conns[bad], sql);
+		MyceliumReportResultError(ERROR, results[bad], conns[bad], sqls[bad]);
 	pfree(results);
+}
+
+/*
+ * MyceliumExecParallel runs one command on every connection at once (one
+ * round trip in all) and raises the first failure, relayed from its node.
+ */
+void
+MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
+					 int nparams, const char *const *values)
+{
+	const char **sqls = palloc(sizeof(char *) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		sqls[i] = sql;
+	exec_each(conns, n, sqls, nparams, values);
+	pfree(sqls);
+}
+
+/*
+ * MyceliumExecEach runs sqls[i] (no parameters) on conns[i], all at once.
+ */
+void
+MyceliumExecEach(MyceliumConnection **conns, int n, const char *const *sqls)
+{
+	exec_each(conns, n, sqls, 0, NULL);
 }

@@ -71,7 +71,7 @@ extern void MyceliumGetConnections(MyceliumConnection **conns, int n,
 								   MyceliumConnMode mode, bool missing_ok);
 extern void MyceliumReleaseConnection(MyceliumConnection *conn);
 extern void MyceliumCloseConnection(MyceliumConnection *conn);
-extern void MyceliumBeginRemoteXact(MyceliumConnection *conn);
+extern void MyceliumBeginRemoteXacts(MyceliumConnection **conns, int n);
 extern List *MyceliumXactConnections(void);
 extern void MyceliumTransportEndXact(void);
 extern void MyceliumCloseNodeConnections(const char *node_name);
@@ -107,6 +107,7 @@ extern bool MyceliumCancelAndDrain(MyceliumConnection *conn);
 extern bool MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql,
 								int timeout_ms, char **error);
 extern char *MyceliumResultErrorText(PGresult *res, MyceliumConnection *conn);
+extern void MyceliumExecEach(MyceliumConnection **conns, int n, const char *const *sqls);
 extern void MyceliumExecParallel(MyceliumConnection **conns, int n, const char *sql,
 								 int nparams, const char *const *values);
 
