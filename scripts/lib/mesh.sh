@@ -5,6 +5,7 @@
 #   MESH_BIN   PostgreSQL bin directory (system or staged installation)
 #   MESH_DIR   an empty directory; the postgres user must be able to write it
 # Then:  mesh_create 3        # n1..n3, TLS with SQL-made certificates, joined
+#        (mesh_create 3 2     # the same, n3 left out until mesh_join 3)
 #        mesh_psql 2 "SQL"    # run SQL on node 2, print the result
 #        mesh_stop_all        # stop every node (also on EXIT if trapped)
 # Nodes listen on 127.0.0.1 only; clients connect through a Unix socket in
@@ -93,7 +94,7 @@ mesh_stop_all()
 # literals, so they never appear in a logged statement.
 mesh_make_certs()
 {
-	local count=$1 i
+	local count=$1 i name
 	mkdir -p "$MESH_DIR/certs"
 	chmod 700 "$MESH_DIR/certs"
 	[ "$(id -u)" -eq 0 ] && chown postgres "$MESH_DIR/certs"
@@ -131,10 +132,18 @@ mycelium.ssl_key_file = '$c/n$1.key'
 CONF
 }
 
-# mesh_create COUNT: COUNT nodes with TLS between them, joined from n1
+# mesh_join N: add node N to the mesh, from n1
+mesh_join()
+{
+	mesh_psql 1 "SELECT mycelium.add_node('n$1', '127.0.0.1', ${MESH_PORTS[$(($1 - 1))]})" >/dev/null
+}
+
+# mesh_create COUNT [JOINED]: COUNT nodes with TLS between them, the first
+# JOINED of them (default all) joined from n1; join the others later with
+# mesh_join
 mesh_create()
 {
-	local count=$1 i
+	local count=$1 joined=${2:-$1} i
 	for i in $(seq 1 "$count"); do mesh_init "$i"; done
 	mesh_start 1
 	mesh_psql 1 "CREATE EXTENSION mycelium"
@@ -146,7 +155,5 @@ mesh_create()
 			mesh_psql "$i" "CREATE EXTENSION mycelium"
 		fi
 	done
-	for i in $(seq 2 "$count"); do
-		mesh_psql 1 "SELECT mycelium.add_node('n$i', '127.0.0.1', ${MESH_PORTS[$((i - 1))]})" >/dev/null
-	done
+	for i in $(seq 2 "$joined"); do mesh_join "$i"; done
 }
