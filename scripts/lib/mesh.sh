@@ -103,7 +103,7 @@ mesh_make_certs()
 	for i in $(seq 1 "$count"); do
 		mesh_psql 1 "INSERT INTO mesh_pki SELECT 'n$i', * FROM mycelium.generate_certificate('n$i',
 			(SELECT certificate FROM mesh_pki WHERE name = 'ca'),
-			(SELECT private_key FROM mesh_pki WHERE name = 'ca'), 30,
+			(SELECT private_key FROM mesh_pki WHERE name = 'ca'), 29,
 			ARRAY['localhost'], ARRAY['127.0.0.1']);"
 	done
 	for name in ca $(seq -f 'n%g' 1 "$count"); do
