@@ -27,7 +27,10 @@
  * and a DELETE that finds nothing still leaves its tombstone: the earlier
  * change, when it arrives, then meets a later version and loses, as it
  * does on the nodes that received the two in order (it is recorded as a
- * conflict there, though it was none).
+ * conflict there, though it was none).  An UPDATE that left unchanged
+ * TOASTed values out cannot be inserted: it waits, a bounded time, until
+ * this node has applied what its writer had seen (the writer's context),
+ * so that the row arrives first.
  *
  * IDENTIFICATION
  *	  src/replication/apply_rows.c
@@ -37,12 +40,21 @@
 #include "postgres.h"
 
 #include "executor/executor.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
+#include "config/config.h"
 #include "replication/apply_internal.h"
 #include "replication/vclock.h"
+
+/* the longest an UPDATE waits for its row to arrive, and how often it looks */
+#define CAUSAL_WAIT_MS	10000
+#define CAUSAL_POLL_MS	10
 
 typedef MyceliumApplyTarget ApplyTarget;
 
@@ -344,13 +356,76 @@ move_key(ApplyTarget *t, MyceliumReplTuple *new_tuple)
 }
 
 /*
+ * context_ahead: the remote writer had seen a change of a third node that
+ * is not applied here yet -- its context has an entry later than this
+ * node's version vector.
+ */
+static bool
+context_ahead(ApplyTarget *t)
+{
+	const MyceliumApplyChange *c = t->chg;
+	MyceliumVector v;
+	int			i,
+				j;
+
+	MyceliumReplVectorRead(&v);
+	for (i = 0; i < c->ctx_len; i++)
+	{
+		TimestampTz have = 0;
+
+		if (strcmp(c->ctx_nodes[i], c->peer) == 0 ||
+			strcmp(c->ctx_nodes[i], mycelium_node_name) == 0)
+			continue;
+		for (j = 0; j < v.len; j++)
+			if (strcmp(v.nodes[j], c->ctx_nodes[i]) == 0)
+				have = v.times[j];
+		if (have < c->ctx_times[i])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * wait_for_context waits until everything the remote writer had seen from
+ * third nodes is applied here (context_ahead no longer holds), at most
+ * CAUSAL_WAIT_MS; returns whether it was.  Used only for an UPDATE that finds no row and cannot insert it
+ * (unchanged TOASTed values left out): its row is on its way through
+ * another peer's stream.
+ */
+static bool
+wait_for_context(ApplyTarget *t)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAUSAL_WAIT_MS);
+
+	while (context_ahead(t))
+	{
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			ereport(WARNING,
+					(errmsg("an UPDATE of \"%s\" from node \"%s\" found no row to update",
+							RelationGetRelationName(t->rel), t->chg->peer),
+					 errdetail("Its writer had seen changes of other nodes not applied here after %d ms; values it left out (unchanged, stored out of line) cannot be rebuilt, so it is skipped.",
+							   CAUSAL_WAIT_MS),
+					 errhint("The row differs on this node until it is written again; see mycelium.conflicts.")));
+			return false;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 CAUSAL_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/*
  * MyceliumApplyRowUpdate updates the row found by its key, kept when the
  * local version is later (update_update).  A missing row is update_delete:
  * deleted concurrently (a tombstone the writer had not seen),
  * insert_deleted settles it; else its earlier versions have not arrived
  * here yet (see the file comment) and the new row is inserted
- * (apply_remote), if the sender sent every value (skip otherwise).  An
- * UPDATE that changed the key is move_key.
+ * (apply_remote), if the sender sent every value; if it left some out, it
+ * first waits for the row (wait_for_context), then is skipped.  An UPDATE
+ * that changed the key is move_key.
  */
 void
 MyceliumApplyRowUpdate(MyceliumReplMessage *m)
@@ -359,6 +434,7 @@ MyceliumApplyRowUpdate(MyceliumReplMessage *m)
 	TimestampTz local_ts = 0;
 	char		local_node[NAMEDATALEN] = "";
 	bool		concurrent;
+	bool		found;
 	bool		complete = tuple_complete(&m->u.change.new_tuple);
 	MyceliumReplTuple *key = m->u.change.old_kind ? &m->u.change.old_tuple
 		: &m->u.change.new_tuple;
@@ -375,7 +451,11 @@ MyceliumApplyRowUpdate(MyceliumReplMessage *m)
 			return;
 		}
 	}
-	if (!MyceliumApplyFindLocal(&t))
+	found = MyceliumApplyFindLocal(&t);
+	/* an incomplete row cannot be inserted: wait for it to arrive */
+	if (!found && !complete && context_ahead(&t) && wait_for_context(&t))
+		found = MyceliumApplyFindLocal(&t);
+	if (!found)
 	{
 		MyceliumTombstoneHit hit;
 

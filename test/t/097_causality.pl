@@ -460,6 +460,29 @@ is(conflicts($n3, 40) . '|' . conflicts($n3, 41),
 	'n3 records what it met out of order');
 $_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
 
+# ... an UPDATE that leaves an unchanged TOASTed value out cannot be
+# inserted: n3 waits until it has applied what n2 had seen (n1's insert),
+# then updates the row like everyone else
+$n3->safe_psql('postgres', "SELECT mycelium.pause_replication('n1')");
+$n3->poll_query_until('postgres',
+	"SELECT status = 'paused' FROM mycelium.replication_peer_state() WHERE peer = 'n1'")
+  or diag('n3 did not pause n1');
+$n1->safe_psql('postgres',
+	"INSERT INTO big SELECT 50, 'large', string_agg(md5(i::text), '') FROM generate_series(1, 300) i");
+ok($n2->poll_query_until('postgres', 'SELECT count(*) = 1 FROM big WHERE id = 50'),
+	'n2 has the large row inserted on n1');
+$n2->safe_psql('postgres', "UPDATE big SET v = 'n2-updated' WHERE id = 50");
+sleep(1);
+is($n3->safe_psql('postgres', 'SELECT count(*) FROM big WHERE id = 50'), '0',
+	"n3 holds n2's update back while n1's insert has not arrived");
+$n3->safe_psql('postgres', "SELECT mycelium.resume_replication('n1')");
+sync();
+converged('big', 'an update of a large row arriving before its insert');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT v || length(b) FROM big WHERE id = 50') } @nodes),
+	'n2-updated9600,n2-updated9600,n2-updated9600', 'the update is applied on top of the insert everywhere');
+is(conflicts($n3, 50), '', 'and n3 records no conflict for it');
+$_->safe_psql('postgres', 'TRUNCATE mycelium.conflicts') for @nodes;
+
 # --- keys print the same in every session: a timestamptz key deleted
 # under another TimeZone still finds its tombstone (the later update is
 # compared with it, and wins)
