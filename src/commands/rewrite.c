@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 
 #include "commands/commands.h"
+#include "shard/shard.h"
 
 typedef struct MyceliumToken
 {
@@ -250,21 +251,15 @@ MyceliumEditInsertName(MyceliumDdlText *ddl, int tok, const char *name,
 
 /*
  * MyceliumShardObjectName is the name of a shard's copy of an index or
- * constraint: name_<shard id>, the name clipped (at a character boundary)
- * so the whole fits in NAMEDATALEN.  shard_id 0 means the shell's own
- * object: the name unchanged.
+ * constraint: name_<shard id> (MyceliumNameWithSuffix, as when the shard
+ * was made).  shard_id 0 means the shell's own object: the name unchanged.
  */
 char *
 MyceliumShardObjectName(const char *name, int64 shard_id)
 {
-	char		suffix[32];
-	int			keep;
-
 	if (shard_id == 0)
 		return pstrdup(name);
-	snprintf(suffix, sizeof(suffix), "_" INT64_FORMAT, shard_id);
-	keep = pg_mbcliplen(name, strlen(name), NAMEDATALEN - 1 - strlen(suffix));
-	return psprintf("%.*s%s", keep, name, suffix);
+	return MyceliumNameWithSuffix(name, psprintf("_" INT64_FORMAT, shard_id));
 }
 
 /*

@@ -122,6 +122,7 @@ extern char *MyceliumRangeBoundOut(Oid type, Datum value);
 extern List *MyceliumShardCreateCommands(Oid relid, const char *schema, const char *shard_name);
 extern List *MyceliumTableCreateCommands(Oid relid);
 extern char *MyceliumInsertColumnList(Oid relid);
+extern char *MyceliumNameWithSuffix(const char *name, const char *suffix);
 
 /* in shard/placement.c */
 extern void MyceliumCopyRows(const char *source_sql, const char *target_qualname,

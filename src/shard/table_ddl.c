@@ -98,6 +98,22 @@ MyceliumColumnDefaultSql(Relation rel, AttrNumber attnum, List *dpcontext, bool 
 }
 
 /*
+ * MyceliumNameWithSuffix is name followed by suffix, name clipped (at a
+ * character boundary) so the whole fits in NAMEDATALEN; a suffix that
+ * leaves no room is dropped.  The names of shards' indexes and
+ * constraints are made with it.
+ */
+char *
+MyceliumNameWithSuffix(const char *name, const char *suffix)
+{
+	int			room = NAMEDATALEN - 1 - (int) strlen(suffix);
+
+	if (room < 1)
+		suffix = "";
+	return psprintf("%.*s%s", pg_mbcliplen(name, strlen(name), Max(room, 1)), name, suffix);
+}
+
+/*
  * object_name gives the name of a constraint or index of the new table:
  * unchanged when the table keeps its name, otherwise the original name
  * with the shard's suffix ("_<shard_id>", or "_<shard_name>" when the
@@ -107,19 +123,12 @@ static char *
 object_name(const char *name, const char *relname, const char *new_name)
 {
 	const char *us = strrchr(new_name, '_');
-	const char *suffix;
-	int			room;
 
 	if (strcmp(relname, new_name) == 0)
 		return pstrdup(name);
 	if (us != NULL && us[1] != '\0' && strspn(us + 1, "0123456789") == strlen(us + 1))
-		suffix = us;
-	else
-		suffix = psprintf("_%s", new_name);
-	room = NAMEDATALEN - 1 - (int) strlen(suffix);
-	if (room < 1)
-		suffix = "";
-	return psprintf("%.*s%s", pg_mbcliplen(name, strlen(name), Max(room, 1)), name, suffix);
+		return MyceliumNameWithSuffix(name, us);
+	return MyceliumNameWithSuffix(name, psprintf("_%s", new_name));
 }
 
 /*
