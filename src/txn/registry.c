@@ -44,6 +44,8 @@
 
 #define PARTICIPANTS_SIZE 1024
 #define EVENT_RING_SIZE 512
+/* events copied out of the ring per hold of its lock */
+#define SEND_BATCH 64
 
 /* kinds of deferred events */
 #define EVENT_ABORTED 'a'
@@ -397,7 +399,7 @@ MyceliumTxnRegistryHasDeferred(void)
 void
 MyceliumTxnRegistrySendDeferred(void)
 {
-	MyceliumTxnEvent entry;
+	MyceliumTxnEvent *batch;
 	uint64		dropped;
 
 	if (registry == NULL)
@@ -411,25 +413,34 @@ MyceliumTxnRegistrySendDeferred(void)
 				(errmsg("mycelium: %llu mycelium_events notifications were dropped",
 						(unsigned long long) dropped),
 				 errdetail("More two-phase commits ended than the maintenance worker could announce.")));
+	batch = palloc(sizeof(MyceliumTxnEvent) * SEND_BATCH);
 	for (;;)
 	{
+		int			n = 0;
+		int			i;
+
+		/* a batch per lock hold; NOTIFY runs without the lock */
 		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
-		if (registry->ring_head == registry->ring_tail)
+		while (n < SEND_BATCH && registry->ring_head != registry->ring_tail)
 		{
-			LWLockRelease(registry->lock);
-			return;
+			memcpy(&batch[n++], &registry->ring[registry->ring_head], sizeof(MyceliumTxnEvent));
+			registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
 		}
-		memcpy(&entry, &registry->ring[registry->ring_head], sizeof(entry));
-		registry->ring_head = (registry->ring_head + 1) % EVENT_RING_SIZE;
 		LWLockRelease(registry->lock);
-		if (entry.kind == EVENT_COMMITTED)
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++)
 		{
-			MyceliumNotifyEvent("prepared", entry.gid, entry.participants);
-			MyceliumNotifyEvent("committed", entry.gid, entry.participants);
+			if (batch[i].kind == EVENT_COMMITTED)
+			{
+				MyceliumNotifyEvent("prepared", batch[i].gid, batch[i].participants);
+				MyceliumNotifyEvent("committed", batch[i].gid, batch[i].participants);
+			}
+			else
+				MyceliumNotifyEvent("aborted", batch[i].gid, batch[i].participants);
 		}
-		else
-			MyceliumNotifyEvent("aborted", entry.gid, entry.participants);
 	}
+	pfree(batch);
 }
 
 /*
