@@ -114,15 +114,36 @@ MyceliumConnectStart(const char *host, int port, const char *dbname,
 	return conn;
 }
 
+/* libpq's own notice receiver, which the one below passes notices on to */
+static PQnoticeReceiver default_receiver = NULL;
+
+/*
+ * count_notice counts a notice (or an error received while idle, which
+ * libpq reports as a notice) on the connection arg, then handles it as
+ * libpq would have.
+ */
+static void
+count_notice(void *arg, const PGresult *res)
+{
+	((MyceliumConnection *) arg)->notices++;
+	if (default_receiver)
+		default_receiver(NULL, res);
+}
+
 /*
  * start_attempt begins one asynchronous connection attempt.
  */
 static void
 start_attempt(MyceliumConnection *c, TimestampTz now)
 {
+	PQnoticeReceiver prev;
+
 	c->attempt++;
 	c->conn = MyceliumConnectStart(c->host, c->port, get_database_name(MyDatabaseId),
 								   GetUserNameFromId(c->roleid, false), MYCELIUM_CONN_APPNAME, false);
+	prev = PQsetNoticeReceiver(c->conn, count_notice, c);
+	if (prev != count_notice)
+		default_receiver = prev;
 	c->poll = PQstatus(c->conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
 	c->attempt_deadline = TimestampTzPlusMilliseconds(now, mycelium_connect_timeout_ms);
 	c->next_attempt_at = 0;

@@ -230,19 +230,22 @@ close_idle_contended(void)
 /*
  * idle_connection_alive reads what arrived on an idle connection (without
  * blocking), which notices a peer that closed it, e.g. by restarting.  A
- * peer that shuts down sends a notice before closing, so when the first
- * read found bytes a second one looks for the close; when it found none
- * (libpq's read ended in EWOULDBLOCK) there is nothing more to see, and
- * the routed statement saves that system call.
+ * peer that shuts down sends an error (which libpq reports as a notice on
+ * an idle connection) before closing, so when the first read brought a
+ * notice a second one looks for the close; otherwise there is nothing more
+ * to see, and the routed statement saves that system call.  (With TLS,
+ * libpq leaves no errno to tell an empty read by.)
  */
 static bool
 idle_connection_alive(MyceliumConnection *c)
 {
-	errno = 0;
+	uint64		notices = c->notices;
+
 	if (!PQconsumeInput(c->conn))
 		return false;
-	if (errno == EAGAIN || errno == EWOULDBLOCK)
-		return true;
+	(void) PQisBusy(c->conn);	/* parses what arrived */
+	if (c->notices == notices)
+		return PQstatus(c->conn) == CONNECTION_OK;
 	return PQconsumeInput(c->conn) != 0;
 }
 

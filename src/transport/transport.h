@@ -55,6 +55,7 @@ typedef struct MyceliumConnection
 	bool		wrote;			/* wrote on the node in this transaction */
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
+	uint64		notices;		/* notices received (see connect.c) */
 
 	/* statistics for mycelium.stat_connections */
 	TimestampTz opened_at;
