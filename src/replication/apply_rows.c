@@ -274,46 +274,49 @@ insert_row(ApplyTarget *t, bool complete)
 }
 
 /*
- * delete_key deletes the row of the key in t->search and leaves the
- * peer's tombstone.  A row written concurrently is update_delete, settled
- * by write_beats_delete as where the write arrives after the delete: the
- * row is kept (keep_local) and no tombstone stored -- a node that receives
- * the delete first removes its tombstones when the write brings the row
- * back, so no node keeps one -- or deleted (apply_remote).  A missing key
- * gets the tombstone too (a write of it may still arrive through a third
- * node); it is a conflict only when the key has no tombstone at all:
- * delete_missing, unless in_update (the old key of an UPDATE that changed
- * it: the caller records it).  Returns whether the key was missing
- * without any tombstone.
+ * delete_key deletes the row of the key in t->search (found: it is in
+ * t->local) and leaves the peer's tombstone.  A row written concurrently
+ * is update_delete, settled by write_beats_delete as where the write
+ * arrives after the delete: the row is kept (keep_local) and no tombstone
+ * stored -- a node that receives the delete first removes its tombstones
+ * when the write brings the row back, so no node keeps one -- or deleted
+ * (apply_remote).  A missing key gets the tombstone too (a write of it may
+ * still arrive through a third node); it is a conflict only when the key
+ * has no tombstone at all: delete_missing, unless in_update (the old key
+ * of an UPDATE that changed it: move_key records it).
  */
-static bool
-delete_key(ApplyTarget *t, bool in_update)
+static void
+delete_key(ApplyTarget *t, bool found, bool in_update)
 {
-	TimestampTz local_ts = 0;
-	char		local_node[NAMEDATALEN] = "";
-	bool		concurrent;
-	MyceliumTombstoneHit hit;
+	Datum		key = key_of(t, t->search);
 
-	if (MyceliumApplyFindLocal(t))
+	if (found)
 	{
+		TimestampTz local_ts = 0;
+		char		local_node[NAMEDATALEN] = "";
+		bool		concurrent;
+
 		(void) remote_wins(t, &local_ts, local_node, &concurrent);
 		if (concurrent && write_beats_delete(t, t->local, local_ts, local_node,
 											 t->chg->commit_time, t->chg->peer))
 		{
 			conflict(t, "update_delete", t->local, NULL, local_ts, local_node, "keep_local");
-			return false;
+			return;
 		}
 		if (concurrent)
 			conflict(t, "update_delete", t->local, NULL, local_ts, local_node, "apply_remote");
 		ExecSimpleRelationDelete(t->rri, t->estate, &t->epq, t->local);
-		MyceliumTombstoneStore(t->rel, key_of(t, t->search), t->chg->peer);
-		return false;
 	}
-	(void) deleted_concurrently(t, t->search, &hit);
-	MyceliumTombstoneStore(t->rel, key_of(t, t->search), t->chg->peer);
-	if (!hit.any && !in_update)
-		conflict(t, "delete_missing", NULL, t->search, 0, NULL, "skip");
-	return !hit.any;
+	else if (!in_update)
+	{
+		MyceliumTombstoneHit hit;
+
+		(void) MyceliumTombstoneConcurrent(t->rel, key, t->chg->commit_time,
+										   seen_by_writer, t, &hit);
+		if (!hit.any)
+			conflict(t, "delete_missing", NULL, t->search, 0, NULL, "skip");
+	}
+	MyceliumTombstoneStore(t->rel, key, t->chg->peer);
 }
 
 /*
@@ -344,13 +347,11 @@ move_key(ApplyTarget *t, MyceliumReplTuple *new_tuple)
 {
 	bool		found = MyceliumApplyFindLocal(t);
 	bool		complete = found || tuple_complete(new_tuple);
-	bool		old_missing;
 
 	MyceliumApplyFillSlot(t, t->remote, new_tuple, found ? t->local : NULL);
-	ExecMaterializeSlot(t->remote); /* its own copy: t->local is looked up again */
-	old_missing = !found;
-	(void) delete_key(t, true);
-	if (insert_row(t, complete) || !old_missing)
+	ExecMaterializeSlot(t->remote); /* its own copy: insert_row reuses t->local */
+	delete_key(t, found, true);
+	if (insert_row(t, complete) || found)
 		return;
 	conflict(t, "update_delete", NULL, t->remote, 0, NULL, complete ? "apply_remote" : "skip");
 }
@@ -494,6 +495,6 @@ MyceliumApplyRowDelete(MyceliumReplMessage *m)
 
 	MyceliumApplyOpenTarget(m->u.change.relid, &t);
 	MyceliumApplyFillSlot(&t, t.search, &m->u.change.old_tuple, NULL);
-	(void) delete_key(&t, false);
+	delete_key(&t, MyceliumApplyFindLocal(&t), false);
 	MyceliumApplyCloseTarget(&t);
 }

@@ -227,9 +227,6 @@ hlc_stamp(bool warn_missing)
 	RepOriginId id;
 	TimestampTz t;
 
-	MyceliumReplHlcOriginName(0, name, sizeof(name));
-	if (!warn_missing && replorigin_by_name(name, true) == InvalidRepOriginId)
-		return;
 	while ((hlc_claimed = MyceliumReplHlcClaim()) < 0)
 	{
 		CHECK_FOR_INTERRUPTS();

@@ -603,16 +603,7 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 	}
 
 	if (mode == MYCELIUM_CONN_XACT)
-	{
-		MyceliumConnection **usable = palloc(sizeof(MyceliumConnection *) * n);
-		int			k = 0;
-
-		for (i = 0; i < n; i++)
-			if (dup[i] < 0 && MyceliumConnectionUsable(conns[i]))
-				usable[k++] = conns[i];
-		MyceliumBeginRemoteXacts(usable, k);
-		pfree(usable);
-	}
+		MyceliumBeginRemoteXacts(conns, n);
 	pfree(pending);
 	pfree(opened);
 	pfree(fresh);

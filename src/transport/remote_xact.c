@@ -67,30 +67,30 @@ begin_sql(MyceliumConnection *conn)
 }
 
 /*
- * MyceliumBeginRemoteXacts makes the remote nesting level of every
- * connection match the local one (begin_sql), in one round trip for all.
+ * MyceliumBeginRemoteXacts makes the remote nesting level of every usable
+ * connection of conns match the local one (begin_sql), in one round trip
+ * for all.  A connection listed twice is begun once: the second time it
+ * already matches.
  */
 void
 MyceliumBeginRemoteXacts(MyceliumConnection **conns, int n)
 {
-	MyceliumConnection **todo = palloc(sizeof(MyceliumConnection *) * Max(n, 1));
+	MyceliumConnection **begin = palloc(sizeof(MyceliumConnection *) * Max(n, 1));
 	const char **sqls = palloc(sizeof(char *) * Max(n, 1));
 	int			k = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		char	   *sql = begin_sql(conns[i]);
+		char	   *sql;
 
-		if (sql == NULL)
+		if (!MyceliumConnectionUsable(conns[i]) || (sql = begin_sql(conns[i])) == NULL)
 			continue;
-		todo[k] = conns[i];
+		begin[k] = conns[i];
 		sqls[k++] = sql;
 	}
-	if (k == 1)
-		MyceliumExecCommand(todo[0], sqls[0]);
-	else if (k > 1)
-		MyceliumExecEach(todo, k, sqls);
-	pfree(todo);
+	if (k > 0)
+		MyceliumExecEach(begin, k, sqls);
+	pfree(begin);
 	pfree(sqls);
 }
