@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Demo step: distributed transactions (docs/transactions.md): a transfer
-# between accounts on two nodes commits with two-phase commit; then the
-# coordinating node is killed after the participants prepared, and
-# recovery finishes the transaction once it is back.
+# between accounts on two nodes commits with two-phase commit (n1 writes
+# nothing itself, so n2 keeps the commit record and commits in one phase,
+# n3 prepares); then the coordinating node is killed before n3's COMMIT
+# PREPARED, and recovery finishes the transaction.
 # Sourced by the demo, which provides say, demo_sql, mesh_psql and MESH_*.
 
 say "Distributed transactions: accounts 1 on n2 and 101 on n3, a transfer from n1 touches both"
@@ -18,22 +19,24 @@ say "All or nothing: a transfer that fails on one node (overdraft) changes nothi
 demo_sql 1 "BEGIN; UPDATE accounts SET balance = balance + 500 WHERE id = 101; UPDATE accounts SET balance = balance - 500 WHERE id = 1; COMMIT"
 demo_sql 3 "SELECT * FROM accounts ORDER BY id"
 
-say "A crash mid-commit: n2 and n3 prepare, then n1 is killed (pg_ctl -m immediate) before COMMIT PREPARED"
+say "A crash mid-commit: n3 prepares, n2 commits with the commit record, then n1 is killed (pg_ctl -m immediate) before n3's COMMIT PREPARED"
 # mycelium.fault_injection is a test-only setting: commit locally, tell no one
 demo_sql 1 "SET mycelium.fault_injection = 'skip_commit_prepared'; BEGIN; UPDATE accounts SET balance = balance - 20 WHERE id = 1; UPDATE accounts SET balance = balance + 20 WHERE id = 101; COMMIT"
 mesh_as_pg "$MESH_BIN/pg_ctl" -D "$MESH_DIR/n1" -m immediate -w stop >/dev/null
 echo "${dim}(n1 killed)${off}"
-say "n2 and n3 hold the transfer in doubt: prepared, its locks held, its rows not yet visible"
+say "n2 holds the decision (its commit record); n3 holds its half in doubt: prepared, locked, not yet visible"
 demo_sql 2 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions"
+demo_sql 3 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions"
 demo_sql 3 "SELECT * FROM accounts ORDER BY id"
 
-say "n1 restarts; its maintenance worker finds the commit record and commits the prepared transactions"
-mesh_start 1
-for _ in $(seq 150); do
+say "Recovery needs no coordinator here: n2's maintenance worker finds its commit record and commits n3's half"
+for _ in $(seq 300); do
 	[ "$(mesh_psql 2 "SELECT count(*) FROM pg_prepared_xacts")$(mesh_psql 3 "SELECT count(*) FROM pg_prepared_xacts")" = "00" ] && break
 	sleep 0.1
 done
-grep -h "recovery committed" "$MESH_DIR/n1.log" | tail -2 | sed 's/^.*LOG:/LOG:/'
-demo_sql 2 "SELECT count(*) AS prepared_left FROM pg_prepared_xacts"
+grep -h "recovery committed" "$MESH_DIR/n2.log" | tail -1 | sed 's/^.*LOG:/LOG:/'
+demo_sql 3 "SELECT count(*) AS prepared_left FROM pg_prepared_xacts"
 demo_sql 3 "SELECT * FROM accounts ORDER BY id"
+say "n1 restarts and sees the same"
+mesh_start 1
 demo_sql 1 "SELECT sum(balance) AS total FROM accounts"

@@ -13,14 +13,15 @@ CREATE TABLE mycelium.node (
 );
 COMMENT ON TABLE mycelium.node IS 'members of the mesh (mesh metadata, identical on every node)';
 
--- Decisions to commit two-phase transactions this node coordinated: a row
--- exists exactly when the coordinating transaction committed.
+-- Decisions to commit two-phase transactions this node coordinated, or
+-- kept as a writing participant: a row exists exactly when the deciding
+-- transaction committed (see txn/commit_record.c).
 CREATE TABLE mycelium.commit_record (
 	gid text PRIMARY KEY,
 	participants text[] NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE mycelium.commit_record IS 'commit decisions of two-phase transactions coordinated here';
+COMMENT ON TABLE mycelium.commit_record IS 'commit decisions of two-phase transactions coordinated or kept here';
 
 -- every backend caches the node catalog; this trigger invalidates it
 CREATE FUNCTION mycelium.node_catalog_changed()
@@ -120,11 +121,26 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'mycelium_gid_coordinator'
 LANGUAGE C IMMUTABLE STRICT;
 
+-- the keeper's half of a two-phase commit it decides (txn/commit_record.c):
+-- called by the coordinator in the keeper's remote transaction
+CREATE FUNCTION mycelium.keep_commit_record(gid text, participants text[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'mycelium_keep_commit_record'
+LANGUAGE C VOLATILE STRICT;
+
+-- on the node that keeps a gid's commit record: true if the transaction
+-- committed, false if it did not and never will, NULL while undecided
+CREATE FUNCTION mycelium.commit_outcome(gid text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mycelium_commit_outcome'
+LANGUAGE C VOLATILE STRICT;
+
 CREATE VIEW mycelium.distributed_transactions AS
 WITH active AS (SELECT * FROM mycelium.active_transactions())
 SELECT gid, coordinator, participants, state, started_at FROM active
 UNION ALL
-SELECT r.gid, current_setting('mycelium.node_name'), r.participants, 'committed', r.created_at
+SELECT r.gid, coalesce(mycelium.gid_coordinator(r.gid), current_setting('mycelium.node_name')),
+       r.participants, 'committed', r.created_at
   FROM mycelium.commit_record r
  WHERE r.gid NOT IN (SELECT gid FROM active)
 UNION ALL

@@ -579,6 +579,26 @@ MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql, int timeout_ms,
 }
 
 /*
+ * MyceliumSendCancel asks the node to cancel the query running on conn
+ * (a WARNING if the request could not be sent).
+ */
+void
+MyceliumSendCancel(MyceliumConnection *conn)
+{
+	PGcancel   *cancel = PQgetCancel(conn->conn);
+	char		errbuf[256];
+
+	if (cancel == NULL)
+		return;
+	if (!PQcancel(cancel, errbuf, sizeof(errbuf)))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not send cancel request to node \"%s\"", conn->node_name),
+				 errdetail_internal("%s", errbuf)));
+	PQfreeCancel(cancel);
+}
+
+/*
  * MyceliumCancelAndDrain cancels the query running on a connection and
  * discards its results, waiting at most 30 s; returns false (connection
  * marked broken) if that did not work.
@@ -586,24 +606,13 @@ MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql, int timeout_ms,
 bool
 MyceliumCancelAndDrain(MyceliumConnection *conn)
 {
-	PGcancel   *cancel;
-	char		errbuf[256];
 	PGresult   *res;
 
 	if (conn->conn == NULL)
 		return false;
 	if (PQtransactionStatus(conn->conn) != PQTRANS_ACTIVE)
 		return true;
-	cancel = PQgetCancel(conn->conn);
-	if (cancel)
-	{
-		if (!PQcancel(cancel, errbuf, sizeof(errbuf)))
-			ereport(WARNING,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not send cancel request to node \"%s\"", conn->node_name),
-					 errdetail_internal("%s", errbuf)));
-		PQfreeCancel(cancel);
-	}
+	MyceliumSendCancel(conn);
 	res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30000), false);
 	PQclear(res);
 	return !conn->broken;

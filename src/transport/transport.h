@@ -104,6 +104,7 @@ extern void MyceliumReportResultError(int elevel, PGresult *res,
 									  MyceliumConnection *conn, const char *sql);
 extern void MyceliumReportConnError(int elevel, MyceliumConnection *conn,
 									const char *what);
+extern void MyceliumSendCancel(MyceliumConnection *conn);
 extern bool MyceliumCancelAndDrain(MyceliumConnection *conn);
 extern bool MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql,
 								int timeout_ms, char **error);

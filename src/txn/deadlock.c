@@ -217,6 +217,41 @@ MyceliumDistributedXactId(void)
 }
 
 /*
+ * MyceliumRemoteXactId returns the distributed transaction id this session
+ * works for as a peer's remote work, "" if none.
+ */
+const char *
+MyceliumRemoteXactId(void)
+{
+	return distributed_xact_id_guc ? distributed_xact_id_guc : "";
+}
+
+/*
+ * MyceliumXactIdAtWork says whether a session of this node still works for
+ * the distributed transaction id (as its remote work).  The id is
+ * withdrawn when that session's transaction ends, after its commit became
+ * visible: once this returns false, whatever it committed is seen.
+ */
+bool
+MyceliumXactIdAtWork(const char *id)
+{
+	int			i;
+	bool		found = false;
+
+	if (slots == NULL || id[0] == '\0')
+		return false;
+	for (i = 0; i < MaxBackends && !found; i++)
+	{
+		DeadlockSlot *slot = &slots[i];
+
+		SpinLockAcquire(&slot->mutex);
+		found = strcmp(slot->remote_id, id) == 0;
+		SpinLockRelease(&slot->mutex);
+	}
+	return found;
+}
+
+/*
  * deadlock_xact_callback withdraws the coordinator's id and any cancel
  * mark when its transaction ends.
  */

@@ -65,6 +65,16 @@ MyceliumForgetOutsideParticipants(void)
 }
 
 /*
+ * MyceliumHasOutsideParticipants says whether the current transaction has
+ * a participant outside the mesh.
+ */
+bool
+MyceliumHasOutsideParticipants(void)
+{
+	return outside != NIL;
+}
+
+/*
  * MyceliumLogOutsideParticipants writes and fsyncs the note for gid, if
  * the transaction has outside participants.  Called before PREPARE.
  */

@@ -5,12 +5,17 @@
  *	  behind, and cleaning up commit records.
  *
  * Each node resolves the transactions it coordinated (its name is in the
- * gid): for every such prepared transaction on a reachable peer whose
- * coordinating transaction is no longer running here, COMMIT PREPARED if
+ * gid), and those whose commit record it keeps as a writing peer (see
+ * commit_record.c; those need no coordinator): for every such prepared
+ * transaction on a reachable peer whose deciding transaction is over,
+ * COMMIT PREPARED if
  * the commit record exists, ROLLBACK PREPARED otherwise.  The commit record
- * is written in the coordinating transaction itself, so its presence is
- * exactly "the coordinator committed"; it is read with the latest snapshot
- * so that the caller's isolation level cannot hide it.  Commit records are
+ * is written in the deciding transaction itself, so its presence is
+ * exactly "it committed"; it is read with the latest snapshot so that the
+ * caller's isolation level cannot hide it.  A record kept by a writing
+ * peer (commit_record.c) is asked for there, with
+ * mycelium.commit_outcome(), which holds its answer back while that peer
+ * may still commit.  Each node's pass also cleans the records it keeps.  Commit records are
  * read before prepared transactions are listed on the peers (see
  * read_commit_records), and a record is deleted only when no participant
  * still holds its gid and every participant was reachable.
@@ -44,29 +49,109 @@ PG_FUNCTION_INFO_V1(mycelium_recover_prepared_transactions);
 	"AND gid LIKE 'mycelium\\_%'"
 
 /*
- * commit_record_exists says whether the coordinator committed gid.
+ * keeper_outcome asks the keeper of a gid (on its connection among conns)
+ * whether the transaction committed: 1 yes, 0 no, -1 not known yet (the
+ * keeper is unreachable or its transaction may still run).
  */
-static bool
-commit_record_exists(const char *gid)
+static int
+keeper_outcome(MyceliumConnection **conns, int n, const char *gid, const char *keeper)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		vals[1] = {CStringGetTextDatum(gid)};
-	bool		found;
+	const char *values[1] = {gid};
+	MyceliumConnection *conn = NULL;
+	PGresult   *res;
+	int			outcome = -1;
+	int			i;
 
-	SPI_connect();
-	MyceliumSpiExecLatest("SELECT 1 FROM mycelium.commit_record WHERE gid = $1", 1, types, vals, true);
-	found = SPI_processed > 0;
-	SPI_finish();
-	return found;
+	for (i = 0; i < n; i++)
+		if (strcmp(conns[i]->node_name, keeper) == 0)
+			conn = conns[i];
+	if (!MyceliumConnectionUsable(conn) ||
+		!MyceliumSendQuery(conn, "SELECT mycelium.commit_outcome($1)", 1, values))
+		return -1;
+	res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  mycelium_peer_timeout_ms), false);
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	{
+		if (!PQgetisnull(res, 0, 0))
+			outcome = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 1 : 0;
+	}
+	else
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not ask node \"%s\" for the outcome of prepared transaction \"%s\"",
+						keeper, gid),
+				 errdetail_internal("%s", MyceliumResultErrorText(res, conn))));
+	PQclear(res);
+	return outcome;
 }
 
 /*
- * resolve_on_node resolves our prepared transactions listed in res on the
- * node behind conn; returns how many it finished.  Gids it leaves in place
- * are appended to *still_prepared.
+ * decide says what to do with a prepared transaction listed on a peer: 1
+ * commit, 0 roll back, -1 leave it (not ours to resolve, or undecided).
+ * This node resolves the gids it coordinated, and those whose commit
+ * record it keeps: a keeper's answer is final once nothing works for the
+ * transaction there, so it needs no coordinator.
  */
 static int
-resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
+decide(MyceliumConnection **conns, int n, const char *gid)
+{
+	MyceliumGid parsed;
+
+	if (!MyceliumParseGid(gid, &parsed))
+		return -1;
+	if (strcmp(parsed.keeper, mycelium_node_name) == 0 ||
+		(parsed.keeper[0] == '\0' && strcmp(parsed.coordinator, mycelium_node_name) == 0))
+		return MyceliumKeptOutcome(gid, &parsed);
+	if (strcmp(parsed.coordinator, mycelium_node_name) != 0 ||
+		MyceliumGidCoordinatorRunning(parsed.id))
+		return -1;
+	return keeper_outcome(conns, n, gid, parsed.keeper);
+}
+
+/*
+ * finish sends COMMIT or ROLLBACK PREPARED for gid to conn: 1 done, 0 it
+ * was no longer prepared (another node's recovery finished it), -1 failed
+ * (a WARNING).
+ */
+static int
+finish(MyceliumConnection *conn, const char *gid, bool commit)
+{
+	char	   *sql = psprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", gid);
+	PGresult   *res = NULL;
+	const char *state;
+	int			done = -1;
+
+	if (MyceliumSendQuery(conn, sql, 0, NULL))
+		res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																  mycelium_peer_timeout_ms), false);
+	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+	{
+		done = 1;
+		MyceliumNotifyEvent("recovered", gid, conn->node_name);
+		ereport(LOG,
+				(errmsg("mycelium: recovery %s prepared transaction \"%s\" on node \"%s\"",
+						commit ? "committed" : "rolled back", gid, conn->node_name)));
+	}
+	else if (state && strcmp(state, "42704") == 0)
+		done = 0;
+	else
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not %s prepared transaction \"%s\" on node \"%s\"",
+						commit ? "commit" : "roll back", gid, conn->node_name),
+				 errdetail_internal("%s", MyceliumResultErrorText(res, conn))));
+	PQclear(res);
+	return done;
+}
+
+/*
+ * resolve_on_node resolves the prepared transactions listed in res on
+ * conns[k] that are this node's to resolve (decide); returns how many it
+ * finished.  Gids it leaves in place are appended to *still_prepared.
+ */
+static int
+resolve_on_node(MyceliumConnection **conns, int n, int k, PGresult *res, List **still_prepared)
 {
 	int			resolved = 0;
 	int			i;
@@ -74,38 +159,13 @@ resolve_on_node(MyceliumConnection *conn, PGresult *res, List **still_prepared)
 	for (i = 0; i < PQntuples(res); i++)
 	{
 		const char *gid = PQgetvalue(res, i, 0);
-		const char *coordinator;
-		uint64		fxid;
-		bool		commit;
-		char	   *sql;
-		char	   *error = NULL;
+		int			commit = decide(conns, n, gid);
+		int			done = commit < 0 ? -1 : finish(conns[k], gid, commit == 1);
 
-		if (!MyceliumParseGid(gid, &fxid, &coordinator) ||
-			strcmp(coordinator, mycelium_node_name) != 0 ||
-			MyceliumGidCoordinatorRunning(fxid))
-		{
+		if (done < 0)
 			*still_prepared = lappend(*still_prepared, pstrdup(gid));
-			continue;
-		}
-		commit = commit_record_exists(gid);
-		sql = psprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", gid);
-		if (MyceliumExecNoThrow(conn, sql, mycelium_peer_timeout_ms, &error))
-		{
-			resolved++;
-			MyceliumNotifyEvent("recovered", gid, conn->node_name);
-			ereport(LOG,
-					(errmsg("mycelium: recovery %s prepared transaction \"%s\" on node \"%s\"",
-							commit ? "committed" : "rolled back", gid, conn->node_name)));
-		}
 		else
-		{
-			*still_prepared = lappend(*still_prepared, pstrdup(gid));
-			ereport(WARNING,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not %s prepared transaction \"%s\" on node \"%s\"",
-							commit ? "commit" : "roll back", gid, conn->node_name),
-					 errdetail_internal("%s", error)));
-		}
+			resolved += done;
 	}
 	return resolved;
 }
@@ -246,11 +306,10 @@ notes_over(List *notes)
 	foreach(lc, notes)
 	{
 		MyceliumOutsideNote *note = lfirst(lc);
-		uint64		fxid;
-		const char *coordinator;
+		MyceliumGid parsed;
 
-		if (MyceliumParseGid(note->gid, &fxid, &coordinator) &&
-			!MyceliumGidCoordinatorRunning(fxid))
+		if (MyceliumParseGid(note->gid, &parsed) &&
+			!MyceliumGidCoordinatorRunning(parsed.id))
 			over = lappend(over, note);
 	}
 	return over;
@@ -325,7 +384,7 @@ MyceliumRecoverPreparedTransactions(void)
 		if (results[i] == NULL || PQresultStatus(results[i]) != PGRES_TUPLES_OK)
 			unreachable = lappend(unreachable, conns[i]->node_name);
 		else
-			resolved += resolve_on_node(conns[i], results[i], &still_prepared);
+			resolved += resolve_on_node(conns, n, i, results[i], &still_prepared);
 		PQclear(results[i]);
 		results[i] = NULL;
 	}

@@ -492,10 +492,9 @@ Datum
 mycelium_gid_coordinator(PG_FUNCTION_ARGS)
 {
 	char	   *gid = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	uint64		fxid;
-	const char *coordinator;
+	MyceliumGid parsed;
 
-	if (!MyceliumParseGid(gid, &fxid, &coordinator))
+	if (!MyceliumParseGid(gid, &parsed))
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(coordinator));
+	PG_RETURN_TEXT_P(cstring_to_text(parsed.coordinator));
 }

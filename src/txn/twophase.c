@@ -4,20 +4,24 @@
  *	  Committing the remote work of a transaction: one phase when a single
  *	  node wrote, two-phase commit when two or more did.
  *
- * At PRE_COMMIT, if more than one node wrote (counting this one), a commit
- * record (the gid and its participants) is inserted into
- * mycelium.commit_record inside the local transaction, then every remote
- * node that wrote gets PREPARE TRANSACTION 'mycelium_<id>_<node>' in
- * parallel (bounded by mycelium.prepare_timeout), and the local transaction
- * commits, always durably (ForceSyncCommit).  The local commit is the
- * decision: once it is durable, COMMIT PREPARED is sent to every
- * participant at once and awaited (failures are left to recovery, with a
- * WARNING), so that once the client hears of the commit every session on
- * every node sees it.  If anything fails before the local commit, the
- * abort path rolls the prepared transactions back.  Recovery (recovery.c)
- * resolves whatever a crash leaves: a prepared transaction whose
- * coordinator transaction is over commits if and only if its commit
- * record exists.
+ * At PRE_COMMIT, if more than one node wrote (counting this one), one
+ * transaction decides, and a commit record (the gid and its participants)
+ * is inserted in it (commit_record.c).  If this node wrote, that is the
+ * local transaction: every remote node that wrote gets PREPARE TRANSACTION
+ * in parallel (bounded by mycelium.prepare_timeout), and the local
+ * transaction commits, always durably (ForceSyncCommit).  If it did not,
+ * the first writer by name, the keeper, decides: the others prepare, then
+ * the keeper inserts the record and commits in one phase, in one round
+ * trip (commit_on_keeper); the local commit then flushes nothing.  Once
+ * decided, COMMIT PREPARED is sent to every participant at once and
+ * awaited (failures are left to recovery, with a WARNING), so that once
+ * the client hears of the commit every session on every node sees it.  If
+ * anything fails before the decision, the abort path rolls the prepared
+ * transactions back; if the keeper's answer never came, it leaves them to
+ * recovery.  Recovery (recovery.c) resolves whatever a crash leaves: a
+ * prepared transaction whose coordinator transaction is over commits if
+ * and only if its commit record exists (on a keeper: once nothing there
+ * works for it any more).
  *
  * The gid names the coordinator and its transaction: <id> is the node's
  * life (MyceliumTxnLife, new at every start and crash restart) in the high
@@ -54,6 +58,7 @@
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -65,31 +70,20 @@
 #define GID_PREFIX "mycelium_"
 #define CALLBACK_TIMEOUT_MS 30000
 
-static SPIPlanPtr insert_plan = NULL;	/* of insert_commit_record */
 static bool events_deferred = false;	/* after_commit leaves them to the worker */
 
-/*
- * MyceliumParseGid splits 'mycelium_<id>_<coordinator>'; false if the gid
- * is not one of ours.
- */
-bool
-MyceliumParseGid(const char *gid, uint64 *id, const char **coordinator)
-{
-	const char *p;
-	char	   *end;
+/* mycelium.enable_commit_keeper: a writing peer may keep the commit record */
+static bool enable_commit_keeper = true;
 
-	if (strncmp(gid, GID_PREFIX, strlen(GID_PREFIX)) != 0)
-		return false;
-	p = gid + strlen(GID_PREFIX);
-	if (*p < '0' || *p > '9')
-		return false;
-	errno = 0;
-	*id = strtoull(p, &end, 10);
-	if (errno != 0 || *end != '_' || end[1] == '\0')
-		return false;
-	*coordinator = end + 1;
-	return true;
-}
+/* where the keeper's commit (commit_record.c) of this transaction stands */
+typedef enum KeeperState
+{
+	KEEPER_NONE,				/* none, or it certainly did not commit */
+	KEEPER_SENT,				/* its answer never came: left to recovery */
+	KEEPER_COMMITTED			/* it committed: the transaction did */
+} KeeperState;
+
+static KeeperState keeper_state = KEEPER_NONE;
 
 /*
  * MyceliumGidCoordinatorRunning says whether the coordinating transaction
@@ -152,44 +146,28 @@ commit_one_phase(List *conns)
 }
 
 /*
+ * node_names returns the node names of a list of connections as a text[].
+ */
+static ArrayType *
+node_names(List *conns)
+{
+	Datum	   *names = palloc(sizeof(Datum) * Max(list_length(conns), 1));
+	int			i = 0;
+	ListCell   *lc;
+
+	foreach(lc, conns)
+		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
+	return construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
  * insert_commit_record records the decision to commit gid, durably with
  * the local transaction.
  */
 static void
 insert_commit_record(const char *gid, List *writers)
 {
-	Datum	   *names = palloc(sizeof(Datum) * list_length(writers));
-	int			i = 0;
-	ListCell   *lc;
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		vals[2];
-	Oid			save_userid;
-	int			save_sec_context;
-
-	foreach(lc, writers)
-		names[i++] = CStringGetTextDatum(((MyceliumConnection *) lfirst(lc))->node_name);
-	vals[0] = CStringGetTextDatum(gid);
-	vals[1] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
-	/* portals are closed at PRE_COMMIT, so provide the snapshot SPI needs */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	/* any role may commit a write that spans nodes: write as the owner */
-	MyceliumBeginCatalogAccess(&save_userid, &save_sec_context);
-	SPI_connect();
-	/* planned once per backend (the plan cache replans if needed) */
-	if (insert_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO mycelium.commit_record (gid, participants) VALUES ($1, $2)",
-									   2, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not plan the commit record insert");
-		insert_plan = plan;
-	}
-	if (SPI_execute_plan(insert_plan, vals, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert commit record");
-	SPI_finish();
-	MyceliumEndCatalogAccess(save_userid, save_sec_context);
-	PopActiveSnapshot();
+	MyceliumInsertCommitRecord(gid, PointerGetDatum(node_names(writers)));
 }
 
 /*
@@ -270,6 +248,108 @@ by_node_name(const ListCell *a, const ListCell *b)
 }
 
 /*
+ * choose_keeper returns the writer that keeps the commit record and
+ * commits in one phase (commit_record.c), or NULL when the record stays
+ * here: this node wrote (its commit decides anyway), or a participant is
+ * outside the mesh (membership changes keep their records here).
+ */
+static MyceliumConnection *
+choose_keeper(List *writers, bool local_wrote)
+{
+	if (!enable_commit_keeper || local_wrote || MyceliumHasOutsideParticipants())
+		return NULL;
+	return linitial(writers);
+}
+
+/*
+ * commit_on_keeper makes the keeper insert the commit record and commit,
+ * in one round trip: that commit decides.  Waits at most
+ * mycelium.prepare_timeout, then cancels and waits as long again for the
+ * answer.  Returns once it committed.  Raises if it certainly did not (the
+ * abort path then rolls the prepared writers back), and 08007 if its answer
+ * never came: the prepared writers are then left alone for recovery, which
+ * asks the keeper.
+ */
+static void
+commit_on_keeper(MyceliumConnection *keeper, const char *gid, List *prepared)
+{
+	StringInfoData names;
+	char	   *sql;
+	bool		timed_out = false;
+	PGresult   *res;
+	ListCell   *lc;
+
+	/* node names need no quoting in an array literal: [A-Za-z0-9_-] */
+	initStringInfo(&names);
+	foreach(lc, prepared)
+		appendStringInfo(&names, "%s%s", names.len ? "," : "{",
+						 ((MyceliumConnection *) lfirst(lc))->node_name);
+	appendStringInfoChar(&names, '}');
+	sql = psprintf("SELECT mycelium.keep_commit_record(%s, '%s');COMMIT",
+				   quote_literal_cstr(gid), names.data);
+
+	if (!MyceliumSendQuery(keeper, sql, 0, NULL))
+		MyceliumReportConnError(ERROR, keeper, "send COMMIT");
+	keeper_state = KEEPER_SENT;
+	/* like a local commit, not interrupted: bounded by the timeouts */
+	res = MyceliumGetResult(keeper, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																mycelium_prepare_timeout_ms), false);
+	if (res == NULL && keeper->conn && PQstatus(keeper->conn) == CONNECTION_OK &&
+		PQtransactionStatus(keeper->conn) == PQTRANS_ACTIVE)
+	{
+		timed_out = true;
+		MyceliumSendCancel(keeper);
+		res = MyceliumGetResult(keeper, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	mycelium_prepare_timeout_ms), false);
+	}
+	if (res && PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "COMMIT") == 0)
+	{
+		PQclear(res);
+		keeper->xact_depth = 0;
+		keeper_state = KEEPER_COMMITTED;
+		return;
+	}
+	if (res == NULL)
+	{
+		foreach(lc, prepared)
+			((MyceliumConnection *) lfirst(lc))->prepared_gid[0] = '\0';
+		keeper->broken = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+				 errmsg("could not learn whether node \"%s\" committed the transaction", keeper->node_name),
+				 errdetail("The transaction committed on every node or on none. Recovery on this node finishes prepared transaction \"%s\" on the other nodes accordingly once node \"%s\" can be reached.",
+						   gid, keeper->node_name),
+				 errhint("mycelium.commit_outcome('%s') on node \"%s\" tells the outcome.", gid, keeper->node_name)));
+	}
+	keeper_state = KEEPER_NONE;
+	if (timed_out)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not commit the transaction on node \"%s\"", keeper->node_name),
+				 errdetail("The node did not answer within mycelium.prepare_timeout (%d ms) and its commit was cancelled.",
+						   mycelium_prepare_timeout_ms),
+				 errhint("The transaction was rolled back on every node.")));
+	MyceliumReportResultError(ERROR, res, keeper, "COMMIT");
+}
+
+/*
+ * queue_events arranges for "prepared" and "committed": they go out only if
+ * the local commit happens.  after_commit leaves them to the maintenance
+ * worker (NOTIFY here would serialize the node's commits, see
+ * txn/registry.c), unless its queue is backlogged.
+ */
+static void
+queue_events(void)
+{
+	events_deferred = !MyceliumTxnRegistryEventsBacklogged();
+	if (!events_deferred)
+	{
+		MyceliumNotifyOwnEvent("prepared");
+		MyceliumNotifyOwnEvent("committed");
+	}
+}
+
+/*
  * pre_commit ends the remote transactions before the local commit.
  */
 static void
@@ -278,8 +358,11 @@ pre_commit(void)
 	List	   *conns = MyceliumXactConnections();
 	List	   *writers = NIL;
 	List	   *readers = NIL;
+	List	   *prepared;
 	ListCell   *lc;
 	bool		local_wrote;
+	uint64		id;
+	MyceliumConnection *keeper;
 	char	   *gid;
 
 	if (conns == NIL)
@@ -305,39 +388,39 @@ pre_commit(void)
 
 	commit_one_phase(readers);
 	list_sort(writers, by_node_name);
-	gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s",
-				   ((uint64) MyceliumTxnLife() << 32) | GetTopTransactionId(),
-				   mycelium_node_name);
-
-	/*
-	 * The commit record stays invisible unless the local commit happens,
-	 * and that commit must be durable before COMMIT PREPARED is sent, even
-	 * with synchronous_commit = off.  Nothing is flushed before PREPARE:
-	 * the life in the gid tells recovery a crashed transaction from one
-	 * reusing its xid (see the file comment).
-	 */
-	insert_commit_record(gid, writers);
-	ForceSyncCommit();
+	id = ((uint64) MyceliumTxnLife() << 32) | GetTopTransactionId();
+	keeper = choose_keeper(writers, local_wrote);
+	if (keeper)
+	{
+		/* nothing to flush here: the keeper's commit decides */
+		gid = MyceliumKeeperGid(id, keeper->node_name);
+		prepared = list_delete_ptr(list_copy(writers), keeper);
+	}
+	else
+	{
+		/*
+		 * The commit record stays invisible unless the local commit
+		 * happens, and that commit must be durable before COMMIT PREPARED
+		 * is sent, even with synchronous_commit = off.  Nothing is flushed
+		 * before PREPARE: the life in the gid tells recovery a crashed
+		 * transaction from one reusing its xid (see the file comment).
+		 */
+		gid = psprintf(GID_PREFIX UINT64_FORMAT "_%s", id, mycelium_node_name);
+		prepared = writers;
+		insert_commit_record(gid, writers);
+		ForceSyncCommit();
+	}
 	MyceliumLogOutsideParticipants(gid);
 	MyceliumTxnRegistrySet(MYCELIUM_TXN_PREPARING, gid, writers);
-	prepare_all(writers, gid);
+	prepare_all(prepared, gid);
 	inject_fault(MYCELIUM_FAULT_CRASH_AFTER_PREPARE);
 	if (mycelium_fault_injection == MYCELIUM_FAULT_ERROR_AFTER_PREPARE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("mycelium: fault injection: error after PREPARE TRANSACTION")));
-	/*
-	 * "prepared" and "committed" go out only if the local commit happens:
-	 * after_commit leaves them to the maintenance worker (NOTIFY here would
-	 * serialize the node's commits, see txn/registry.c), unless its queue
-	 * is backlogged.
-	 */
-	events_deferred = !MyceliumTxnRegistryEventsBacklogged();
-	if (!events_deferred)
-	{
-		MyceliumNotifyOwnEvent("prepared");
-		MyceliumNotifyOwnEvent("committed");
-	}
+	queue_events();
+	if (keeper)
+		commit_on_keeper(keeper, gid, prepared);
 }
 
 /*
@@ -377,8 +460,12 @@ finish_prepared(List *conns, bool commit)
 	{
 		const char *state = results[i] ? PQresultErrorField(results[i], PG_DIAG_SQLSTATE) : NULL;
 
-		/* a PREPARE that had failed or was cancelled left nothing to roll back */
-		if (!commit && state && strcmp(state, "42704") == 0)
+		/*
+		 * Not prepared (any more): a PREPARE that had failed or was
+		 * cancelled left nothing to roll back, or a recovery pass (of a
+		 * keeper, say) finished it already, with this same outcome.
+		 */
+		if (state && strcmp(state, "42704") == 0)
 		{
 			PQclear(results[i]);
 			continue;
@@ -411,9 +498,37 @@ after_commit(void)
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
 		finish_prepared(conns, true);
 	}
+	keeper_state = KEEPER_NONE;
 	MyceliumTxnRegistrySet(MYCELIUM_TXN_IDLE, NULL, NIL);
 	MyceliumForgetOutsideParticipants();
 	MyceliumTransportEndXact();
+}
+
+/*
+ * abort_after_keeper handles an abort that comes after the keeper's commit
+ * was sent: that commit decides, not this abort.  If the keeper committed,
+ * the prepared writers commit; if its answer never came, they are left to
+ * recovery.  Either way the abort path then leaves them alone.
+ */
+static void
+abort_after_keeper(List *conns)
+{
+	KeeperState state = keeper_state;
+	ListCell   *lc;
+
+	keeper_state = KEEPER_NONE;
+	if (state == KEEPER_NONE)
+		return;
+	if (state == KEEPER_COMMITTED)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+				 errmsg("the transaction was committed on the other nodes"),
+				 errdetail("Its keeper had committed it before this error, so the prepared nodes commit too.")));
+		finish_prepared(conns, true);
+	}
+	foreach(lc, conns)
+		((MyceliumConnection *) lfirst(lc))->prepared_gid[0] = '\0';
 }
 
 /*
@@ -430,6 +545,7 @@ after_abort(void)
 	bool		any_prepared = false;
 
 	events_deferred = false;
+	abort_after_keeper(conns);
 	foreach(lc, conns)
 	{
 		MyceliumConnection *c = lfirst(lc);
@@ -545,6 +661,10 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 MyceliumRegisterXactCallbacks(void)
 {
+	DefineCustomBoolVariable("mycelium.enable_commit_keeper",
+							 "Lets a writing node keep the commit record of a two-phase transaction and commit in one phase.",
+							 "Applies when the coordinating node wrote nothing itself.",
+							 &enable_commit_keeper, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 	MyceliumDeadlockInit();

@@ -15,10 +15,29 @@
 
 #include "nodes/pg_list.h"
 
+/* distributed transaction ids, "<node>:<pid>:<start>" (see deadlock.c) */
+#define MYCELIUM_XACT_ID_SIZE 128
+#define MYCELIUM_DEADLOCK_DETAIL_SIZE 1024
+
+/* a Mycelium gid, parsed (see commit_record.c) */
+typedef struct MyceliumGid
+{
+	uint64		id;				/* coordinator's life << 32 | its xid */
+	char		coordinator[64];
+	char		keeper[64];		/* keeps the commit record; "" = the coordinator */
+	char		keeper_xact[MYCELIUM_XACT_ID_SIZE]; /* distributed id of the keeper's work */
+} MyceliumGid;
+
 /* in txn/twophase.c */
 extern void MyceliumRegisterXactCallbacks(void);
-extern bool MyceliumParseGid(const char *gid, uint64 *id, const char **coordinator);
 extern bool MyceliumGidCoordinatorRunning(uint64 id);
+
+/* in txn/commit_record.c */
+extern bool MyceliumParseGid(const char *gid, MyceliumGid *parsed);
+extern char *MyceliumKeeperGid(uint64 id, const char *keeper);
+extern void MyceliumInsertCommitRecord(const char *gid, Datum participants);
+extern bool MyceliumCommitRecordExists(const char *gid);
+extern int	MyceliumKeptOutcome(const char *gid, const MyceliumGid *parsed);
 
 /* a participants note of participants.c */
 typedef struct MyceliumOutsideNote
@@ -31,6 +50,7 @@ typedef struct MyceliumOutsideNote
 extern void MyceliumAddOutsideParticipant(const char *node_name, const char *host, int port);
 extern void MyceliumForgetOutsideParticipants(void);
 extern void MyceliumLogOutsideParticipants(const char *gid);
+extern bool MyceliumHasOutsideParticipants(void);
 extern List *MyceliumReadOutsideParticipants(void);
 extern void MyceliumRemoveOutsideNote(const char *gid);
 
@@ -57,16 +77,14 @@ extern void MyceliumTxnRegistrySetWorker(int procno);
 extern bool MyceliumTxnRegistryHasDeferred(void);
 extern void MyceliumTxnRegistrySendDeferred(void);
 
-/* distributed transaction ids, "<node>:<pid>:<start>" (see deadlock.c) */
-#define MYCELIUM_XACT_ID_SIZE 128
-#define MYCELIUM_DEADLOCK_DETAIL_SIZE 1024
-
 /* in txn/deadlock.c */
 extern void MyceliumDeadlockInit(void);
 extern void MyceliumDeadlockShmemRequest(void);
 extern void MyceliumDeadlockShmemStartup(void);
 extern const char *MyceliumDistributedXactId(void);
 extern bool MyceliumParseXactId(const char *id, char *node, int *pid, int64 *start);
+extern const char *MyceliumRemoteXactId(void);
+extern bool MyceliumXactIdAtWork(const char *id);
 extern bool MyceliumDeadlockAnyCoordinator(void);
 extern bool MyceliumDeadlockCancel(const char *id, const char *detail);
 

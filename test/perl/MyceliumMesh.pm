@@ -239,6 +239,36 @@ sub query_all
 	return \%r;
 }
 
+# make_accounts: on node 1, the range-distributed table acct (id, bal)
+# with ids 0-99 on n2 and 100-199 on n3, rows 1 and 101 at 1000 (the
+# transactions tests' bank); returns { n2 => shard name, n3 => shard name }
+sub make_accounts
+{
+	my ($self) = @_;
+	my $n1 = $self->node(1);
+	$n1->safe_psql('postgres', q{
+		CREATE TABLE acct (id int PRIMARY KEY, bal int NOT NULL);
+		SELECT mycelium.create_distributed_table('acct', 'id', 'range');
+		SELECT mycelium.add_range_shard('acct', '0', '100', 'n2'), mycelium.add_range_shard('acct', '100', '200', 'n3');
+		INSERT INTO acct VALUES (1, 1000), (101, 1000);
+	});
+	my %shards = map {
+		$_ => $n1->safe_psql('postgres',
+			"SELECT shard_name FROM mycelium.shards WHERE table_name = 'acct'::regclass AND node_name = '$_'")
+	} qw(n2 n3);
+	return \%shards;
+}
+
+# transfer_sql($amount, $prefix): $prefix, then one transaction moving
+# $amount from acct row 1 (on n2) to row 101 (on n3)
+sub transfer_sql
+{
+	my ($amount, $prefix) = @_;
+	$prefix //= '';
+	return "$prefix BEGIN; UPDATE acct SET bal = bal - $amount WHERE id = 1; "
+	  . "UPDATE acct SET bal = bal + $amount WHERE id = 101; COMMIT;";
+}
+
 # no_prepared_xacts: true when no node holds a prepared transaction
 sub no_prepared_xacts
 {
