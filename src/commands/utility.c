@@ -147,9 +147,14 @@ MyceliumConnectOtherNodes(List **nodes_out)
 	List	   *nodes;
 
 	/* MyceliumLoadNodes reads the catalog as the extension's owner */
+	MyceliumConnection **conns;
+
 	nodes = MyceliumLoadNodes();
 	*nodes_out = nodes;
-	return MyceliumConnectNodes(nodes, MYCELIUM_CONN_XACT, false, false, NULL);
+	conns = MyceliumConnectNodes(nodes, MYCELIUM_CONN_XACT, false, false, NULL);
+	/* DDL and COPY go with the simple protocol: begin on every node at once */
+	MyceliumFlushBegins(conns, list_length(nodes));
+	return conns;
 }
 
 /*

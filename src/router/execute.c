@@ -181,7 +181,7 @@ send_task(MyceliumConnection *conn, RouterTask *task)
 	if (name != NULL)
 		ok = MyceliumSendPrepared(conn, name, task->nparams, values);
 	else
-		ok = MyceliumSendQueryTyped(conn, task->sql, task->nparams, task->remote_types, values);
+		ok = MyceliumSendStatement(conn, task->sql, task->nparams, task->remote_types, values);
 	if (!ok)
 		MyceliumReportConnError(ERROR, conn, "send a shard statement");
 }

@@ -677,6 +677,7 @@ MyceliumTransportEndXact(void)
 
 		c->in_xact = false;
 		c->lent = false;
+		MyceliumDropUnsentBegin(c);
 		c->xact_depth = 0;
 		c->wrote = false;
 		c->prepared_gid[0] = '\0';

@@ -103,6 +103,43 @@ flush_out(MyceliumConnection *conn, int ok)
 }
 
 /*
+ * pipeline_begin starts a libpq pipeline carrying conn's deferred remote
+ * BEGIN (remote_xact.c) ahead of the single statement the caller sends
+ * next, which pipeline_end then closes with a Sync: one round trip for
+ * both.  Returns 1 if it did, 0 if nothing was deferred, -1 on failure.
+ */
+static int
+pipeline_begin(MyceliumConnection *conn)
+{
+	ListCell   *lc;
+	int			ok;
+
+	if (conn->deferred_begin == NIL)
+		return 0;
+	ok = PQenterPipelineMode(conn->conn);
+	foreach(lc, conn->deferred_begin)
+		if (ok)
+			ok = PQsendQueryParams(conn->conn, lfirst(lc), 0, NULL, NULL, NULL, NULL, 0);
+	list_free_deep(conn->deferred_begin);
+	conn->deferred_begin = NIL;
+	return ok ? 1 : -1;
+}
+
+/*
+ * pipeline_end ends what pipeline_begin started (pipelined: its result)
+ * after the caller's send, which returned ok; returns ok.
+ */
+static int
+pipeline_end(MyceliumConnection *conn, int pipelined, int ok)
+{
+	if (pipelined < 0)
+		return 0;
+	if (pipelined == 1 && ok)
+		ok = PQpipelineSync(conn->conn);
+	return ok;
+}
+
+/*
  * MyceliumSendQuery sends one query (text parameters optional) without
  * waiting for the result; returns false if the connection failed.
  */
@@ -115,7 +152,9 @@ MyceliumSendQuery(MyceliumConnection *conn, const char *sql, int nparams,
 
 /*
  * MyceliumSendQueryTyped is MyceliumSendQuery with parameter types (0 lets
- * the node infer one).
+ * the node infer one).  Without parameters it uses the simple protocol,
+ * so sql may hold several statements or a COPY; a deferred remote BEGIN is
+ * then sent and awaited first.
  */
 bool
 MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
@@ -123,10 +162,29 @@ MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
 {
 	if (!MyceliumConnectionUsable(conn))
 		return false;
-	if (nparams == 0)
-		return flush_out(conn, PQsendQuery(conn->conn, sql));
-	return flush_out(conn, PQsendQueryParams(conn->conn, sql, nparams, types, values,
-											 NULL, NULL, 0));
+	if (nparams > 0)
+		return MyceliumSendStatement(conn, sql, nparams, types, values);
+	MyceliumFlushBegins(&conn, 1);
+	return flush_out(conn, PQsendQuery(conn->conn, sql));
+}
+
+/*
+ * MyceliumSendStatement sends one single statement (no COPY) with the
+ * extended protocol, parameters optional; a deferred remote BEGIN travels
+ * with it.
+ */
+bool
+MyceliumSendStatement(MyceliumConnection *conn, const char *sql, int nparams,
+					  const Oid *types, const char *const *values)
+{
+	int			pipelined;
+
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	pipelined = pipeline_begin(conn);
+	return flush_out(conn, pipeline_end(conn, pipelined,
+										PQsendQueryParams(conn->conn, sql, nparams, types, values,
+														  NULL, NULL, 0)));
 }
 
 /*
@@ -136,9 +194,13 @@ bool
 MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
 					int nparams, const Oid *types)
 {
+	int			pipelined;
+
 	if (!MyceliumConnectionUsable(conn))
 		return false;
-	return flush_out(conn, PQsendPrepare(conn->conn, name, sql, nparams, types));
+	pipelined = pipeline_begin(conn);
+	return flush_out(conn, pipeline_end(conn, pipelined,
+										PQsendPrepare(conn->conn, name, sql, nparams, types)));
 }
 
 /*
@@ -148,30 +210,63 @@ bool
 MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
 					 const char *const *values)
 {
+	int			pipelined;
+
 	if (!MyceliumConnectionUsable(conn))
 		return false;
-	return flush_out(conn, PQsendQueryPrepared(conn->conn, name, nparams, values,
-											   NULL, NULL, 0));
+	pipelined = pipeline_begin(conn);
+	return flush_out(conn, pipeline_end(conn, pipelined,
+										PQsendQueryPrepared(conn->conn, name, nparams, values,
+															NULL, NULL, 0)));
 }
 
 /*
  * drain_ready collects every result available without blocking.  *last
  * keeps the last result, or the first error, which takes priority (as in
- * postgres_fdw).  Returns true when the query is complete.  A COPY found
+ * postgres_fdw).  Returns true when the query is complete: for a
+ * statement pipelined behind a deferred begin, once the pipeline's Sync
+ * came back (and the pipeline is left).  A COPY found
  * in progress (a statement abandoned by an error) is ended: libpq would
  * otherwise report the copy state forever.
  */
 static bool
 drain_ready(MyceliumConnection *conn, PGresult **last)
 {
+	bool		after_end = false;	/* of one pipelined statement's results */
+
 	while (!PQisBusy(conn->conn))
 	{
 		PGresult   *res = PQgetResult(conn->conn);
 
 		if (res == NULL)
-			return true;
+		{
+			if (PQpipelineStatus(conn->conn) == PQ_PIPELINE_OFF)
+				return true;
+			/* two ends in a row: nothing more will come (a lost connection) */
+			if (after_end || PQstatus(conn->conn) == CONNECTION_BAD)
+			{
+				conn->broken = true;
+				return true;
+			}
+			after_end = true;
+			continue;			/* between two pipelined statements */
+		}
+		after_end = false;
 		switch (PQresultStatus(res))
 		{
+			case PGRES_PIPELINE_SYNC:
+				/* the end of a pipelined begin and its statement */
+				PQclear(res);
+				if (!PQexitPipelineMode(conn->conn))
+				{
+					conn->broken = true;
+					return true;
+				}
+				continue;
+			case PGRES_PIPELINE_ABORTED:
+				/* skipped after an earlier error, which is kept */
+				PQclear(res);
+				continue;
 			case PGRES_COPY_IN:
 				/* a COPY nobody feeds (an abort): end it, its error follows */
 				PQclear(res);
@@ -631,6 +726,8 @@ exec_each(MyceliumConnection **conns, int n, const char *const *sqls,
 	int			i;
 	int			bad = -1;
 
+	if (nparams == 0)
+		MyceliumFlushBegins(conns, n);	/* in parallel, before the sends */
 	for (i = 0; i < n; i++)
 		if (!MyceliumSendQuery(conns[i], sqls[i], nparams, values))
 			MyceliumReportConnError(ERROR, conns[i], "send a command");

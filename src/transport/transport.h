@@ -55,6 +55,7 @@ typedef struct MyceliumConnection
 	bool		wrote;			/* wrote on the node in this transaction */
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
+	List	   *deferred_begin;	/* statements of a remote BEGIN not sent yet */
 	uint64		notices;		/* notices received (see connect.c) */
 
 	/* statistics for mycelium.stat_connections */
@@ -73,6 +74,9 @@ extern void MyceliumGetConnections(MyceliumConnection **conns, int n,
 extern void MyceliumReleaseConnection(MyceliumConnection *conn);
 extern void MyceliumCloseConnection(MyceliumConnection *conn);
 extern void MyceliumBeginRemoteXacts(MyceliumConnection **conns, int n);
+extern void MyceliumFlushBegins(MyceliumConnection **conns, int n);
+extern bool MyceliumUnbeginSavepoint(MyceliumConnection *conn, int level);
+extern void MyceliumDropUnsentBegin(MyceliumConnection *conn);
 extern List *MyceliumXactConnections(void);
 extern void MyceliumTransportEndXact(void);
 extern void MyceliumCloseNodeConnections(const char *node_name);
@@ -104,6 +108,8 @@ extern void MyceliumReportResultError(int elevel, PGresult *res,
 									  MyceliumConnection *conn, const char *sql);
 extern void MyceliumReportConnError(int elevel, MyceliumConnection *conn,
 									const char *what);
+extern bool MyceliumSendStatement(MyceliumConnection *conn, const char *sql, int nparams,
+								  const Oid *types, const char *const *values);
 extern void MyceliumSendCancel(MyceliumConnection *conn);
 extern bool MyceliumCancelAndDrain(MyceliumConnection *conn);
 extern bool MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql,

@@ -101,6 +101,20 @@ MyceliumGidCoordinatorRunning(uint64 id)
 }
 
 /*
+ * drop_unsent_begins forgets the remote begins that no statement carried
+ * to their node (transport/remote_xact.c): those connections have no
+ * remote transaction to end.
+ */
+static void
+drop_unsent_begins(List *conns)
+{
+	ListCell   *lc;
+
+	foreach(lc, conns)
+		MyceliumDropUnsentBegin(lfirst(lc));
+}
+
+/*
  * check_connections_intact fails the commit if a connection the transaction
  * used was lost: its remote work is gone.
  */
@@ -367,6 +381,7 @@ pre_commit(void)
 
 	if (conns == NIL)
 		return;
+	drop_unsent_begins(conns);
 	check_connections_intact(conns);
 	foreach(lc, conns)
 	{
@@ -545,6 +560,7 @@ after_abort(void)
 	bool		any_prepared = false;
 
 	events_deferred = false;
+	drop_unsent_begins(conns);
 	abort_after_keeper(conns);
 	foreach(lc, conns)
 	{
@@ -603,6 +619,7 @@ xact_callback(XactEvent event, void *arg)
 			after_abort();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
+			drop_unsent_begins(MyceliumXactConnections());
 			foreach(lc, MyceliumXactConnections())
 				if (((MyceliumConnection *) lfirst(lc))->wrote)
 					ereport(ERROR,
@@ -636,8 +653,8 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		MyceliumConnection *c = lfirst(lc);
 		char		sql[64];
 
-		if (c->xact_depth < level)
-			continue;
+		if (c->xact_depth < level || MyceliumUnbeginSavepoint(c, level))
+			continue;			/* no savepoint there, or never sent */
 		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
 		{
 			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
