@@ -25,8 +25,9 @@ demo_sql 1 "SET mycelium.fault_injection = 'skip_commit_prepared'; BEGIN; UPDATE
 mesh_as_pg "$MESH_BIN/pg_ctl" -D "$MESH_DIR/n1" -m immediate -w stop >/dev/null
 echo "${dim}(n1 killed)${off}"
 say "n2 holds the decision (its commit record); n3 holds its half in doubt: prepared, locked, not yet visible"
-demo_sql 2 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions"
-demo_sql 3 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions"
+demo_sql 2 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions ORDER BY started_at DESC LIMIT 1"
+demo_sql 3 "SELECT gid, coordinator, participants, state FROM mycelium.distributed_transactions WHERE state = 'prepared'"
+say "Until then a reader sees n2's half (alice paid) but not yet n3's (bob not yet credited)"
 demo_sql 3 "SELECT * FROM accounts ORDER BY id"
 
 say "Recovery needs no coordinator here: n2's maintenance worker finds its commit record and commits n3's half"
