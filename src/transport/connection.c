@@ -47,6 +47,9 @@
 #include "transport/transport_internal.h"
 #include "txn/txn.h"
 
+/* how long closing waits for a COMMIT PREPARED in flight (pending.c) */
+#define PENDING_CLOSE_TIMEOUT_MS 5000
+
 static List *conn_cache = NIL;	/* MyceliumConnection *, TopMemoryContext */
 static List *conn_stats = NIL;	/* MyceliumConnStats *, TopMemoryContext */
 static bool exit_registered = false;
@@ -85,6 +88,8 @@ MyceliumGetConnStats(const char *node_name, Oid roleid)
 static void
 close_pgconn(MyceliumConnection *c)
 {
+	/* a COMMIT PREPARED in flight is read first, never cut off */
+	MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);
 	if (c->conn)
 	{
 		PQfinish(c->conn);
@@ -95,6 +100,15 @@ close_pgconn(MyceliumConnection *c)
 		MyceliumPeerReleaseConnection(c->node_name);
 		c->counted = false;
 	}
+}
+
+/*
+ * MyceliumConnectionCache returns this backend's connections.
+ */
+List *
+MyceliumConnectionCache(void)
+{
+	return conn_cache;
 }
 
 /*
@@ -555,6 +569,7 @@ MyceliumGetConnections(MyceliumConnection **conns, int n,
 				j;
 
 	MyceliumTransportRegisterExit();
+	MyceliumFinishPendingTo(node_names, n);
 	for (i = 0; i < n; i++)
 	{
 		dup[i] = -1;
@@ -681,6 +696,8 @@ MyceliumTransportEndXact(void)
 		c->xact_depth = 0;
 		c->wrote = false;
 		c->prepared_gid[0] = '\0';
+		if (c->pending_gid[0] != '\0' && MyceliumConnectionUsable(c) && !give_back_idle(c))
+			continue;			/* COMMIT PREPARED in flight: read at next use */
 		if (!MyceliumConnectionUsable(c) ||
 			PQtransactionStatus(c->conn) != PQTRANS_IDLE ||
 			give_back_idle(c))
@@ -690,6 +707,7 @@ MyceliumTransportEndXact(void)
 	{
 		MyceliumConnection *c = lfirst(lc);
 
+		MyceliumFinishPending(c, PENDING_CLOSE_TIMEOUT_MS);	/* read, never cancelled */
 		if (c->conn && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE)
 			MyceliumCancelAndDrain(c);
 		MyceliumCloseConnection(c);

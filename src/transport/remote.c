@@ -160,6 +160,7 @@ bool
 MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
 					   const Oid *types, const char *const *values)
 {
+	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	if (nparams > 0)
@@ -179,6 +180,7 @@ MyceliumSendStatement(MyceliumConnection *conn, const char *sql, int nparams,
 {
 	int			pipelined;
 
+	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	pipelined = pipeline_begin(conn);
@@ -196,6 +198,7 @@ MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
 {
 	int			pipelined;
 
+	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	pipelined = pipeline_begin(conn);
@@ -212,6 +215,7 @@ MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
 {
 	int			pipelined;
 
+	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
 	pipelined = pipeline_begin(conn);

@@ -56,6 +56,7 @@ typedef struct MyceliumConnection
 	bool		broken;			/* state unknown: close at end of transaction */
 	char		prepared_gid[MYCELIUM_GID_SIZE];	/* "" unless prepared */
 	List	   *deferred_begin;	/* statements of a remote BEGIN not sent yet */
+	char		pending_gid[MYCELIUM_GID_SIZE];	/* COMMIT PREPARED in flight (pending.c) */
 	uint64		notices;		/* notices received (see connect.c) */
 
 	/* statistics for mycelium.stat_connections */
@@ -74,6 +75,12 @@ extern void MyceliumGetConnections(MyceliumConnection **conns, int n,
 extern void MyceliumReleaseConnection(MyceliumConnection *conn);
 extern void MyceliumCloseConnection(MyceliumConnection *conn);
 extern void MyceliumBeginRemoteXacts(MyceliumConnection **conns, int n);
+
+/* in transport/pending.c; how long the result of an early-answered COMMIT
+ * PREPARED may take when the node is used next or the connection closes */
+#define MYCELIUM_PENDING_TIMEOUT_MS 30000
+extern void MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms);
+extern void MyceliumFinishPendingTo(const char *const *node_names, int n);
 extern void MyceliumFlushBegins(MyceliumConnection **conns, int n);
 extern bool MyceliumUnbeginSavepoint(MyceliumConnection *conn, int level);
 extern void MyceliumDropUnsentBegin(MyceliumConnection *conn);

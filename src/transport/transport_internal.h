@@ -25,6 +25,7 @@ typedef struct MyceliumConnStats
 
 /* in transport/connection.c */
 extern MyceliumConnStats *MyceliumGetConnStats(const char *node_name, Oid roleid);
+extern List *MyceliumConnectionCache(void);
 
 /* in transport/connect.c */
 extern void MyceliumDriveConnects(MyceliumConnection **conns, bool *pending, int n);

@@ -75,6 +75,9 @@ static bool events_deferred = false;	/* after_commit leaves them to the worker *
 /* mycelium.enable_commit_keeper: a writing peer may keep the commit record */
 static bool enable_commit_keeper = true;
 
+/* mycelium.synchronous_commit_prepared: COMMIT waits for COMMIT PREPARED */
+static bool synchronous_commit_prepared = true;
+
 /* where the keeper's commit (commit_record.c) of this transaction stands */
 typedef enum KeeperState
 {
@@ -497,6 +500,34 @@ finish_prepared(List *conns, bool commit)
 }
 
 /*
+ * send_commit_prepared sends COMMIT PREPARED to every prepared participant
+ * and leaves it in flight (transport/pending.c reads it before this
+ * backend next reaches the node): mycelium.synchronous_commit_prepared =
+ * off.
+ */
+static void
+send_commit_prepared(List *conns)
+{
+	ListCell   *lc;
+
+	foreach(lc, conns)
+	{
+		MyceliumConnection *c = lfirst(lc);
+
+		if (c->prepared_gid[0] == '\0')
+			continue;
+		if (MyceliumSendQuery(c, psprintf("COMMIT PREPARED '%s'", c->prepared_gid), 0, NULL))
+			strlcpy(c->pending_gid, c->prepared_gid, MYCELIUM_GID_SIZE);
+		else
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not commit prepared transaction \"%s\" on node \"%s\"",
+							c->prepared_gid, c->node_name),
+					 errdetail("Recovery will finish it once the node can be reached.")));
+	}
+}
+
+/*
  * after_commit completes two-phase commit once the local commit is durable.
  */
 static void
@@ -511,7 +542,10 @@ after_commit(void)
 	{
 		MyceliumTxnRegistrySet(MYCELIUM_TXN_COMMITTING, NULL, NIL);
 		inject_fault(MYCELIUM_FAULT_CRASH_AFTER_COMMIT);
-		finish_prepared(conns, true);
+		if (synchronous_commit_prepared)
+			finish_prepared(conns, true);
+		else
+			send_commit_prepared(conns);
 	}
 	keeper_state = KEEPER_NONE;
 	MyceliumTxnRegistrySet(MYCELIUM_TXN_IDLE, NULL, NIL);
@@ -682,6 +716,10 @@ MyceliumRegisterXactCallbacks(void)
 							 "Lets a writing node keep the commit record of a two-phase transaction and commit in one phase.",
 							 "Applies when the coordinating node wrote nothing itself.",
 							 &enable_commit_keeper, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("mycelium.synchronous_commit_prepared",
+							 "Makes COMMIT of a two-phase transaction wait until every participant committed its prepared part.",
+							 "Off: COMMIT returns once the transaction is decided; the session's own next statements still see its writes, other sessions may see them about one round trip later.",
+							 &synchronous_commit_prepared, true, PGC_USERSET, 0, NULL, NULL, NULL);
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 	MyceliumDeadlockInit();

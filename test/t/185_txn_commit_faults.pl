@@ -1,5 +1,6 @@
 # Two-phase commit of user data around COMMIT PREPARED: the session's
-# next statement, and other sessions, see the transfer at once; a
+# next statement, and other sessions, see the transfer at once (and the
+# session itself with mycelium.synchronous_commit_prepared off); a
 # participant down at COMMIT PREPARED ends committed once recovery reaches
 # it; a participant crashed right after a commit ends committed too; a
 # cancel while the remote work waits for a lock rolls everything back.
@@ -134,5 +135,40 @@ balances('cancel during the remote work', '940|1060');
 $s->quit;
 is($n1->safe_psql('postgres', transfer(5) . ' SELECT sum(bal) FROM acct WHERE id IN (1, 101)'), '2000',
 	'transfers work on after the cancel');
+
+# 5. synchronous_commit_prepared = off: COMMIT returns once decided, and
+# the session's next statement on either node still sees the transfer;
+# the COMMIT PREPARED left in flight is read at the session's next use of
+# n3, or when it ends (nothing stays prepared)
+$s = $n1->background_psql('postgres', on_error_stop => 1);
+$s->query_safe('SET mycelium.synchronous_commit_prepared = off');
+$bad = 0;
+for my $i (1 .. 40)
+{
+	$s->query_safe(transfer(1));
+	my $got = $s->query_safe($i % 2 ? 'SELECT bal FROM acct WHERE id = 101'
+		: 'SELECT string_agg(bal::text, \'|\' ORDER BY id) FROM acct WHERE id IN (1, 101)');
+	$bad++ if $got ne ($i % 2 ? 1065 + $i : (935 - $i) . '|' . (1065 + $i));
+}
+is($bad, 0, 'with synchronous_commit_prepared off the session still reads its own writes');
+$s->query_safe(transfer(10));
+$s->quit;
+ok(wait_unprepared(), 'a session that ends right after COMMIT leaves nothing prepared');
+balances('synchronous_commit_prepared off', '885|1115');
+# a participant stopped with the COMMIT PREPARED in flight: committed
+# after it is back and recovery ran
+$s = $n1->background_psql('postgres', on_error_stop => 0);
+$s->query_safe('SET mycelium.synchronous_commit_prepared = off');
+$s->query_safe(transfer(10));
+$n3->stop('immediate');
+$n3->start;
+$s->query('SELECT bal FROM acct WHERE id = 1');
+$s->quit;
+$n1->poll_query_until('postgres', 'SELECT mycelium.recover_prepared_transactions() >= 0 AND NOT EXISTS '
+	  . "(SELECT FROM mycelium.run_command_on_nodes('SELECT count(*) FROM pg_prepared_xacts') WHERE result <> '0')")
+  or diag 'recovery did not finish';
+$n2->safe_psql('postgres', 'SELECT mycelium.recover_prepared_transactions()');
+ok(wait_unprepared(), 'nothing left prepared after the participant came back');
+balances('participant stopped with COMMIT PREPARED in flight', '875|1125');
 
 done_testing();
