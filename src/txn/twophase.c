@@ -328,8 +328,7 @@ commit_on_keeper(MyceliumConnection *keeper, const char *gid, List *prepared)
 	}
 	if (res == NULL)
 	{
-		foreach(lc, prepared)
-			((MyceliumConnection *) lfirst(lc))->prepared_gid[0] = '\0';
+		/* keeper_state stays KEEPER_SENT: the abort path leaves them alone */
 		keeper->broken = true;
 		ereport(ERROR,
 				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
