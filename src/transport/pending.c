@@ -35,17 +35,15 @@ void
 MyceliumFinishPending(MyceliumConnection *conn, int timeout_ms)
 {
 	PGresult   *res = NULL;
-	const char *state;
 
 	if (conn == NULL || conn->pending_gid[0] == '\0')
 		return;
 	if (conn->conn != NULL && PQstatus(conn->conn) == CONNECTION_OK)
 		res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
 								false);
-	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	/* 42704: a recovery pass finished it first, with the same outcome */
 	if (res == NULL || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-						!(state && strcmp(state, "42704") == 0)))
+						!MyceliumResultHasSqlstate(res, "42704")))
 	{
 		conn->broken = true;
 		ereport(WARNING,

@@ -105,7 +105,7 @@ flush_out(MyceliumConnection *conn, int ok)
 /*
  * pipeline_begin starts a libpq pipeline carrying conn's deferred remote
  * BEGIN (remote_xact.c) ahead of the single statement the caller sends
- * next, which pipeline_end then closes with a Sync: one round trip for
+ * next, which extended_finish then closes with a Sync: one round trip for
  * both.  Returns 1 if it did, 0 if nothing was deferred, -1 on failure.
  */
 static int
@@ -126,17 +126,45 @@ pipeline_begin(MyceliumConnection *conn)
 }
 
 /*
- * pipeline_end ends what pipeline_begin started (pipelined: its result)
- * after the caller's send, which returned ok; returns ok.
+ * extended_start prepares conn for one extended-protocol send: reads a
+ * COMMIT PREPARED left in flight (pending.c), then starts a pipeline if a
+ * begin is deferred (*pipelined: pipeline_begin's result).  False if the
+ * connection cannot be used.
  */
-static int
-pipeline_end(MyceliumConnection *conn, int pipelined, int ok)
+static bool
+extended_start(MyceliumConnection *conn, int *pipelined)
+{
+	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
+	if (!MyceliumConnectionUsable(conn))
+		return false;
+	*pipelined = pipeline_begin(conn);
+	return true;
+}
+
+/*
+ * extended_finish ends what extended_start began, after the libpq send
+ * call that returned ok: closes a pipeline with its Sync and pushes it
+ * all out.
+ */
+static bool
+extended_finish(MyceliumConnection *conn, int pipelined, int ok)
 {
 	if (pipelined < 0)
-		return 0;
-	if (pipelined == 1 && ok)
+		ok = 0;
+	else if (pipelined == 1 && ok)
 		ok = PQpipelineSync(conn->conn);
-	return ok;
+	return flush_out(conn, ok);
+}
+
+/*
+ * MyceliumResultHasSqlstate says whether res is an error with sqlstate.
+ */
+bool
+MyceliumResultHasSqlstate(const PGresult *res, const char *sqlstate)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && strcmp(state, sqlstate) == 0;
 }
 
 /*
@@ -160,11 +188,11 @@ bool
 MyceliumSendQueryTyped(MyceliumConnection *conn, const char *sql, int nparams,
 					   const Oid *types, const char *const *values)
 {
+	if (nparams > 0)
+		return MyceliumSendStatement(conn, sql, nparams, types, values);
 	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
 	if (!MyceliumConnectionUsable(conn))
 		return false;
-	if (nparams > 0)
-		return MyceliumSendStatement(conn, sql, nparams, types, values);
 	MyceliumFlushBegins(&conn, 1);
 	return flush_out(conn, PQsendQuery(conn->conn, sql));
 }
@@ -180,13 +208,10 @@ MyceliumSendStatement(MyceliumConnection *conn, const char *sql, int nparams,
 {
 	int			pipelined;
 
-	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
-	if (!MyceliumConnectionUsable(conn))
+	if (!extended_start(conn, &pipelined))
 		return false;
-	pipelined = pipeline_begin(conn);
-	return flush_out(conn, pipeline_end(conn, pipelined,
-										PQsendQueryParams(conn->conn, sql, nparams, types, values,
-														  NULL, NULL, 0)));
+	return extended_finish(conn, pipelined,
+						   PQsendQueryParams(conn->conn, sql, nparams, types, values, NULL, NULL, 0));
 }
 
 /*
@@ -198,12 +223,9 @@ MyceliumSendPrepare(MyceliumConnection *conn, const char *name, const char *sql,
 {
 	int			pipelined;
 
-	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
-	if (!MyceliumConnectionUsable(conn))
+	if (!extended_start(conn, &pipelined))
 		return false;
-	pipelined = pipeline_begin(conn);
-	return flush_out(conn, pipeline_end(conn, pipelined,
-										PQsendPrepare(conn->conn, name, sql, nparams, types)));
+	return extended_finish(conn, pipelined, PQsendPrepare(conn->conn, name, sql, nparams, types));
 }
 
 /*
@@ -215,13 +237,10 @@ MyceliumSendPrepared(MyceliumConnection *conn, const char *name, int nparams,
 {
 	int			pipelined;
 
-	MyceliumFinishPending(conn, MYCELIUM_PENDING_TIMEOUT_MS);
-	if (!MyceliumConnectionUsable(conn))
+	if (!extended_start(conn, &pipelined))
 		return false;
-	pipelined = pipeline_begin(conn);
-	return flush_out(conn, pipeline_end(conn, pipelined,
-										PQsendQueryPrepared(conn->conn, name, nparams, values,
-															NULL, NULL, 0)));
+	return extended_finish(conn, pipelined,
+						   PQsendQueryPrepared(conn->conn, name, nparams, values, NULL, NULL, 0));
 }
 
 /*

@@ -118,6 +118,7 @@ extern void MyceliumReportConnError(int elevel, MyceliumConnection *conn,
 extern bool MyceliumSendStatement(MyceliumConnection *conn, const char *sql, int nparams,
 								  const Oid *types, const char *const *values);
 extern void MyceliumSendCancel(MyceliumConnection *conn);
+extern bool MyceliumResultHasSqlstate(const PGresult *res, const char *sqlstate);
 extern bool MyceliumCancelAndDrain(MyceliumConnection *conn);
 extern bool MyceliumExecNoThrow(MyceliumConnection *conn, const char *sql,
 								int timeout_ms, char **error);

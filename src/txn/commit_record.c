@@ -118,8 +118,7 @@ MyceliumParseGid(const char *gid, MyceliumGid *parsed)
 	start = strtoll(end + 1, &end, 10);
 	if (errno != 0 || *end != '\0')
 		return false;
-	snprintf(parsed->keeper_xact, MYCELIUM_XACT_ID_SIZE, "%s:%ld:" INT64_FORMAT,
-			 parsed->coordinator, pid, start);
+	MyceliumFormatXactId(parsed->keeper_xact, parsed->coordinator, (int) pid, start);
 	return true;
 }
 

@@ -153,6 +153,17 @@ MyceliumParseXactId(const char *id, char *node, int *pid, int64 *start)
 }
 
 /*
+ * MyceliumFormatXactId writes the distributed transaction id of node's
+ * backend pid in its transaction started at start into buf (of
+ * MYCELIUM_XACT_ID_SIZE).
+ */
+void
+MyceliumFormatXactId(char *buf, const char *node, int pid, int64 start)
+{
+	snprintf(buf, MYCELIUM_XACT_ID_SIZE, "%s:%d:" INT64_FORMAT, node, pid, start);
+}
+
+/*
  * check_xact_id accepts '' or a well-formed distributed transaction id.
  */
 static bool
@@ -202,8 +213,8 @@ MyceliumDistributedXactId(void)
 
 	if (distributed_xact_id_guc && distributed_xact_id_guc[0] != '\0')
 		return distributed_xact_id_guc;
-	snprintf(id, sizeof(id), "%s:%d:" INT64_FORMAT, mycelium_node_name, MyProcPid,
-			 (int64) GetCurrentTransactionStartTimestamp());
+	MyceliumFormatXactId(id, mycelium_node_name, MyProcPid,
+						 (int64) GetCurrentTransactionStartTimestamp());
 	slot = slot_of(MyBackendId);
 	if (slot != NULL && !published)
 	{
@@ -408,7 +419,7 @@ backend_xact_id(int pid, int64 xact_start, bool *distributed)
 	}
 	*distributed = id[0] != '\0';
 	if (!*distributed)
-		return psprintf("%s:%d:" INT64_FORMAT, mycelium_node_name, pid, xact_start);
+		MyceliumFormatXactId(id, mycelium_node_name, pid, xact_start);
 	return pstrdup(id);
 }
 

@@ -118,13 +118,11 @@ finish(MyceliumConnection *conn, const char *gid, bool commit)
 {
 	char	   *sql = psprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", gid);
 	PGresult   *res = NULL;
-	const char *state;
 	int			done = -1;
 
 	if (MyceliumSendQuery(conn, sql, 0, NULL))
 		res = MyceliumGetResult(conn, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																  mycelium_peer_timeout_ms), false);
-	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
 	{
 		done = 1;
@@ -133,7 +131,7 @@ finish(MyceliumConnection *conn, const char *gid, bool commit)
 				(errmsg("mycelium: recovery %s prepared transaction \"%s\" on node \"%s\"",
 						commit ? "committed" : "rolled back", gid, conn->node_name)));
 	}
-	else if (state && strcmp(state, "42704") == 0)
+	else if (MyceliumResultHasSqlstate(res, "42704"))
 		done = 0;
 	else
 		ereport(WARNING,

@@ -58,6 +58,7 @@
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -290,20 +291,11 @@ choose_keeper(List *writers, bool local_wrote)
 static void
 commit_on_keeper(MyceliumConnection *keeper, const char *gid, List *prepared)
 {
-	StringInfoData names;
-	char	   *sql;
+	char	   *names = OidOutputFunctionCall(F_ARRAY_OUT, PointerGetDatum(node_names(prepared)));
+	char	   *sql = psprintf("SELECT mycelium.keep_commit_record(%s, %s);COMMIT",
+							   quote_literal_cstr(gid), quote_literal_cstr(names));
 	bool		timed_out = false;
 	PGresult   *res;
-	ListCell   *lc;
-
-	/* node names need no quoting in an array literal: [A-Za-z0-9_-] */
-	initStringInfo(&names);
-	foreach(lc, prepared)
-		appendStringInfo(&names, "%s%s", names.len ? "," : "{",
-						 ((MyceliumConnection *) lfirst(lc))->node_name);
-	appendStringInfoChar(&names, '}');
-	sql = psprintf("SELECT mycelium.keep_commit_record(%s, '%s');COMMIT",
-				   quote_literal_cstr(gid), names.data);
 
 	if (!MyceliumSendQuery(keeper, sql, 0, NULL))
 		MyceliumReportConnError(ERROR, keeper, "send COMMIT");
@@ -475,14 +467,12 @@ finish_prepared(List *conns, bool commit)
 						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CALLBACK_TIMEOUT_MS), false);
 	for (i = 0; i < n; i++)
 	{
-		const char *state = results[i] ? PQresultErrorField(results[i], PG_DIAG_SQLSTATE) : NULL;
-
 		/*
 		 * Not prepared (any more): a PREPARE that had failed or was
 		 * cancelled left nothing to roll back, or a recovery pass (of a
 		 * keeper, say) finished it already, with this same outcome.
 		 */
-		if (state && strcmp(state, "42704") == 0)
+		if (MyceliumResultHasSqlstate(results[i], "42704"))
 		{
 			PQclear(results[i]);
 			continue;

@@ -83,6 +83,7 @@ extern void MyceliumDeadlockShmemRequest(void);
 extern void MyceliumDeadlockShmemStartup(void);
 extern const char *MyceliumDistributedXactId(void);
 extern bool MyceliumParseXactId(const char *id, char *node, int *pid, int64 *start);
+extern void MyceliumFormatXactId(char *buf, const char *node, int pid, int64 start);
 extern const char *MyceliumRemoteXactId(void);
 extern bool MyceliumXactIdAtWork(const char *id);
 extern bool MyceliumDeadlockAnyCoordinator(void);
